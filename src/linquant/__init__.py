@@ -1,0 +1,41 @@
+"""linquant: fast, exact linear (affine) quantization of NumPy float arrays.
+
+The semantics are those of SPEC.md (ONNX QuantizeLinear / DequantizeLinear /
+DynamicQuantizeLinear where they overlap); two backends, a compiled one and a NumPy one,
+give bit-identical results.
+
+>>> import numpy as np, linquant as lq
+>>> qa = lq.quantize(np.array([-1.0, 0.0, 2.0]), bits=8)
+>>> qa.data
+array([  0,  85, 255], dtype=uint8)
+"""
+
+from ._api import dequantize_linear, dynamic_quantize_linear, minmax, quantize_linear
+from ._backend import get_backend, set_backend
+from ._metrics import error_metrics, quantization_error
+from ._notebook import (
+    asymmetric_dequantization,
+    asymmetric_quantization,
+    symmetric_dequantization,
+    symmetric_quantization,
+)
+from ._quantized import QuantizedArray, quantize
+from ._version import __version__
+
+__all__ = [
+    "QuantizedArray",
+    "__version__",
+    "asymmetric_dequantization",
+    "asymmetric_quantization",
+    "dequantize_linear",
+    "dynamic_quantize_linear",
+    "error_metrics",
+    "get_backend",
+    "minmax",
+    "quantization_error",
+    "quantize",
+    "quantize_linear",
+    "set_backend",
+    "symmetric_dequantization",
+    "symmetric_quantization",
+]

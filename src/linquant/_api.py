@@ -1,0 +1,176 @@
+"""The operators: argument checks, parameters, then the active backend's kernels.
+
+Flow of a call: ``x`` is normalized (``_layout``), arguments are checked (``_checks``),
+the range comes from one ``minmax`` pass and the parameters from ``_params`` (dynamic calls
+only), then one ``quantize`` or ``dequantize`` pass of the active backend (``_backend``)
+writes the result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _backend, _checks
+from ._layout import as_float_input, working_float
+from ._params import asymmetric_params, integer_range, storage_dtype, symmetric_scale
+
+
+def _nan_error(shape: tuple[int, ...], count: int, first: int, hint: bool) -> ValueError:
+    index = tuple(int(i) for i in np.unravel_index(first, shape)) if shape else ()
+    message = f"x contains {count} NaN value{'s' if count > 1 else ''}, the first at index {index}"
+    if hint:
+        message += "; pass nan='zero' to quantize NaN as 0.0"
+    return ValueError(message)
+
+
+def _finite_range(x: np.ndarray, nan: str) -> tuple[np.floating, np.floating]:
+    """``(lo, hi)`` of ``x`` without NaN (``lo > hi`` if empty); NaN raises unless nan="zero"."""
+    lo, hi, nan_count, first_nan = _backend.active().minmax(x)
+    if nan_count and nan == "raise":
+        raise _nan_error(x.shape, nan_count, first_nan, hint=True)
+    return lo, hi
+
+
+def _quantize_into(
+    x: np.ndarray,
+    scale: np.floating,
+    zero_point: int,
+    qmin: int,
+    qmax: int,
+    nan: str,
+    out: np.ndarray,
+) -> np.ndarray:
+    backend = _backend.active()
+    if backend.quantize(x, scale, zero_point, qmin, qmax, out) and nan == "raise":
+        _, _, nan_count, first_nan = backend.minmax(x)
+        raise _nan_error(x.shape, nan_count, first_nan, hint=True)
+    return out
+
+
+def minmax(x: object) -> tuple[np.floating, np.floating]:
+    """Minimum and maximum of ``x`` in one pass, as working-float scalars (SPEC §1).
+
+    Raises ValueError if ``x`` is empty or holds NaN (saying how many, and where the first is).
+
+    >>> import linquant as lq
+    >>> lq.minmax([3.0, -1.5, 2.0])
+    (np.float64(-1.5), np.float64(3.0))
+    """
+    arr = as_float_input(x)
+    lo, hi, nan_count, first_nan = _backend.active().minmax(arr)
+    if nan_count:
+        raise _nan_error(arr.shape, nan_count, first_nan, hint=False)
+    if lo > hi:
+        raise ValueError("minmax of an empty array is undefined")
+    return lo, hi
+
+
+def quantize_linear(
+    x: object,
+    scale: object,
+    zero_point: object = 0,
+    *,
+    dtype: object = "uint8",
+    bits: int | None = None,
+    narrow_range: bool = False,
+    nan: str = "raise",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Quantize with given parameters, as ONNX QuantizeLinear (SPEC §2).
+
+    ``q = saturate(rint(x / scale) + zero_point)``: true division in the working float, round
+    half to even, then the integer zero point, then saturation to the range of ``dtype``
+    (uint8, int8, uint16 or int16), narrowed to ``bits`` if given and, for signed codes, to
+    ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]`` with ``narrow_range=True``. ±inf saturate.
+    NaN raises ValueError unless ``nan="zero"``, which quantizes it as 0.0. With ``out=``
+    the codes are written there (when NaN raises, ``out`` may already be partly written).
+
+    >>> import numpy as np, linquant as lq
+    >>> lq.quantize_linear(np.array([-1.0, 0.25, 0.5, 100.0], np.float32), 0.5, 10)
+    array([  8,  10,  11, 210], dtype=uint8)
+    """
+    arr = as_float_input(x)
+    wf = working_float(arr)
+    code_dtype = _checks.code_dtype(dtype)
+    signed = code_dtype.kind == "i"
+    width = 8 * code_dtype.itemsize
+    n_bits = width if bits is None else _checks.bits(bits, largest=width)
+    if narrow_range and not signed:
+        raise ValueError("narrow_range=True needs a signed dtype (int8 or int16)")
+    qmin, qmax = integer_range(n_bits, signed, narrow_range)
+    checked_scale = _checks.scale(scale, wf)
+    checked_zero_point = _checks.zero_point(zero_point)
+    nan = _checks.nan_policy(nan)
+    if out is None:
+        out = np.empty(arr.shape, code_dtype)
+    else:
+        _checks.out_array(out, arr.shape, code_dtype, arr)
+    return _quantize_into(arr, checked_scale, checked_zero_point, qmin, qmax, nan, out)
+
+
+def dequantize_linear(
+    q: object,
+    scale: object,
+    zero_point: object = 0,
+    *,
+    dtype: object = "float32",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Dequantize, as ONNX DequantizeLinear (SPEC §3): ``(q - zero_point) * scale``.
+
+    ``q - zero_point`` is exact (integers), converted to ``dtype`` (float32 or float64), then
+    multiplied by ``scale`` rounded to that float.
+
+    >>> import numpy as np, linquant as lq
+    >>> lq.dequantize_linear(np.array([8, 10, 11, 210], np.uint8), 0.5, 10)
+    array([ -1. ,   0. ,   0.5, 100. ], dtype=float32)
+    """
+    codes = _checks.codes_input(q)
+    out_dtype = _checks.output_float(dtype)
+    checked_scale = _checks.scale(scale, out_dtype.type)
+    checked_zero_point = _checks.zero_point(zero_point)
+    if out is None:
+        out = np.empty(codes.shape, out_dtype)
+    else:
+        _checks.out_array(out, codes.shape, out_dtype, codes)
+    _backend.active().dequantize(codes, checked_scale, checked_zero_point, out)
+    return out
+
+
+def dynamic_quantize(
+    x: object,
+    bits: int,
+    scheme: str,
+    include_zero: bool = True,
+    narrow_range: bool = False,
+    nan: str = "raise",
+) -> tuple[np.ndarray, np.floating, np.int32]:
+    """Codes, scale and zero point with parameters chosen from the data (SPEC §4)."""
+    arr = as_float_input(x)
+    n_bits = _checks.bits(bits)
+    scheme = _checks.scheme(scheme)
+    nan = _checks.nan_policy(nan)
+    signed = scheme == "symmetric"
+    if signed and not include_zero:
+        raise ValueError("include_zero=False applies to scheme='asymmetric' only")
+    if narrow_range and not signed:
+        raise ValueError("narrow_range=True applies to scheme='symmetric' only")
+    lo, hi = _finite_range(arr, nan)
+    if signed:
+        scale, zero_point = symmetric_scale(lo, hi, n_bits), np.int32(0)
+    else:
+        scale, zero_point = asymmetric_params(lo, hi, n_bits, include_zero)
+    qmin, qmax = integer_range(n_bits, signed, narrow_range)
+    out = np.empty(arr.shape, storage_dtype(n_bits, signed))
+    return _quantize_into(arr, scale, int(zero_point), qmin, qmax, nan, out), scale, zero_point
+
+
+def dynamic_quantize_linear(x: object) -> tuple[np.ndarray, np.floating, np.int32]:
+    """ONNX DynamicQuantizeLinear: uint8 codes of a range stretched to include 0 (SPEC §4).
+
+    >>> import numpy as np, linquant as lq
+    >>> q, scale, zero_point = lq.dynamic_quantize_linear(np.array([-1, 1, 2.5], np.float32))
+    >>> q, scale, zero_point
+    (array([  0, 146, 255], dtype=uint8), np.float32(0.013725491), np.int32(73))
+    """
+    return dynamic_quantize(x, bits=8, scheme="asymmetric")

@@ -1,0 +1,87 @@
+"""Backend dispatch (SPEC §6): which implementation of the kernels runs.
+
+``"cython"`` is the compiled backend (``linquant._compiled``), the default when the extension
+is built; ``"numpy"`` is the NumPy reference (``linquant._numpy_backend``). The choice is made
+once at import from ``LINQUANT_BACKEND`` and can be changed with :func:`set_backend`.
+The extension is imported lazily and only here, so a build without it imports and works.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from types import ModuleType
+
+from . import _numpy_backend
+
+BACKENDS = ("cython", "numpy")
+ENV_VARIABLE = "LINQUANT_BACKEND"
+
+_compiled: ModuleType | None = None
+_compiled_error: ImportError | None = None
+try:
+    from . import _compiled
+except ImportError as error:  # built with LINQUANT_DISABLE_CEXT=1, or a broken build
+    _compiled_error = error
+
+_active: ModuleType = _numpy_backend
+
+
+def available_backends() -> tuple[str, ...]:
+    """The backends this installation can run, the compiled one first when it is built."""
+    return BACKENDS if _compiled is not None else ("numpy",)
+
+
+def get_backend() -> str:
+    """Name of the backend in use: ``"cython"`` or ``"numpy"``.
+
+    >>> import linquant as lq
+    >>> lq.get_backend() in ("cython", "numpy")
+    True
+    """
+    return "cython" if _active is _compiled and _compiled is not None else "numpy"
+
+
+def set_backend(name: str) -> None:
+    """Select the backend by name, ``"cython"`` or ``"numpy"``.
+
+    Raises ValueError for an unknown name and ImportError when the compiled backend is asked
+    for but was not built (install without ``LINQUANT_DISABLE_CEXT`` to build it).
+    """
+    global _active
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    if name == "numpy":
+        _active = _numpy_backend
+        return
+    if _compiled is None:
+        raise ImportError(
+            f"the compiled backend of linquant is not available ({_compiled_error}); "
+            "reinstall without LINQUANT_DISABLE_CEXT to build it"
+        )
+    _active = _compiled
+
+
+def active() -> ModuleType:
+    """The module of the backend in use (``minmax``, ``quantize``, ``dequantize``)."""
+    return _active
+
+
+def _select_from_environment() -> None:
+    """Apply ``LINQUANT_BACKEND`` once, at import; warn (once) instead of failing import."""
+    if _compiled is not None:
+        set_backend("cython")
+    requested = os.environ.get(ENV_VARIABLE, "").strip().lower()
+    if not requested:
+        return
+    try:
+        set_backend(requested)
+    except (ValueError, ImportError) as error:
+        warnings.warn(
+            f"{ENV_VARIABLE}={requested!r} ignored, using the {get_backend()} backend: {error}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+_select_from_environment()

@@ -1,0 +1,109 @@
+"""Argument checks of the public API (SPEC §5): each error names the argument at fault."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._layout import native_aligned
+from ._params import INT32_MAX, INT32_MIN, STORAGE_DTYPES
+
+SCHEMES = ("asymmetric", "symmetric")
+NAN_POLICIES = ("raise", "zero")
+CODE_DTYPES = tuple(STORAGE_DTYPES.values())
+OUTPUT_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def scheme(value: object) -> str:
+    return _choice("scheme", value, SCHEMES)
+
+
+def nan_policy(value: object) -> str:
+    return _choice("nan", value, NAN_POLICIES)
+
+
+def bits(value: object, largest: int = 16) -> int:
+    """An int in ``2..largest`` (bool is not an int here)."""
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, np.integer))
+        or not 2 <= value <= largest
+    ):
+        raise ValueError(f"bits must be an int from 2 to {largest}, got {value!r}")
+    return int(value)
+
+
+def _dtype(name: str, value: object, allowed: tuple[np.dtype, ...]) -> np.dtype:
+    names = tuple(d.name for d in allowed)
+    try:
+        dtype = np.dtype(value)  # type: ignore[call-overload]
+    except TypeError:
+        dtype = None
+    if dtype not in allowed:
+        raise ValueError(f"{name} must be one of {names}, got {value!r}")
+    return np.dtype(dtype.name)  # type: ignore[union-attr]
+
+
+def code_dtype(value: object) -> np.dtype:
+    """The storage dtype of ``quantize_linear``: uint8, int8, uint16 or int16."""
+    return _dtype("dtype", value, CODE_DTYPES)
+
+
+def output_float(value: object) -> np.dtype:
+    """The output dtype of dequantization: float32 or float64."""
+    return _dtype("dtype", value, OUTPUT_FLOATS)
+
+
+def scale(value: object, wf: type[np.floating]) -> np.floating:
+    """A real scalar that is positive and finite in the working float ``wf``."""
+    arr = np.asarray(value)
+    if arr.ndim != 0 or arr.dtype.kind not in "fiu":
+        raise ValueError(f"scale must be a real number, got {value!r}")
+    with np.errstate(over="ignore", under="ignore"):
+        converted = wf(arr)
+    if not (np.isfinite(converted) and converted > 0):
+        raise ValueError(
+            f"scale must be positive and finite in {np.dtype(wf).name}, got {value!r}"
+        )
+    return converted
+
+
+def zero_point(value: object) -> int:
+    """An integer scalar that fits in int32."""
+    arr = np.asarray(value)
+    if arr.ndim != 0 or arr.dtype.kind not in "iu":
+        raise ValueError(f"zero_point must be an integer, got {value!r}")
+    integer = int(arr)
+    if not INT32_MIN <= integer <= INT32_MAX:
+        raise ValueError(f"zero_point must fit in int32, got {integer}")
+    return integer
+
+
+def codes_input(value: object) -> np.ndarray:
+    """Quantized codes: an array of uint8, int8, uint16 or int16, native and aligned."""
+    arr = np.asarray(value)
+    if arr.dtype.newbyteorder("=") not in CODE_DTYPES:
+        names = tuple(d.name for d in CODE_DTYPES)
+        raise TypeError(f"q must be an array of one of {names}, got dtype {arr.dtype}")
+    return native_aligned(arr)
+
+
+def out_array(out: object, shape: tuple[int, ...], dtype: np.dtype, inputs: np.ndarray) -> None:
+    """``out=`` must be a writeable, aligned array of ``shape`` and ``dtype``, apart from x."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out must have dtype {dtype.name}, got {out.dtype}")
+    if out.shape != shape:
+        raise ValueError(f"out must have shape {shape}, got {out.shape}")
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable, got a read-only array")
+    if not out.flags.aligned or any(s % out.itemsize for s in out.strides):
+        raise ValueError("out must be aligned to its item size")
+    if np.may_share_memory(out, inputs):
+        raise ValueError("out must not overlap the input array")

@@ -1,0 +1,92 @@
+"""Array layout: normalizing inputs (SPEC §1, §5) and viewing N-d arrays as 2-D slabs.
+
+The compiled kernels take 2-D strided views. :func:`slabs` turns any array, with any strides,
+into the fewest such views without copying: axes of length 1 are dropped and neighbouring axes
+that step through memory evenly are merged, so a C-contiguous, a strided or a negatively
+strided array is one 2-D view, and only arrays with three or more unmergeable axes need more
+than one. Row-major order of the views is C order of the array, so flat indices carry over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_float_input(x: object) -> np.ndarray:
+    """Return ``x`` as a native-order, aligned float32 or float64 array (SPEC §1).
+
+    float16 is widened to float32 (its working float) and byte-swapped or misaligned input is
+    copied; everything else is returned as it is, a view, never modified.
+    """
+    arr = np.asarray(x)
+    if arr.dtype.kind != "f" or arr.dtype.newbyteorder("=") not in FLOAT_DTYPES:
+        raise TypeError(
+            f"x must be a float16, float32 or float64 array, got dtype {arr.dtype}"
+        )
+    if arr.dtype.itemsize == 2:
+        return arr.astype(np.float32)
+    return native_aligned(arr)
+
+
+def native_aligned(arr: np.ndarray) -> np.ndarray:
+    """``arr`` itself if the kernels can read it in place, else a native, aligned copy."""
+    itemsize = arr.dtype.itemsize
+    if (
+        arr.dtype.isnative
+        and arr.flags.aligned
+        and all(stride % itemsize == 0 for stride in arr.strides)
+    ):
+        return arr
+    return arr.astype(arr.dtype.newbyteorder("="), order="C")
+
+
+def working_float(x: np.ndarray) -> type[np.floating]:
+    """The working float of SPEC §1: float64 for float64 input, float32 for the rest."""
+    return np.float64 if x.dtype == np.float64 else np.float32
+
+
+def _collapsed_layout(
+    shape: tuple[int, ...], strides: list[tuple[int, ...]]
+) -> tuple[list[int], list[list[int]]]:
+    """Drop length-1 axes and merge neighbours that are evenly strided in every array."""
+    keep = [axis for axis, n in enumerate(shape) if n != 1]
+    new_shape = [shape[axis] for axis in keep]
+    new_strides = [[s[axis] for axis in keep] for s in strides]
+    axis = len(new_shape) - 1
+    while axis > 0:
+        inner = new_shape[axis]
+        if all(s[axis - 1] == s[axis] * inner for s in new_strides):
+            new_shape[axis - 1] *= inner
+            del new_shape[axis]
+            for s in new_strides:
+                del s[axis]
+        axis -= 1
+    while len(new_shape) < 2:  # a 0-d or 1-d layout is one row
+        new_shape.insert(0, 1)
+        for s in new_strides:
+            s.insert(0, 0)
+    return new_shape, new_strides
+
+
+def slabs(*arrays: np.ndarray) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
+    """Yield ``(offset, views)``: 2-D views of same-shaped arrays that cover them in C order.
+
+    ``offset`` is the C-order flat index of each slab's first element. Empty arrays yield
+    nothing.
+    """
+    shape = arrays[0].shape
+    if 0 in shape:
+        return
+    new_shape, new_strides = _collapsed_layout(shape, [a.strides for a in arrays])
+    views = [
+        as_strided(a, new_shape, s, writeable=a.flags.writeable)
+        for a, s in zip(arrays, new_strides)
+    ]
+    slab_size = new_shape[-2] * new_shape[-1]
+    for number, index in enumerate(np.ndindex(*new_shape[:-2])):
+        yield number * slab_size, tuple(v[index] for v in views)

@@ -1,0 +1,65 @@
+"""The NumPy backend: the reference implementation of the kernels, NumPy only.
+
+Same functions, arguments and results as ``linquant._compiled`` (the compiled backend);
+the test suite pairs them by name and checks that they agree bit for bit. Inputs are already
+normalized by the API layer: native float32/float64 ``x``, a working-float ``scale``, integer
+``zero_point``, ``qmin`` and ``qmax``, and an ``out`` of the right shape and dtype.
+This backend may allocate temporaries of the input's size; the compiled one does not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Any rounded value beyond ±2**32 saturates whatever the int32 zero point; 2**32 is exact in
+# float32 and float64, so clipping to it keeps the conversion to int64 exact (SPEC §2).
+_ROUNDED_LIMIT = 2.0**32
+
+
+def minmax(x: np.ndarray) -> tuple[np.floating, np.floating, int, int]:
+    """Return ``(lo, hi, nan_count, first_nan)``; NaN is left out of the range.
+
+    ``first_nan`` is the C-order flat index of the first NaN, or -1. With no value other than
+    NaN (or none at all), ``(lo, hi)`` is ``(inf, -inf)``.
+    """
+    wf = x.dtype.type
+    is_nan = np.isnan(x)
+    nan_count = int(np.count_nonzero(is_nan))
+    first_nan = int(np.argmax(is_nan.reshape(-1))) if nan_count else -1
+    if nan_count == x.size:
+        return wf(np.inf), wf(-np.inf), nan_count, first_nan
+    values = x[~is_nan] if nan_count else x
+    return values.min(), values.max(), nan_count, first_nan
+
+
+def quantize(
+    x: np.ndarray,
+    scale: np.floating,
+    zero_point: int,
+    qmin: int,
+    qmax: int,
+    out: np.ndarray,
+) -> bool:
+    """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0)."""
+    rounded = np.empty(x.shape, x.dtype)  # an array even when x is 0-d
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.divide(x, scale, out=rounded)
+    np.rint(rounded, out=rounded)
+    is_nan = np.isnan(rounded)
+    nan_seen = bool(is_nan.any())
+    if nan_seen:
+        rounded[is_nan] = 0.0
+    np.clip(rounded, -_ROUNDED_LIMIT, _ROUNDED_LIMIT, out=rounded)
+    codes = rounded.astype(np.int64)
+    codes += zero_point
+    np.clip(codes, qmin, qmax, out=codes)
+    out[...] = codes
+    return nan_seen
+
+
+def dequantize(q: np.ndarray, scale: np.floating, zero_point: int, out: np.ndarray) -> None:
+    """Dequantize ``q`` into ``out`` (SPEC §3): ``(q - zero_point) * scale``."""
+    shifted = q.astype(np.int64)
+    shifted -= zero_point
+    with np.errstate(over="ignore"):
+        np.multiply(shifted.astype(out.dtype), scale, out=out)

@@ -1,0 +1,88 @@
+"""``QuantizedArray``: integer codes together with the parameters that decode them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._api import dequantize_linear, dynamic_quantize
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class QuantizedArray:
+    """Codes and parameters of a quantized array, as returned by :func:`linquant.quantize`.
+
+    Immutable: ``data`` is a read-only view. ``x_hat = (data - zero_point) * scale``.
+
+    >>> import numpy as np, linquant as lq
+    >>> qa = lq.quantize(np.array([-1.0, 0.0, 2.0]), bits=8)
+    >>> qa
+    QuantizedArray(shape=(3,), dtype=uint8, bits=8, scheme='asymmetric', scale=0.011764705882352941, zero_point=85)
+    >>> qa.dequantize(dtype="float64")
+    array([-1.        ,  0.        ,  2.00000001])
+    """
+
+    data: np.ndarray
+    scale: np.floating
+    zero_point: np.int32
+    bits: int
+    scheme: str
+
+    def __post_init__(self) -> None:
+        view = self.data.view()
+        view.flags.writeable = False
+        object.__setattr__(self, "data", view)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The storage dtype of the codes."""
+        return self.data.dtype
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the codes plus those of the scale and zero point."""
+        return int(self.data.nbytes + self.scale.nbytes + self.zero_point.nbytes)
+
+    def dequantize(self, dtype: str | np.dtype | type = "float32") -> np.ndarray:
+        """The dequantized array (SPEC §3), float32 unless ``dtype="float64"``."""
+        return dequantize_linear(self.data, self.scale, self.zero_point, dtype=dtype)
+
+    def __repr__(self) -> str:
+        return (
+            f"QuantizedArray(shape={self.shape}, dtype={self.dtype}, bits={self.bits}, "
+            f"scheme={self.scheme!r}, scale={self.scale}, zero_point={int(self.zero_point)})"
+        )
+
+
+def quantize(
+    x: object,
+    bits: int = 8,
+    scheme: str = "asymmetric",
+    *,
+    include_zero: bool = True,
+    narrow_range: bool = False,
+    nan: str = "raise",
+) -> QuantizedArray:
+    """Quantize ``x`` with parameters chosen from its range (SPEC §4).
+
+    ``scheme="asymmetric"``: unsigned codes over ``[min(x), max(x)]``, stretched to include 0
+    unless ``include_zero=False`` (a tighter grid for data far from zero, whose zero point may
+    lie outside the code range). ``scheme="symmetric"``: signed codes, zero point 0, scale
+    ``max|x| / (2**(bits-1) - 1)``; ``narrow_range=True`` drops the code ``-2**(bits-1)``.
+    Codes are uint8/int8 up to 8 bits, uint16/int16 up to 16. NaN raises ValueError unless
+    ``nan="zero"`` (quantized as 0.0, left out of the range); ±inf raise ValueError.
+
+    >>> import numpy as np, linquant as lq
+    >>> qa = lq.quantize(np.array([-2.0, 0.5, 4.0]), bits=4, scheme="symmetric")
+    >>> qa.data, qa.scale
+    (array([-4,  1,  7], dtype=int8), np.float64(0.5714285714285714))
+    """
+    data, scale, zero_point = dynamic_quantize(
+        x, bits, scheme, include_zero=include_zero, narrow_range=narrow_range, nan=nan
+    )
+    return QuantizedArray(data, scale, zero_point, int(bits), scheme)
