@@ -41,12 +41,12 @@ def bits(value: object, largest: int = 16) -> int:
 def _dtype(name: str, value: object, allowed: tuple[np.dtype, ...]) -> np.dtype:
     names = tuple(d.name for d in allowed)
     try:
-        dtype = np.dtype(value)  # type: ignore[call-overload]
+        dtype = None if value is None else np.dtype(value)  # type: ignore[call-overload]
     except TypeError:
         dtype = None
-    if dtype not in allowed:
+    if dtype is None or dtype not in allowed:
         raise ValueError(f"{name} must be one of {names}, got {value!r}")
-    return np.dtype(dtype.name)  # type: ignore[union-attr]
+    return np.dtype(dtype.name)
 
 
 def code_dtype(value: object) -> np.dtype:

@@ -77,7 +77,7 @@ def minmax(const floating[:, :] x):
 
 def quantize(
     const floating[:, :] x,  # IN
-    floating scale,
+    double scale_value,  # a working-float value, so the narrowing below is exact
     int64_t zero_point,
     int64_t qmin,
     int64_t qmax,
@@ -85,7 +85,7 @@ def quantize(
 ):
     """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0)."""
     cdef Py_ssize_t i, j, rows = x.shape[0], cols = x.shape[1]
-    cdef floating v
+    cdef floating v, scale = <floating>scale_value
     cdef bint nan_seen = False
     with nogil:
         for i in range(rows):
@@ -98,12 +98,13 @@ def quantize(
 
 def dequantize(
     const codes[:, :] q,  # IN
-    floating scale,
+    double scale_value,  # a value of the output float, so the narrowing below is exact
     int64_t zero_point,
     floating[:, :] out,  # OUT, same shape as q
 ):
     """Dequantize ``q`` into ``out`` (SPEC §3): ``(q - zero_point) * scale``."""
     cdef Py_ssize_t i, j, rows = q.shape[0], cols = q.shape[1]
+    cdef floating scale = <floating>scale_value
     with nogil:
         for i in range(rows):
             for j in range(cols):

@@ -64,7 +64,7 @@ def _collapsed_layout(
             new_shape[axis - 1] *= inner
             del new_shape[axis]
             for s in new_strides:
-                del s[axis]
+                del s[axis - 1]  # the merged axis steps like the inner one
         axis -= 1
     while len(new_shape) < 2:  # a 0-d or 1-d layout is one row
         new_shape.insert(0, 1)
