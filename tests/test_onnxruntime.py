@@ -17,10 +17,9 @@ import functools
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, ValueInfoProto, helper
 
 import linquant as lq
-from linquant import _backend
 
 OPSET = 21
 IR_VERSION = 10  # the IR version of opset 21; accepted by every onnxruntime that has it
@@ -37,12 +36,12 @@ ONNX_TYPES = {
 # --- ONNX Runtime ----------------------------------------------------------------------------
 
 
-def _tensor(name: str, dtype: str, scalar: bool = False) -> object:
+def _tensor(name: str, dtype: str, scalar: bool = False) -> ValueInfoProto:
     """A graph input or output of ``dtype``: a scalar, or a tensor of any shape."""
     return helper.make_tensor_value_info(name, ONNX_TYPES[dtype], [] if scalar else None)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _session(op: str, code_dtype: str) -> ort.InferenceSession:
     """A session running the single node ``op`` on codes of ``code_dtype``."""
     if op == "QuantizeLinear":
@@ -72,7 +71,7 @@ def _session(op: str, code_dtype: str) -> ort.InferenceSession:
 def _ort_run(op: str, code_dtype: str, x: np.ndarray, *params: np.generic) -> list[np.ndarray]:
     session = _session(op, code_dtype)
     names = [v.name for v in session.get_inputs()]
-    feeds = dict(zip(names, [x, *(np.asarray(p) for p in params)]))
+    feeds = dict(zip(names, [x, *(np.asarray(p) for p in params)], strict=True))
     return session.run(None, feeds)
 
 
@@ -123,6 +122,12 @@ ZERO_POINTS = {
     "off-centre": lambda lo, hi: lo + (hi - lo) // 3,
 }
 
+
+def _zero_point(code_dtype: str, kind: str) -> np.integer:
+    """The zero point named ``kind`` in ``ZERO_POINTS``, as a scalar of ``code_dtype``."""
+    return np.dtype(code_dtype).type(ZERO_POINTS[kind](*_code_range(code_dtype)))
+
+
 # Codes and scales for DequantizeLinear; codes are drawn per dtype.
 DEQUANTIZE_SCALES = [0.02, 2.0**-3, 0.1, 3.0, 1e-40, 1e35]
 DEQUANTIZE_SHAPES = {"full-range": None, "2d": (9, 11), "empty": (0,), "0-d": ()}
@@ -136,8 +141,8 @@ DYNAMIC_CASES = {
     "negative": -np.abs(_random(14, (200,), 4.0)) - np.float32(1.0),
     "large": _random(15, (300,), 1e37),
     "tiny": _random(16, (300,), 1e-30),
-    "ties-unsigned": np.concatenate([[0.0, 255.0 / 16], _ties(2.0**-4, 0, 255)]),
-    "ties-signed": np.concatenate([[-128.0 / 16, 127.0 / 16], _ties(2.0**-4, -128, 127)]),
+    "ties-unsigned": np.concatenate([np.float32([0.0, 255 / 16]), _ties(2.0**-4, 0, 255)]),
+    "ties-signed": np.concatenate([np.float32([-128 / 16, 127 / 16]), _ties(2.0**-4, -128, 127)]),
     "constant-positive": np.full((5, 4), 3.0, np.float32),
     "constant-negative": np.full((7,), -0.1, np.float32),
     "all-zero": np.zeros((6, 2), np.float32),
@@ -155,16 +160,7 @@ def _codes(dtype: str, shape: tuple[int, ...] | None, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(lo, hi, shape, endpoint=True).astype(dtype)
 
 
-# --- tests -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=_backend.available_backends())
-def backend(request: pytest.FixtureRequest) -> object:
-    """Run the test under each linquant backend, then restore the previous one."""
-    previous = lq.get_backend()
-    lq.set_backend(request.param)
-    yield request.param
-    lq.set_backend(previous)
+# --- tests: the ``backend`` fixture (tests/conftest.py) runs each under every backend ---------
 
 
 @pytest.mark.parametrize("zero_point_kind", ZERO_POINTS)
@@ -173,7 +169,7 @@ def backend(request: pytest.FixtureRequest) -> object:
 def test_quantize_linear(backend: str, case: str, code_dtype: str, zero_point_kind: str) -> None:
     x, scale = QUANTIZE_CASES[case]
     scale = np.float32(scale)
-    zero_point = np.dtype(code_dtype).type(ZERO_POINTS[zero_point_kind](*_code_range(code_dtype)))
+    zero_point = _zero_point(code_dtype, zero_point_kind)
     (expected,) = _ort_run("QuantizeLinear", code_dtype, x, scale, zero_point)
     actual = lq.quantize_linear(x, scale, zero_point, dtype=code_dtype)
     assert actual.dtype == expected.dtype
@@ -189,7 +185,7 @@ def test_dequantize_linear(
 ) -> None:
     q = _codes(code_dtype, DEQUANTIZE_SHAPES[shape], seed=7)
     scale = np.float32(scale)
-    zero_point = np.dtype(code_dtype).type(ZERO_POINTS[zero_point_kind](*_code_range(code_dtype)))
+    zero_point = _zero_point(code_dtype, zero_point_kind)
     (expected,) = _ort_run("DequantizeLinear", code_dtype, q, scale, zero_point)
     actual = lq.dequantize_linear(q, scale, zero_point)
     assert actual.dtype == np.float32
@@ -198,7 +194,7 @@ def test_dequantize_linear(
 
 @pytest.mark.parametrize("case", DYNAMIC_CASES)
 def test_dynamic_quantize_linear(backend: str, case: str) -> None:
-    x = np.asarray(DYNAMIC_CASES[case], np.float32)
+    x = DYNAMIC_CASES[case]
     expected_q, expected_scale, expected_zero_point = _ort_run("DynamicQuantizeLinear", "uint8", x)
     q, scale, zero_point = lq.dynamic_quantize_linear(x)
     np.testing.assert_array_equal(q, expected_q, strict=True)

@@ -1,0 +1,174 @@
+"""The public API: result types, ``out=``, ``QuantizedArray``, backends and the demo."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import linquant as lq
+from linquant._backend import available_backends
+
+X = np.random.default_rng(7).normal(3.0, 20.0, (40, 30)).astype(np.float32)
+
+
+def test_installed_backend_matches_build() -> None:
+    # LINQUANT_DISABLE_CEXT=1 at install time builds no extension; otherwise it must be there,
+    # so a build that silently fell back to NumPy fails here.
+    disabled = os.environ.get("LINQUANT_DISABLE_CEXT", "0") not in ("", "0")
+    expected = ("numpy",) if disabled else ("cython", "numpy")
+    assert available_backends() == expected
+    if not os.environ.get("LINQUANT_BACKEND"):
+        assert lq.get_backend() == expected[0]
+
+
+def test_set_backend() -> None:
+    previous = lq.get_backend()
+    try:
+        for name in available_backends():
+            lq.set_backend(name)
+            assert lq.get_backend() == name
+        with pytest.raises(ValueError, match="backend must be one of"):
+            lq.set_backend("fortran")
+    finally:
+        lq.set_backend(previous)
+
+
+def _import_with_env(**env: str) -> subprocess.CompletedProcess[str]:
+    code = "import linquant; print(linquant.get_backend())"
+    return subprocess.run(
+        [sys.executable, "-W", "default", "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def test_backend_environment_variable() -> None:
+    assert _import_with_env(LINQUANT_BACKEND="numpy").stdout.strip() == "numpy"
+    bad = _import_with_env(LINQUANT_BACKEND="gpu")
+    assert bad.stdout.strip() == available_backends()[0]
+    assert bad.stderr.count("LINQUANT_BACKEND='gpu' ignored") == 1
+
+
+def test_result_types(backend: str) -> None:
+    q, scale, zero_point = lq.dynamic_quantize_linear(X)
+    assert q.dtype == np.uint8 and q.flags.c_contiguous and q.shape == X.shape
+    assert type(scale) is np.float32 and type(zero_point) is np.int32
+    qa = lq.quantize(X.astype(np.float64), bits=12, scheme="symmetric")
+    assert qa.data.dtype == np.int16 and type(qa.scale) is np.float64
+    assert qa.dequantize().dtype == np.float32
+    assert qa.dequantize("float64").dtype == np.float64
+    lo, hi = lq.minmax(X.astype(np.float16))
+    assert type(lo) is np.float32 and lo == X.astype(np.float16).min()
+
+
+def test_dynamic_quantize_linear_is_quantize_uint8(backend: str) -> None:
+    q, scale, zero_point = lq.dynamic_quantize_linear(X)
+    qa = lq.quantize(X, bits=8, scheme="asymmetric")
+    np.testing.assert_array_equal(q, qa.data)
+    assert (scale, zero_point) == (qa.scale, qa.zero_point)
+    np.testing.assert_array_equal(q, lq.quantize_linear(X, scale, zero_point))
+
+
+@pytest.mark.parametrize("bits", range(2, 17))
+@pytest.mark.parametrize("scheme", ["asymmetric", "symmetric"])
+def test_codes_cover_the_range_and_error_is_bounded(
+    backend: str, bits: int, scheme: str
+) -> None:
+    qa = lq.quantize(X, bits=bits, scheme=scheme)
+    qmin, qmax = (0, 2**bits - 1) if scheme == "asymmetric" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    assert qmin <= qa.data.min() and qa.data.max() <= qmax
+    assert np.abs(qa.data.astype(np.int32)).max() == qmax  # the extreme value takes the top code
+    error = np.abs(qa.dequantize(dtype="float64") - X)
+    # half a step, plus the float32 rounding of x / scale (relative 2**-24 of |x|)
+    assert error.max() <= qa.scale * 0.5 + np.abs(X).max() * 2.0**-23
+
+
+def test_narrow_range_drops_the_lowest_code(backend: str) -> None:
+    x = np.array([-10.0, 10.0])
+    assert lq.quantize(x, scheme="symmetric").data.tolist() == [-127, 127]
+    q = lq.quantize_linear(np.array([-1e9, 1e9]), 1.0, dtype="int8", narrow_range=True)
+    assert q.tolist() == [-127, 127]
+    q = lq.quantize_linear(np.array([-1e9, 1e9]), 1.0, dtype="int16", bits=4, narrow_range=True)
+    assert q.tolist() == [-7, 7]
+
+
+def test_rounding_is_half_to_even_before_the_zero_point(backend: str) -> None:
+    x = np.array([0.5, 1.5, 2.5, -0.5, -1.5], np.float32)
+    np.testing.assert_array_equal(lq.quantize_linear(x, 1.0, 3), [3, 5, 5, 3, 1])
+    # adding the zero point first would round 0.5 + 3 = 3.5 up to 4
+
+
+def test_include_zero_false_gives_a_tighter_grid(backend: str) -> None:
+    x = np.linspace(1000.0, 1001.0, 11)
+    tight = lq.quantize(x, include_zero=False)
+    assert tight.scale == (1001.0 - 1000.0) / 255
+    assert tight.zero_point == np.rint(-1000.0 / tight.scale)
+    assert tight.zero_point < 0  # outside the code range, as SPEC §4 allows
+    loose = lq.quantize(x)
+    assert tight.scale < loose.scale / 1000
+
+
+def test_out_is_written_in_place(backend: str) -> None:
+    out = np.empty((30, 40), np.int8).T  # a Fortran-ordered output works too
+    result = lq.quantize_linear(X, 0.25, -3, dtype=np.int8, out=out)
+    assert result is out
+    np.testing.assert_array_equal(out, lq.quantize_linear(X, 0.25, -3, dtype="int8"))
+    back = np.empty(X.shape, np.float64)
+    assert lq.dequantize_linear(out, 0.25, -3, dtype=np.float64, out=back) is back
+    np.testing.assert_array_equal(back, (out.astype(np.float64) + 3) * 0.25)
+
+
+def test_quantized_array_is_immutable_and_readable(backend: str) -> None:
+    qa = lq.quantize(X, bits=6)
+    with pytest.raises(ValueError, match="read-only"):
+        qa.data[0, 0] = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        qa.bits = 4  # type: ignore[misc]
+    assert repr(qa).startswith("QuantizedArray(shape=(40, 30), dtype=uint8, bits=6, scheme='asymmetric', scale=")
+    assert qa.shape == X.shape and qa.dtype == np.uint8
+    assert qa.nbytes == X.size + 4 + 4
+    assert isinstance(qa, lq.QuantizedArray)
+
+
+def test_error_metrics(backend: str) -> None:
+    x = np.array([1.0, -2.0, 3.0, 4.0])
+    x_hat = np.array([1.5, -2.0, 3.0, 3.0])
+    metrics = lq.error_metrics(x, x_hat)
+    assert metrics["mse"] == pytest.approx((0.25 + 1.0) / 4)
+    assert metrics["rmse"] == pytest.approx(np.sqrt(1.25 / 4))
+    assert metrics["max_abs_error"] == 1.0
+    assert metrics["sqnr_db"] == pytest.approx(10 * np.log10((1 + 4 + 9 + 16) / 1.25))
+    assert lq.quantization_error(x, x_hat) == metrics["mse"]
+    assert lq.error_metrics(np.zeros(2), np.ones(2))["sqnr_db"] == -np.inf
+    with pytest.raises(ValueError, match="same shape"):
+        lq.error_metrics(x, x_hat[:3])
+    with pytest.raises(ValueError, match="NaN"):
+        lq.error_metrics(x, np.full(4, np.nan))
+
+
+def test_demo_runs_and_backends_agree() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "linquant", "demo", "--size", "20000", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    table = [line for line in lines if line.startswith(("notebook", "uniform"))]
+    assert len(table) == 8
+    assert all(line.rstrip().endswith("yes") for line in table)
+    assert "0.668085  52" in result.stdout  # the notebook's 8-bit asymmetric parameters
+
+
+def test_cli_usage_error_exits_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "linquant", "frobnicate"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "invalid choice" in result.stderr
