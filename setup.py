@@ -8,6 +8,7 @@ Environment variables read at build time:
 
 import os
 import sys
+import sysconfig
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -20,9 +21,22 @@ DEBUG = os.environ.get("LINQUANT_CYTHON_DEBUG", "0") not in ("", "0")
 # SPEC §2 needs true IEEE division and no fused multiply-add: never -ffast-math, and
 # -ffp-contract=off so that no compiler turns `(q - zp) * s` or `x / s` into an FMA.
 UNIX_FLAGS = ["-O0", "-g"] if DEBUG else ["-O3"]
-UNIX_FLAGS += ["-ffp-contract=off", "-fno-math-errno"]
+# -fopenmp-simd honours the `omp simd` pragma of _loops.h without linking an OpenMP runtime.
+# -fno-trapping-math lets the vectorizer turn the clamps of the quantize loop into selects
+# (without it GCC keeps the SSE2 loop scalar); it only concerns floating-point exception
+# traps, never a value, and the kernels install no trap handler.
+UNIX_FLAGS += ["-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]
 MSVC_FLAGS = ["/Od"] if DEBUG else ["/O2"]
 MSVC_FLAGS += ["/fp:precise"]
+
+# The kernels are built once per instruction-set level; linquant._compiled picks the widest
+# one the CPU supports at import. Never -march=native: a wheel must run on any CPU of its
+# platform, and only the chosen module ever executes wider instructions. On other
+# architectures (aarch64 has NEON in its baseline) and with MSVC, the baseline build only.
+X86_LEVEL_FLAGS = {
+    "avx2": ["-mavx2"],
+    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl"],
+}
 
 DIRECTIVES = {
     "language_level": 3,
@@ -43,16 +57,33 @@ class BuildExt(build_ext):
     """
 
     def build_extensions(self) -> None:
-        flags = MSVC_FLAGS if self.compiler.compiler_type == "msvc" else UNIX_FLAGS
+        msvc = self.compiler.compiler_type == "msvc"
+        if msvc:
+            self.extensions = [ext for ext in self.extensions if ext.name.endswith("_baseline")]
         for ext in self.extensions:
+            level = ext.name.rsplit("_", 1)[-1]
+            flags = MSVC_FLAGS if msvc else UNIX_FLAGS + X86_LEVEL_FLAGS.get(level, [])
             ext.extra_compile_args = flags + list(ext.extra_compile_args)
         super().build_extensions()
 
 
+def kernel_levels() -> list[str]:
+    platform = sysconfig.get_platform()
+    if platform.endswith(("x86_64", "amd64")):
+        return ["baseline", *X86_LEVEL_FLAGS]
+    return ["baseline"]
+
+
 extensions = []
 if cext_enabled():
-    kernels = Extension("linquant._kernels", ["src/linquant/_kernels.pyx"])
-    kernels.cython_directives = DIRECTIVES  # type: ignore[attr-defined]
-    extensions.append(kernels)
+    for level in kernel_levels():
+        kernels = Extension(
+            f"linquant._kernels_{level}",
+            [f"src/linquant/_kernels_{level}.pyx"],
+            depends=["src/linquant/_kernels.pxi", "src/linquant/_loops.h"],
+            include_dirs=["src/linquant"],
+        )
+        kernels.cython_directives = DIRECTIVES  # type: ignore[attr-defined]
+        extensions.append(kernels)
 
 setup(ext_modules=extensions, cmdclass={"build_ext": BuildExt})

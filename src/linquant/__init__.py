@@ -11,7 +11,7 @@ array([  0,  85, 255], dtype=uint8)
 """
 
 from ._api import dequantize_linear, dynamic_quantize_linear, minmax, quantize_linear
-from ._backend import get_backend, set_backend
+from ._backend import get_backend, get_cpu_level, set_backend
 from ._metrics import error_metrics, quantization_error
 from ._notebook import (
     asymmetric_dequantization,
@@ -20,6 +20,7 @@ from ._notebook import (
     symmetric_quantization,
 )
 from ._quantized import QuantizedArray, quantize
+from ._threads import get_num_threads, set_num_threads
 from ._version import __version__
 
 __all__ = [
@@ -31,11 +32,14 @@ __all__ = [
     "dynamic_quantize_linear",
     "error_metrics",
     "get_backend",
+    "get_cpu_level",
+    "get_num_threads",
     "minmax",
     "quantization_error",
     "quantize",
     "quantize_linear",
     "set_backend",
+    "set_num_threads",
     "symmetric_dequantization",
     "symmetric_quantization",
 ]

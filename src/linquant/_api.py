@@ -23,9 +23,20 @@ def _nan_error(shape: tuple[int, ...], count: int, first: int, hint: bool) -> Va
     return ValueError(message)
 
 
+def _range(x: np.ndarray) -> tuple[np.floating, np.floating, int, int]:
+    """The backend's ``(lo, hi, nan_count, first_nan)``, with -0.0 bounds made +0.0.
+
+    Of equal zeros, a vectorized min/max may keep either; adding +0.0 makes the result the
+    same whatever the backend, instruction set or thread count.
+    """
+    lo, hi, nan_count, first_nan = _backend.active().minmax(x)
+    zero = x.dtype.type(0.0)
+    return lo + zero, hi + zero, nan_count, first_nan
+
+
 def _finite_range(x: np.ndarray, nan: str) -> tuple[np.floating, np.floating]:
     """``(lo, hi)`` of ``x`` without NaN (``lo > hi`` if empty); NaN raises unless nan="zero"."""
-    lo, hi, nan_count, first_nan = _backend.active().minmax(x)
+    lo, hi, nan_count, first_nan = _range(x)
     if nan_count and nan == "raise":
         raise _nan_error(x.shape, nan_count, first_nan, hint=True)
     return lo, hi
@@ -57,7 +68,7 @@ def minmax(x: object) -> tuple[np.floating, np.floating]:
     (np.float64(-1.5), np.float64(3.0))
     """
     arr = as_float_input(x)
-    lo, hi, nan_count, first_nan = _backend.active().minmax(arr)
+    lo, hi, nan_count, first_nan = _range(arr)
     if nan_count:
         raise _nan_error(arr.shape, nan_count, first_nan, hint=False)
     if lo > hi:

@@ -67,6 +67,16 @@ def active() -> ModuleType:
     return _active
 
 
+def get_cpu_level() -> str | None:
+    """Instruction-set level of the compiled kernels in use, or None if they are not built.
+
+    ``"avx512"``, ``"avx2"`` or ``"baseline"`` (x86-64; other platforms have the baseline
+    build only, which on aarch64 includes NEON). The widest level the CPU supports is chosen
+    at import; ``LINQUANT_CPU=baseline|avx2|avx512`` forces one.
+    """
+    return _compiled.get_level() if _compiled is not None else None
+
+
 def _select_from_environment() -> None:
     """Apply ``LINQUANT_BACKEND`` once, at import; warn (once) instead of failing import."""
     if _compiled is not None:

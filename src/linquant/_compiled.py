@@ -1,28 +1,119 @@
-"""The compiled backend: the Cython kernels of ``linquant._kernels`` over N-d arrays.
+"""The compiled backend: the Cython kernels over N-d arrays, on the CPU's widest build, threaded.
 
 Same functions, arguments and results as ``linquant._numpy_backend``. Arrays of any layout
-reach the 2-D kernels as strided views (:func:`linquant._layout.slabs`), never as copies.
+reach the 2-D kernels as strided views (:func:`linquant._layout.slabs`), never as copies;
+arrays of at least ``PARALLEL_MIN_SIZE`` elements are split across ``get_num_threads()``
+threads. The kernels are built once per instruction-set level (``_kernels_<level>``); the
+widest level the CPU runs is chosen at import, or the one ``LINQUANT_CPU`` names.
 Importing this module raises ImportError when the extension was not built.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import warnings
+from types import ModuleType
+
 import numpy as np
 
-from . import _kernels
+from . import _threads
+from ._kernels_baseline import cpu_level as _cpu_level
 from ._layout import slabs
+
+LEVELS = ("baseline", "avx2", "avx512")
+CPU_ENV_VARIABLE = "LINQUANT_CPU"
+# Below this many elements a call stays on one thread: handing work to a pool costs tens of
+# microseconds, about what one core needs for this many elements.
+PARALLEL_MIN_SIZE = 1 << 18
+
+
+def _built_levels() -> dict[str, ModuleType]:
+    """The kernel builds this installation has and this CPU can run, narrowest first."""
+    runnable = LEVELS[: _cpu_level() + 1]
+    modules = {}
+    for level in runnable:
+        try:
+            modules[level] = importlib.import_module(f"linquant._kernels_{level}")
+        except ImportError:  # not built for this platform or compiler
+            pass
+    return modules
+
+
+AVAILABLE = _built_levels()
+_kernels: ModuleType = AVAILABLE["baseline"]
+
+
+def supported_levels() -> tuple[str, ...]:
+    """The instruction-set levels this installation can run on this CPU."""
+    return tuple(AVAILABLE)
+
+
+def get_level() -> str:
+    """The instruction-set level of the kernels in use."""
+    return next(level for level, module in AVAILABLE.items() if module is _kernels)
+
+
+def set_level(level: str) -> None:
+    """Run the kernels built for ``level`` (``"baseline"``, ``"avx2"`` or ``"avx512"``)."""
+    global _kernels
+    if level not in AVAILABLE:
+        raise ValueError(
+            f"CPU level must be one of {supported_levels()} on this machine, got {level!r}"
+        )
+    _kernels = AVAILABLE[level]
+
+
+def _select_from_environment() -> None:
+    requested = os.environ.get(CPU_ENV_VARIABLE, "").strip().lower()
+    set_level(list(AVAILABLE)[-1])
+    if requested:
+        try:
+            set_level(requested)
+        except ValueError as error:
+            warnings.warn(
+                f"{CPU_ENV_VARIABLE}={requested!r} ignored, using {get_level()}: {error}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+
+_select_from_environment()
+
+
+def _pieces(views: tuple[np.ndarray, ...], parts: int) -> list[tuple[np.ndarray, ...]]:
+    """Split same-shaped 2-D views into ``parts`` pieces: by rows, or by columns if too few."""
+    rows, cols = views[0].shape
+    if rows >= parts:
+        edges = np.linspace(0, rows, parts + 1).astype(int)
+        return [tuple(v[a:b] for v in views) for a, b in zip(edges[:-1], edges[1:])]
+    edges = np.linspace(0, cols, parts + 1).astype(int)
+    return [tuple(v[:, a:b] for v in views) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _split(*arrays: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+    """2-D views covering ``arrays``, cut into one piece per thread when they are large."""
+    parts = _threads.get_num_threads() if arrays[0].size >= PARALLEL_MIN_SIZE else 1
+    pieces = []
+    for _, views in slabs(*arrays):
+        pieces.extend(_pieces(views, parts) if parts > 1 else [views])
+    return pieces
 
 
 def minmax(x: np.ndarray) -> tuple[np.floating, np.floating, int, int]:
     """Return ``(lo, hi, nan_count, first_nan)``; see ``linquant._numpy_backend.minmax``."""
     wf = x.dtype.type
-    lo, hi, nan_count, first_nan = wf(np.inf), wf(-np.inf), 0, -1
-    for offset, (view,) in slabs(x):
-        slab_lo, slab_hi, slab_nans, slab_first = _kernels.minmax(view)
-        lo, hi = min(lo, wf(slab_lo)), max(hi, wf(slab_hi))
-        if slab_nans and not nan_count:
-            first_nan = offset + slab_first
-        nan_count += slab_nans
+    lo, hi, nan_seen = wf(np.inf), wf(-np.inf), False
+    for piece_lo, piece_hi, piece_nan in _threads.run(_kernels.minmax, _split(x)):
+        lo, hi = min(lo, wf(piece_lo)), max(hi, wf(piece_hi))
+        nan_seen |= piece_nan
+    nan_count, first_nan = 0, -1
+    if nan_seen:  # a second pass, for the error message or nan="zero" only
+        for offset, (view,) in slabs(x):
+            count, first = _kernels.nan_stats(view)
+            if count and not nan_count:
+                first_nan = offset + first
+            nan_count += count
     return lo, hi, nan_count, first_nan
 
 
@@ -35,13 +126,11 @@ def quantize(
     out: np.ndarray,
 ) -> bool:
     """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0)."""
-    nan_seen = False
-    for _, (x_view, out_view) in slabs(x, out):
-        nan_seen |= _kernels.quantize(x_view, scale, zero_point, qmin, qmax, out_view)
-    return nan_seen
+    pieces = [(xv, scale, zero_point, qmin, qmax, ov) for xv, ov in _split(x, out)]
+    return any(_threads.run(_kernels.quantize, pieces))
 
 
 def dequantize(q: np.ndarray, scale: np.floating, zero_point: int, out: np.ndarray) -> None:
     """Dequantize ``q`` into ``out`` (SPEC §3): ``(q - zero_point) * scale``."""
-    for _, (q_view, out_view) in slabs(q, out):
-        _kernels.dequantize(q_view, scale, zero_point, out_view)
+    pieces = [(qv, scale, zero_point, ov) for qv, ov in _split(q, out)]
+    _threads.run(_kernels.dequantize, pieces)

@@ -1,0 +1,200 @@
+# The compiled kernels: one source, built once per instruction-set level
+# (_kernels_baseline.pyx, _kernels_avx2.pyx, _kernels_avx512.pyx include it; setup.py gives
+# each its target flags, and linquant._compiled picks one at import).
+#
+# Each kernel takes 2-D strided views (linquant._layout.slabs makes them from any array without
+# copying) and releases the GIL. Rows whose steps are 1 take a contiguous loop, which the
+# compiler vectorizes; the per-element arithmetic is SPEC §2-§4 to the bit, the same as
+# linquant._numpy_backend:
+#   quantize:   t = rint(x / scale) in the working float (true division, round half to even);
+#               NaN -> 0.0; then the integer zero point; then saturation to [qmin, qmax]
+#   dequantize: (q - zero_point) in integers, converted to the output float, times scale
+# No flag of the build allows FMA contraction or reassociation (setup.py).
+
+from cython cimport floating
+from libc.math cimport INFINITY
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t
+
+cdef extern from "_loops.h" nogil:
+    int lq_minmax_f32(const float *p, Py_ssize_t n, Py_ssize_t step, float *lo, float *hi)
+    int lq_minmax_f64(const double *p, Py_ssize_t n, Py_ssize_t step, double *lo, double *hi)
+    float lq_rint_f32(float t)
+    double lq_rint_f64(double t)
+    int lq_cpu_level()
+
+ctypedef fused codes:
+    uint8_t
+    int8_t
+    uint16_t
+    int16_t
+
+# The quantize and dequantize loops have a fast form in int32 and the working float, valid
+# when every bound |qmin - zero_point|, |qmax - zero_point| is at most 2**24 (exact in float32,
+# and in int32): saturating rint(x / scale) to [qmin - zp, qmax - zp] in the float and adding zp
+# after is then the same as adding zp first and saturating to [qmin, qmax]. Other zero points
+# (up to the int32 limits, SPEC §4 include_zero=False) take the wide form, in int64.
+cdef int64_t FAST_BOUND = 1 << 24
+# Wide form: a rounded value beyond ±2**32 saturates whatever the int32 zero point; 2**32 is
+# exact in both floats, so clamping to it first keeps the int64 conversion defined and exact.
+cdef double WIDE_LIMIT = 4294967296.0
+
+
+cdef inline floating _rint(floating t) noexcept nogil:
+    if floating is float:
+        return lq_rint_f32(t)
+    else:
+        return lq_rint_f64(t)
+
+
+cdef inline Py_ssize_t _step(Py_ssize_t stride_bytes, Py_ssize_t itemsize) noexcept nogil:
+    return stride_bytes // itemsize  # layout.native_aligned guarantees whole items
+
+
+def minmax(const floating[:, :] x):
+    """Return ``(lo, hi, nan_seen)`` of a 2-D view in one pass; NaN is left out.
+
+    With no value other than NaN, ``(lo, hi)`` is ``(inf, -inf)``.
+    """
+    cdef floating lo = INFINITY, hi = -INFINITY
+    cdef int nan_seen = 0
+    cdef Py_ssize_t i, step = _step(x.strides[1], sizeof(floating))
+    with nogil:
+        for i in range(x.shape[0]):
+            if floating is float:
+                nan_seen |= lq_minmax_f32(&x[i, 0], x.shape[1], step, &lo, &hi)
+            else:
+                nan_seen |= lq_minmax_f64(&x[i, 0], x.shape[1], step, &lo, &hi)
+    return lo, hi, nan_seen != 0
+
+
+def nan_stats(const floating[:, :] x):
+    """Return ``(nan_count, first_nan)``: first_nan is a row-major index, or -1."""
+    cdef Py_ssize_t i, j, rows = x.shape[0], cols = x.shape[1]
+    cdef Py_ssize_t nan_count = 0, first_nan = -1
+    cdef floating v
+    with nogil:
+        for i in range(rows):
+            for j in range(cols):
+                v = x[i, j]
+                if v != v:
+                    if nan_count == 0:
+                        first_nan = i * cols + j
+                    nan_count += 1
+    return nan_count, first_nan
+
+
+cdef inline int _quantize_row(
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n, floating scale,
+    floating lo, floating hi, int32_t zero_point, codes *out, Py_ssize_t out_step,
+) noexcept nogil:
+    # fast form: lo = qmin - zero_point, hi = qmax - zero_point, both exact
+    cdef Py_ssize_t j
+    cdef floating v, t
+    cdef int nan_seen = 0
+    for j in range(n):
+        v = x[j * x_step]
+        nan_seen |= v != v
+        t = _rint(v / scale)
+        t = 0 if t != t else t
+        t = lo if t < lo else t
+        t = hi if t > hi else t
+        out[j * out_step] = <codes>(<int32_t>t + zero_point)
+    return nan_seen
+
+
+cdef inline int _quantize_row_wide(
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n, floating scale,
+    int64_t qmin, int64_t qmax, int64_t zero_point, codes *out, Py_ssize_t out_step,
+) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating v, t, limit = <floating>WIDE_LIMIT
+    cdef int64_t q
+    cdef int nan_seen = 0
+    for j in range(n):
+        v = x[j * x_step]
+        nan_seen |= v != v
+        t = _rint(v / scale)
+        t = 0 if t != t else t
+        t = -limit if t < -limit else t
+        t = limit if t > limit else t
+        q = <int64_t>t + zero_point
+        q = qmin if q < qmin else q
+        q = qmax if q > qmax else q
+        out[j * out_step] = <codes>q
+    return nan_seen
+
+
+def quantize(
+    const floating[:, :] x,  # IN
+    double scale_value,  # a working-float value, so the narrowing below is exact
+    int64_t zero_point,
+    int64_t qmin,
+    int64_t qmax,
+    codes[:, :] out,  # OUT, same shape as x
+):
+    """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0)."""
+    cdef floating scale = <floating>scale_value
+    cdef floating lo = <floating>(qmin - zero_point), hi = <floating>(qmax - zero_point)
+    cdef bint fast = -FAST_BOUND <= qmin - zero_point and qmax - zero_point <= FAST_BOUND
+    cdef Py_ssize_t i, n = x.shape[1]
+    cdef Py_ssize_t x_step = _step(x.strides[1], sizeof(floating))
+    cdef Py_ssize_t out_step = _step(out.strides[1], sizeof(codes))
+    cdef int nan_seen = 0
+    with nogil:
+        for i in range(x.shape[0]):
+            if not fast:
+                nan_seen |= _quantize_row_wide(
+                    &x[i, 0], x_step, n, scale, qmin, qmax, zero_point, &out[i, 0], out_step
+                )
+            elif x_step == 1 and out_step == 1:  # the contiguous loop, vectorized
+                nan_seen |= _quantize_row(
+                    &x[i, 0], 1, n, scale, lo, hi, <int32_t>zero_point, &out[i, 0], 1
+                )
+            else:
+                nan_seen |= _quantize_row(
+                    &x[i, 0], x_step, n, scale, lo, hi, <int32_t>zero_point, &out[i, 0],
+                    out_step,
+                )
+    return nan_seen != 0
+
+
+cdef inline void _dequantize_row(
+    const codes *q, Py_ssize_t q_step, Py_ssize_t n, floating scale, int32_t zero_point,
+    floating *out, Py_ssize_t out_step,
+) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        out[j * out_step] = <floating>(<int32_t>q[j * q_step] - zero_point) * scale
+
+
+cdef inline void _dequantize_row_wide(
+    const codes *q, Py_ssize_t q_step, Py_ssize_t n, floating scale, int64_t zero_point,
+    floating *out, Py_ssize_t out_step,
+) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        out[j * out_step] = <floating>(<int64_t>q[j * q_step] - zero_point) * scale
+
+
+def dequantize(
+    const codes[:, :] q,  # IN
+    double scale_value,  # a value of the output float, so the narrowing below is exact
+    int64_t zero_point,
+    floating[:, :] out,  # OUT, same shape as q
+):
+    """Dequantize ``q`` into ``out`` (SPEC §3): ``(q - zero_point) * scale``."""
+    cdef floating scale = <floating>scale_value
+    cdef bint fast = -FAST_BOUND <= zero_point <= FAST_BOUND  # q - zero_point fits int32
+    cdef Py_ssize_t i, n = q.shape[1]
+    cdef Py_ssize_t q_step = _step(q.strides[1], sizeof(codes))
+    cdef Py_ssize_t out_step = _step(out.strides[1], sizeof(floating))
+    with nogil:
+        for i in range(q.shape[0]):
+            if not fast:
+                _dequantize_row_wide(&q[i, 0], q_step, n, scale, zero_point, &out[i, 0], out_step)
+            elif q_step == 1 and out_step == 1:  # the contiguous loop, vectorized
+                _dequantize_row(&q[i, 0], 1, n, scale, <int32_t>zero_point, &out[i, 0], 1)
+            else:
+                _dequantize_row(
+                    &q[i, 0], q_step, n, scale, <int32_t>zero_point, &out[i, 0], out_step
+                )

@@ -1,0 +1,2 @@
+# The kernels built for the avx512 instruction-set level (see _kernels.pxi and setup.py).
+include "_kernels.pxi"

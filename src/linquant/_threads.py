@@ -1,0 +1,97 @@
+"""Threads of the compiled kernels: how many, and the pool that runs them.
+
+The kernels release the GIL, so a plain thread pool runs them in parallel. The default count
+is the CPUs this process may use: its CPU affinity, capped by a cgroup CPU quota (containers)
+and by ``OMP_NUM_THREADS`` when set. Results never depend on the count: each thread writes its
+own part of the output, and min/max combine exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_CGROUP_V2_FILE = "/sys/fs/cgroup/cpu.max"
+_CGROUP_V1_FILES = ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+
+
+def _cgroup_cpu_limit() -> int | None:
+    """CPUs allowed by a cgroup (v2, else v1) CPU quota, or None when there is none."""
+    try:
+        with open(_CGROUP_V2_FILE) as file:
+            quota, period = file.read().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota, period = (open(path).read().strip() for path in _CGROUP_V1_FILES)
+        except OSError:
+            return None
+    if quota in ("max", "-1"):
+        return None
+    try:
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def default_num_threads() -> int:
+    """CPUs this process may use, honouring affinity, cgroup quotas and OMP_NUM_THREADS."""
+    if hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    else:
+        count = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        count = min(count, limit)
+    requested = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if requested.isdigit() and int(requested) > 0:
+        count = min(count, int(requested)) if limit is not None else int(requested)
+    return max(1, count)
+
+
+_num_threads = default_num_threads()
+_pool: ThreadPoolExecutor | None = None
+
+
+def get_num_threads() -> int:
+    """Threads the compiled kernels use for a large array.
+
+    >>> import linquant as lq
+    >>> lq.get_num_threads() >= 1
+    True
+    """
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (an int ≥ 1) for large arrays; results are identical for every ``n``."""
+    global _num_threads, _pool
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of threads must be an int >= 1, got {n!r}")
+    if n != _num_threads and _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+    _num_threads = n
+
+
+def _forget_pool() -> None:
+    global _pool
+    _pool = None  # a forked child has none of the parent's threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def run(task: Callable[..., T], pieces: Sequence[tuple[object, ...]]) -> list[T]:
+    """``[task(*piece) for piece in pieces]``, the pieces spread over the pool's threads."""
+    global _pool
+    if len(pieces) == 1:
+        return [task(*pieces[0])]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_num_threads, thread_name_prefix="linquant")
+    return list(_pool.map(lambda piece: task(*piece), pieces))
