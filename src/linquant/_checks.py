@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._layout import native_aligned
@@ -11,6 +13,7 @@ SCHEMES = ("asymmetric", "symmetric")
 NAN_POLICIES = ("raise", "zero")
 CODE_DTYPES = tuple(STORAGE_DTYPES.values())
 OUTPUT_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+REAL_SCALARS = (float, int, np.floating, np.integer)
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
@@ -39,14 +42,14 @@ def bits(value: object, largest: int = 16) -> int:
 
 
 def _dtype(name: str, value: object, allowed: tuple[np.dtype, ...]) -> np.dtype:
-    names = tuple(d.name for d in allowed)
     try:
         dtype = None if value is None else np.dtype(value)  # type: ignore[call-overload]
     except TypeError:
         dtype = None
     if dtype is None or dtype not in allowed:
+        names = tuple(d.name for d in allowed)
         raise ValueError(f"{name} must be one of {names}, got {value!r}")
-    return np.dtype(dtype.name)
+    return dtype
 
 
 def code_dtype(value: object) -> np.dtype:
@@ -61,12 +64,17 @@ def output_float(value: object) -> np.dtype:
 
 def scale(value: object, wf: type[np.floating]) -> np.floating:
     """A real scalar that is positive and finite in the working float ``wf``."""
-    arr = np.asarray(value)
-    if arr.ndim != 0 or arr.dtype.kind not in "fiu":
-        raise ValueError(f"scale must be a real number, got {value!r}")
-    with np.errstate(over="ignore", under="ignore"):
-        converted = wf(arr)
-    if not (np.isfinite(converted) and converted > 0):
+    if not isinstance(value, REAL_SCALARS) or isinstance(value, (bool, np.bool_)):
+        arr = np.asarray(value)
+        if arr.ndim != 0 or arr.dtype.kind not in "fiu":
+            raise ValueError(f"scale must be a real number, got {value!r}")
+        value = arr[()]
+    if abs(float(value)) < 1e38:  # type: ignore[arg-type]
+        converted = wf(value)  # type: ignore[arg-type]
+    else:  # may overflow float32: inf, and no warning, then the check below
+        with np.errstate(over="ignore"):
+            converted = wf(value)  # type: ignore[arg-type]
+    if not (math.isfinite(converted) and converted > 0):
         raise ValueError(
             f"scale must be positive and finite in {np.dtype(wf).name}, got {value!r}"
         )
@@ -75,10 +83,13 @@ def scale(value: object, wf: type[np.floating]) -> np.floating:
 
 def zero_point(value: object) -> int:
     """An integer scalar that fits in int32."""
-    arr = np.asarray(value)
-    if arr.ndim != 0 or arr.dtype.kind not in "iu":
-        raise ValueError(f"zero_point must be an integer, got {value!r}")
-    integer = int(arr)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        integer = int(value)
+    else:
+        arr = np.asarray(value)
+        if arr.ndim != 0 or arr.dtype.kind not in "iu":
+            raise ValueError(f"zero_point must be an integer, got {value!r}")
+        integer = int(arr)
     if not INT32_MIN <= integer <= INT32_MAX:
         raise ValueError(f"zero_point must fit in int32, got {integer}")
     return integer
@@ -87,7 +98,7 @@ def zero_point(value: object) -> int:
 def codes_input(value: object) -> np.ndarray:
     """Quantized codes: an array of uint8, int8, uint16 or int16, native and aligned."""
     arr = np.asarray(value)
-    if arr.dtype.newbyteorder("=") not in CODE_DTYPES:
+    if arr.dtype not in CODE_DTYPES and arr.dtype.newbyteorder("=") not in CODE_DTYPES:
         names = tuple(d.name for d in CODE_DTYPES)
         raise TypeError(f"q must be an array of one of {names}, got dtype {arr.dtype}")
     return native_aligned(arr)

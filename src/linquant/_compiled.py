@@ -93,20 +93,20 @@ def _pieces(views: tuple[np.ndarray, ...], parts: int) -> list[tuple[np.ndarray,
 
 def _split(*arrays: np.ndarray) -> list[tuple[np.ndarray, ...]]:
     """2-D views covering ``arrays``, cut into one piece per thread when they are large."""
-    parts = _threads.get_num_threads() if arrays[0].size >= PARALLEL_MIN_SIZE else 1
-    pieces = []
-    for _, views in slabs(*arrays):
-        pieces.extend(_pieces(views, parts) if parts > 1 else [views])
-    return pieces
+    pieces = [views for _, views in slabs(*arrays)]
+    parts = _threads.get_num_threads()
+    if parts == 1 or arrays[0].size < PARALLEL_MIN_SIZE:
+        return pieces
+    return [piece for views in pieces for piece in _pieces(views, parts)]
 
 
 def minmax(x: np.ndarray) -> tuple[np.floating, np.floating, int, int]:
     """Return ``(lo, hi, nan_count, first_nan)``; see ``linquant._numpy_backend.minmax``."""
     wf = x.dtype.type
-    lo, hi, nan_seen = wf(np.inf), wf(-np.inf), False
-    for piece_lo, piece_hi, piece_nan in _threads.run(_kernels.minmax, _split(x)):
-        lo, hi = min(lo, wf(piece_lo)), max(hi, wf(piece_hi))
-        nan_seen |= piece_nan
+    results = _threads.run(_kernels.minmax, _split(x))
+    lo = wf(min((r[0] for r in results), default=np.inf))
+    hi = wf(max((r[1] for r in results), default=-np.inf))
+    nan_seen = any(r[2] for r in results)
     nan_count, first_nan = 0, -1
     if nan_seen:  # a second pass, for the error message or nan="zero" only
         for offset, (view,) in slabs(x):
@@ -126,11 +126,9 @@ def quantize(
     out: np.ndarray,
 ) -> bool:
     """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0)."""
-    pieces = [(xv, scale, zero_point, qmin, qmax, ov) for xv, ov in _split(x, out)]
-    return any(_threads.run(_kernels.quantize, pieces))
+    return any(_threads.run(_kernels.quantize, _split(x, out), scale, zero_point, qmin, qmax))
 
 
 def dequantize(q: np.ndarray, scale: np.floating, zero_point: int, out: np.ndarray) -> None:
     """Dequantize ``q`` into ``out`` (SPEC §3): ``(q - zero_point) * scale``."""
-    pieces = [(qv, scale, zero_point, ov) for qv, ov in _split(q, out)]
-    _threads.run(_kernels.dequantize, pieces)
+    _threads.run(_kernels.dequantize, _split(q, out), scale, zero_point)

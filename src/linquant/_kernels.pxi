@@ -126,11 +126,11 @@ cdef inline int _quantize_row_wide(
 
 def quantize(
     const floating[:, :] x,  # IN
+    codes[:, :] out,  # OUT, same shape as x
     double scale_value,  # a working-float value, so the narrowing below is exact
     int64_t zero_point,
     int64_t qmin,
     int64_t qmax,
-    codes[:, :] out,  # OUT, same shape as x
 ):
     """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0)."""
     cdef floating scale = <floating>scale_value
@@ -178,9 +178,9 @@ cdef inline void _dequantize_row_wide(
 
 def dequantize(
     const codes[:, :] q,  # IN
+    floating[:, :] out,  # OUT, same shape as q
     double scale_value,  # a value of the output float, so the narrowing below is exact
     int64_t zero_point,
-    floating[:, :] out,  # OUT, same shape as q
 ):
     """Dequantize ``q`` into ``out`` (SPEC §3): ``(q - zero_point) * scale``."""
     cdef floating scale = <floating>scale_value

@@ -9,12 +9,11 @@ than one. Row-major order of the views is C order of the array, so flat indices 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+WORKING_FLOATS = FLOAT_DTYPES[1:]
 
 
 def as_float_input(x: object) -> np.ndarray:
@@ -24,6 +23,8 @@ def as_float_input(x: object) -> np.ndarray:
     copied; everything else is returned as it is, a view, never modified.
     """
     arr = np.asarray(x)
+    if arr.dtype in WORKING_FLOATS:  # the common case, first
+        return native_aligned(arr)
     if arr.dtype.kind != "f" or arr.dtype.newbyteorder("=") not in FLOAT_DTYPES:
         raise TypeError(
             f"x must be a float16, float32 or float64 array, got dtype {arr.dtype}"
@@ -35,13 +36,11 @@ def as_float_input(x: object) -> np.ndarray:
 
 def native_aligned(arr: np.ndarray) -> np.ndarray:
     """``arr`` itself if the kernels can read it in place, else a native, aligned copy."""
-    itemsize = arr.dtype.itemsize
-    if (
-        arr.dtype.isnative
-        and arr.flags.aligned
-        and all(stride % itemsize == 0 for stride in arr.strides)
-    ):
-        return arr
+    flags = arr.flags
+    if arr.dtype.isnative and flags.aligned:
+        itemsize = arr.dtype.itemsize
+        if flags.c_contiguous or all(stride % itemsize == 0 for stride in arr.strides):
+            return arr
     return arr.astype(arr.dtype.newbyteorder("="), order="C")
 
 
@@ -73,20 +72,26 @@ def _collapsed_layout(
     return new_shape, new_strides
 
 
-def slabs(*arrays: np.ndarray) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
-    """Yield ``(offset, views)``: 2-D views of same-shaped arrays that cover them in C order.
+def slabs(*arrays: np.ndarray) -> list[tuple[int, tuple[np.ndarray, ...]]]:
+    """``(offset, views)`` pairs: 2-D views of same-shaped arrays that cover them in C order.
 
-    ``offset`` is the C-order flat index of each slab's first element. Empty arrays yield
-    nothing.
+    ``offset`` is the C-order flat index of each slab's first element. Empty arrays have none.
     """
     shape = arrays[0].shape
     if 0 in shape:
-        return
+        return []
+    for a in arrays:
+        if not a.flags.c_contiguous:
+            break
+    else:  # the common case, and the cheapest
+        return [(0, tuple([a.reshape(1, -1) for a in arrays]))]
     new_shape, new_strides = _collapsed_layout(shape, [a.strides for a in arrays])
     views = [
         as_strided(a, new_shape, s, writeable=a.flags.writeable)
         for a, s in zip(arrays, new_strides)
     ]
     slab_size = new_shape[-2] * new_shape[-1]
-    for number, index in enumerate(np.ndindex(*new_shape[:-2])):
-        yield number * slab_size, tuple(v[index] for v in views)
+    return [
+        (number * slab_size, tuple(v[index] for v in views))
+        for number, index in enumerate(np.ndindex(*new_shape[:-2]))
+    ]

@@ -6,6 +6,8 @@ scales and zero points are identical whichever backend found the range.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -31,7 +33,7 @@ def integer_range(bits: int, signed: bool, narrow_range: bool = False) -> tuple[
 
 
 def _check_finite_range(lo: np.floating, hi: np.floating) -> None:
-    if not (np.isfinite(lo) and np.isfinite(hi)):
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(
             f"x contains infinite values (range [{lo}, {hi}]): dynamic parameters need a "
             "finite range; pass a scale and zero point to quantize_linear to saturate them"
@@ -40,7 +42,7 @@ def _check_finite_range(lo: np.floating, hi: np.floating) -> None:
 
 def _scale_from_span(span: np.floating, steps: int, wf: type[np.floating]) -> np.floating:
     """``span / steps`` in the working float; 1.0 for an empty span (SPEC §4 degenerate rule)."""
-    if not np.isfinite(span):
+    if not math.isfinite(span):
         raise ValueError(
             f"the range of x overflows {np.dtype(wf).name}; its span cannot be represented"
         )
@@ -71,16 +73,16 @@ def asymmetric_params(
         lo, hi = min(lo, wf(0.0)), max(hi, wf(0.0))
     with np.errstate(all="ignore"):
         scale = _scale_from_span(hi - lo, qmax - qmin, wf)
-        zero_point = wf(qmin) - lo / scale
-        if include_zero:
-            zero_point = np.clip(zero_point, wf(qmin), wf(qmax))
-        zero_point = np.rint(zero_point)
-    if not INT32_MIN <= zero_point <= INT32_MAX:
+        initial = float(wf(qmin) - lo / scale)
+    if include_zero:  # saturating to integer bounds is the same in float64 as in float32
+        initial = min(max(initial, qmin), qmax)
+    # Python's round() rounds half to even, exactly, as np.rint in the working float would
+    if not (math.isfinite(initial) and INT32_MIN <= round(initial) <= INT32_MAX):
         raise ValueError(
-            f"the zero point {zero_point} for the range [{lo}, {hi}] does not fit in int32; "
+            f"the zero point {initial} for the range [{lo}, {hi}] does not fit in int32; "
             "use include_zero=True"
         )
-    return scale, np.int32(zero_point)
+    return scale, np.int32(round(initial))
 
 
 def symmetric_scale(lo: np.floating, hi: np.floating, bits: int) -> np.floating:

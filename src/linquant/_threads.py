@@ -87,11 +87,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def run(task: Callable[..., T], pieces: Sequence[tuple[object, ...]]) -> list[T]:
-    """``[task(*piece) for piece in pieces]``, the pieces spread over the pool's threads."""
+def run(task: Callable[..., T], pieces: Sequence[tuple[object, ...]], *args: object) -> list[T]:
+    """``[task(*piece, *args) for piece in pieces]``, the pieces spread over the threads."""
     global _pool
     if len(pieces) == 1:
-        return [task(*pieces[0])]
+        return [task(*pieces[0], *args)]
     if _pool is None:
         _pool = ThreadPoolExecutor(_num_threads, thread_name_prefix="linquant")
-    return list(_pool.map(lambda piece: task(*piece), pieces))
+    return list(_pool.map(lambda piece: task(*piece, *args), pieces))
