@@ -14,7 +14,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_build"))
-from backend import cext_enabled  # noqa: E402
+from backend import cext_enabled
 
 DEBUG = os.environ.get("LINQUANT_CYTHON_DEBUG", "0") not in ("", "0")
 

@@ -64,7 +64,7 @@ def test_result_types(backend: str) -> None:
     assert qa.data.dtype == np.int16 and type(qa.scale) is np.float64
     assert qa.dequantize().dtype == np.float32
     assert qa.dequantize("float64").dtype == np.float64
-    lo, hi = lq.minmax(X.astype(np.float16))
+    lo, _ = lq.minmax(X.astype(np.float16))
     assert type(lo) is np.float32 and lo == X.astype(np.float16).min()
 
 
@@ -78,11 +78,12 @@ def test_dynamic_quantize_linear_is_quantize_uint8(backend: str) -> None:
 
 @pytest.mark.parametrize("bits", range(2, 17))
 @pytest.mark.parametrize("scheme", ["asymmetric", "symmetric"])
-def test_codes_cover_the_range_and_error_is_bounded(
-    backend: str, bits: int, scheme: str
-) -> None:
+def test_codes_cover_the_range_and_error_is_bounded(backend: str, bits: int, scheme: str) -> None:
     qa = lq.quantize(X, bits=bits, scheme=scheme)
-    qmin, qmax = (0, 2**bits - 1) if scheme == "asymmetric" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    if scheme == "asymmetric":
+        qmin, qmax = 0, 2**bits - 1
+    else:
+        qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     assert qmin <= qa.data.min() and qa.data.max() <= qmax
     assert np.abs(qa.data.astype(np.int32)).max() == qmax  # the extreme value takes the top code
     error = np.abs(qa.dequantize(dtype="float64") - X)
@@ -131,7 +132,9 @@ def test_quantized_array_is_immutable_and_readable(backend: str) -> None:
         qa.data[0, 0] = 1
     with pytest.raises(dataclasses.FrozenInstanceError):
         qa.bits = 4  # type: ignore[misc]
-    assert repr(qa).startswith("QuantizedArray(shape=(40, 30), dtype=uint8, bits=6, scheme='asymmetric', scale=")
+    assert repr(qa).startswith(
+        "QuantizedArray(shape=(40, 30), dtype=uint8, bits=6, scheme='asymmetric', scale="
+    )
     assert qa.shape == X.shape and qa.dtype == np.uint8
     assert qa.nbytes == X.size + 4 + 4
     assert isinstance(qa, lq.QuantizedArray)

@@ -182,6 +182,6 @@ def dynamic_quantize_linear(x: object) -> tuple[np.ndarray, np.floating, np.int3
     >>> import numpy as np, linquant as lq
     >>> q, scale, zero_point = lq.dynamic_quantize_linear(np.array([-1, 1, 2.5], np.float32))
     >>> q, scale, zero_point
-    (array([  0, 146, 255], dtype=uint8), np.float32(0.013725491), np.int32(73))
+    (array([  0, 146, 255], dtype=uint8), np.float32(0.01372549), np.int32(73))
     """
     return dynamic_quantize(x, bits=8, scheme="asymmetric")

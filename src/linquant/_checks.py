@@ -11,8 +11,8 @@ from ._params import INT32_MAX, INT32_MIN, STORAGE_DTYPES
 
 SCHEMES = ("asymmetric", "symmetric")
 NAN_POLICIES = ("raise", "zero")
-CODE_DTYPES = tuple(STORAGE_DTYPES.values())
-OUTPUT_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+CODE_DTYPES: tuple[np.dtype, ...] = tuple(STORAGE_DTYPES.values())
+OUTPUT_FLOATS: tuple[np.dtype, ...] = (np.dtype(np.float32), np.dtype(np.float64))
 REAL_SCALARS = (float, int, np.floating, np.integer)
 
 
@@ -46,7 +46,7 @@ def _dtype(name: str, value: object, allowed: tuple[np.dtype, ...]) -> np.dtype:
         dtype = None if value is None else np.dtype(value)  # type: ignore[call-overload]
     except TypeError:
         dtype = None
-    if dtype is None or dtype not in allowed:
+    if not isinstance(dtype, np.dtype) or dtype not in allowed:
         names = tuple(d.name for d in allowed)
         raise ValueError(f"{name} must be one of {names}, got {value!r}")
     return dtype
@@ -69,15 +69,14 @@ def scale(value: object, wf: type[np.floating]) -> np.floating:
         if arr.ndim != 0 or arr.dtype.kind not in "fiu":
             raise ValueError(f"scale must be a real number, got {value!r}")
         value = arr[()]
-    if abs(float(value)) < 1e38:  # type: ignore[arg-type]
-        converted = wf(value)  # type: ignore[arg-type]
+    real = float(value)
+    if abs(real) < 1e38:
+        converted: np.floating = wf(real)
     else:  # may overflow float32: inf, and no warning, then the check below
         with np.errstate(over="ignore"):
-            converted = wf(value)  # type: ignore[arg-type]
+            converted = wf(real)
     if not (math.isfinite(converted) and converted > 0):
-        raise ValueError(
-            f"scale must be positive and finite in {np.dtype(wf).name}, got {value!r}"
-        )
+        raise ValueError(f"scale must be positive and finite in {np.dtype(wf).name}, got {value!r}")
     return converted
 
 

@@ -10,9 +10,11 @@ Importing this module raises ImportError when the extension was not built.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import warnings
+from itertools import pairwise
 from types import ModuleType
 
 import numpy as np
@@ -33,10 +35,8 @@ def _built_levels() -> dict[str, ModuleType]:
     runnable = LEVELS[: _cpu_level() + 1]
     modules = {}
     for level in runnable:
-        try:
+        with contextlib.suppress(ImportError):  # not built for this platform or compiler
             modules[level] = importlib.import_module(f"linquant._kernels_{level}")
-        except ImportError:  # not built for this platform or compiler
-            pass
     return modules
 
 
@@ -85,10 +85,10 @@ def _pieces(views: tuple[np.ndarray, ...], parts: int) -> list[tuple[np.ndarray,
     """Split same-shaped 2-D views into ``parts`` pieces: by rows, or by columns if too few."""
     rows, cols = views[0].shape
     if rows >= parts:
-        edges = np.linspace(0, rows, parts + 1).astype(int)
-        return [tuple(v[a:b] for v in views) for a, b in zip(edges[:-1], edges[1:])]
-    edges = np.linspace(0, cols, parts + 1).astype(int)
-    return [tuple(v[:, a:b] for v in views) for a, b in zip(edges[:-1], edges[1:])]
+        edges = np.linspace(0, rows, parts + 1).astype(int).tolist()
+        return [tuple(v[a:b] for v in views) for a, b in pairwise(edges)]
+    edges = np.linspace(0, cols, parts + 1).astype(int).tolist()
+    return [tuple(v[:, a:b] for v in views) for a, b in pairwise(edges)]
 
 
 def _split(*arrays: np.ndarray) -> list[tuple[np.ndarray, ...]]:

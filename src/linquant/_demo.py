@@ -20,11 +20,11 @@ NOTEBOOK_PARAMS = np.array(
 )  # fmt: skip
 
 
-def _median_ms(call: Callable[[], object], repeat: int) -> float:
+def _median_ms(call: Callable[..., object], args: tuple[object, ...], repeat: int) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        call()
+        call(*args)
         times.append(time.perf_counter() - start)
     return 1e3 * float(np.median(times))
 
@@ -54,7 +54,7 @@ def run(size: int = 1_000_000, repeat: int = 5, seed: int = 0) -> str:
                     for name in backends:
                         _backend.set_backend(name)
                         results.append(quantize(x, bits, scheme))
-                        times.append(_median_ms(lambda: quantize(x, bits, scheme), repeat))
+                        times.append(_median_ms(quantize, (x, bits, scheme), repeat))
                     qa = results[0]
                     m = error_metrics(x, qa.dequantize(dtype=x.dtype))
                     rows.append(
@@ -66,7 +66,7 @@ def run(size: int = 1_000_000, repeat: int = 5, seed: int = 0) -> str:
     finally:
         _backend.set_backend(previous)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     title = f"linquant demo: backends {', '.join(backends)} (active: {previous})"
     return "\n".join([title, "", *lines])

@@ -26,9 +26,7 @@ def as_float_input(x: object) -> np.ndarray:
     if arr.dtype in WORKING_FLOATS:  # the common case, first
         return native_aligned(arr)
     if arr.dtype.kind != "f" or arr.dtype.newbyteorder("=") not in FLOAT_DTYPES:
-        raise TypeError(
-            f"x must be a float16, float32 or float64 array, got dtype {arr.dtype}"
-        )
+        raise TypeError(f"x must be a float16, float32 or float64 array, got dtype {arr.dtype}")
     if arr.dtype.itemsize == 2:
         return arr.astype(np.float32)
     return native_aligned(arr)
@@ -88,7 +86,7 @@ def slabs(*arrays: np.ndarray) -> list[tuple[int, tuple[np.ndarray, ...]]]:
     new_shape, new_strides = _collapsed_layout(shape, [a.strides for a in arrays])
     views = [
         as_strided(a, new_shape, s, writeable=a.flags.writeable)
-        for a, s in zip(arrays, new_strides)
+        for a, s in zip(arrays, new_strides, strict=True)
     ]
     slab_size = new_shape[-2] * new_shape[-1]
     return [

@@ -18,7 +18,9 @@ def _as_pair(x: object, x_hat: object) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"{name} contains NaN")
         pair.append(arr)
     if pair[0].shape != pair[1].shape:
-        raise ValueError(f"x and x_hat must have the same shape, got {pair[0].shape} and {pair[1].shape}")
+        raise ValueError(
+            f"x and x_hat must have the same shape, got {pair[0].shape} and {pair[1].shape}"
+        )
     if pair[0].size == 0:
         raise ValueError("error metrics of empty arrays are undefined")
     return pair[0], pair[1]

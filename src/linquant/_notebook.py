@@ -15,9 +15,7 @@ import numpy as np
 from ._api import dequantize_linear, dynamic_quantize
 
 
-def asymmetric_quantization(
-    x: object, bits: int = 8
-) -> tuple[np.ndarray, np.floating, np.int32]:
+def asymmetric_quantization(x: object, bits: int = 8) -> tuple[np.ndarray, np.floating, np.int32]:
     """``(q, scale, zero_point)``: unsigned codes over the range of ``x`` and 0 (SPEC §4).
 
     >>> import numpy as np, linquant as lq

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-STORAGE_DTYPES = {
+STORAGE_DTYPES: dict[tuple[bool, int], np.dtype] = {
     (False, 8): np.dtype(np.uint8),
     (True, 8): np.dtype(np.int8),
     (False, 16): np.dtype(np.uint16),
@@ -47,8 +47,9 @@ def _scale_from_span(span: np.floating, steps: int, wf: type[np.floating]) -> np
             f"the range of x overflows {np.dtype(wf).name}; its span cannot be represented"
         )
     if span == 0:
-        return wf(1.0)
-    scale = span / wf(steps)
+        one: np.floating = wf(1.0)
+        return one
+    scale: np.floating = span / wf(steps)
     if scale == 0:
         raise ValueError(
             f"the range of x ({span!r}) is too small for a {np.dtype(wf).name} scale: "
@@ -92,4 +93,5 @@ def symmetric_scale(lo: np.floating, hi: np.floating, bits: int) -> np.floating:
         lo = hi = wf(0.0)
     _check_finite_range(lo, hi)
     with np.errstate(all="ignore"):
-        return _scale_from_span(max(-lo, hi), 2 ** (bits - 1) - 1, wf)
+        amax: np.floating = max(-lo, hi)
+        return _scale_from_span(amax, 2 ** (bits - 1) - 1, wf)

@@ -16,11 +16,11 @@ class QuantizedArray:
     Immutable: ``data`` is a read-only view. ``x_hat = (data - zero_point) * scale``.
 
     >>> import numpy as np, linquant as lq
-    >>> qa = lq.quantize(np.array([-1.0, 0.0, 2.0]), bits=8)
+    >>> qa = lq.quantize(np.array([-1.0, 0.5, 2.0]), bits=2)
     >>> qa
-    QuantizedArray(shape=(3,), dtype=uint8, bits=8, scheme='asymmetric', scale=0.011764705882352941, zero_point=85)
-    >>> qa.dequantize(dtype="float64")
-    array([-1.        ,  0.        ,  2.00000001])
+    QuantizedArray(shape=(3,), dtype=uint8, bits=2, scheme='asymmetric', scale=1.0, zero_point=1)
+    >>> qa.data, qa.dequantize()
+    (array([0, 1, 3], dtype=uint8), array([-1.,  0.,  2.], dtype=float32))
     """
 
     data: np.ndarray

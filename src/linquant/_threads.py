@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -23,11 +24,10 @@ _CGROUP_V1_FILES = ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/c
 def _cgroup_cpu_limit() -> int | None:
     """CPUs allowed by a cgroup (v2, else v1) CPU quota, or None when there is none."""
     try:
-        with open(_CGROUP_V2_FILE) as file:
-            quota, period = file.read().split()[:2]
+        quota, period = Path(_CGROUP_V2_FILE).read_text().split()[:2]
     except (OSError, ValueError):
         try:
-            quota, period = (open(path).read().strip() for path in _CGROUP_V1_FILES)
+            quota, period = (Path(path).read_text().strip() for path in _CGROUP_V1_FILES)
         except OSError:
             return None
     if quota in ("max", "-1"):

@@ -1,0 +1,5 @@
+# The same kernels as _kernels_baseline, built for another instruction-set level.
+from ._kernels_baseline import dequantize as dequantize
+from ._kernels_baseline import minmax as minmax
+from ._kernels_baseline import nan_stats as nan_stats
+from ._kernels_baseline import quantize as quantize

@@ -1,0 +1,19 @@
+# Types of the compiled kernels (_kernels.pxi), the same in every _kernels_<level> module.
+# Arrays are 2-D views: float32/float64 values, uint8/int8/uint16/int16 codes.
+import numpy as np
+from numpy.typing import NDArray
+
+def minmax(x: NDArray[np.floating]) -> tuple[float, float, bool]: ...
+def nan_stats(x: NDArray[np.floating]) -> tuple[int, int]: ...
+def quantize(
+    x: NDArray[np.floating],
+    out: NDArray[np.integer],
+    scale_value: float,
+    zero_point: int,
+    qmin: int,
+    qmax: int,
+) -> bool: ...
+def dequantize(
+    q: NDArray[np.integer], out: NDArray[np.floating], scale_value: float, zero_point: int
+) -> None: ...
+def cpu_level() -> int: ...

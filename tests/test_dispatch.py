@@ -1,0 +1,153 @@
+"""The compiled backend's machinery: CPU levels, threads and allocations (SPEC §6)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import linquant as lq
+from linquant._backend import available_backends
+
+compiled = pytest.importorskip(
+    "linquant._compiled", reason="the compiled backend is not built (LINQUANT_DISABLE_CEXT=1)"
+)
+
+MB = 1 << 20
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-W", "default", "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def test_widest_supported_level_is_the_default() -> None:
+    levels = compiled.supported_levels()
+    assert levels[0] == "baseline"
+    assert set(levels) <= {"baseline", "avx2", "avx512"}
+    result = _python("import linquant; print(linquant.get_cpu_level())", LINQUANT_CPU="")
+    assert result.stdout.strip() == levels[-1]
+
+
+@pytest.mark.parametrize("level", ["baseline", "avx2", "avx512"])
+def test_linquant_cpu_forces_a_level(level: str) -> None:
+    result = _python("import linquant; print(linquant.get_cpu_level())", LINQUANT_CPU=level)
+    if level in compiled.supported_levels():
+        assert result.stdout.strip() == level
+    else:  # never run code the CPU cannot: say so once, and use what it can run
+        assert result.stdout.strip() == compiled.supported_levels()[-1]
+        assert result.stderr.count(f"LINQUANT_CPU={level!r} ignored") == 1
+
+
+def test_set_level_rejects_unknown_levels() -> None:
+    with pytest.raises(ValueError, match="CPU level must be one of"):
+        compiled.set_level("sse9")
+
+
+def test_num_threads_api() -> None:
+    previous = lq.get_num_threads()
+    try:
+        lq.set_num_threads(3)
+        assert lq.get_num_threads() == 3
+        for bad in (0, -1, 1.5, True, "2"):
+            with pytest.raises(ValueError, match="number of threads"):
+                lq.set_num_threads(bad)  # type: ignore[arg-type]
+    finally:
+        lq.set_num_threads(previous)
+
+
+def test_default_threads_honour_omp_num_threads() -> None:
+    code = "import linquant; print(linquant.get_num_threads())"
+    assert _python(code, OMP_NUM_THREADS="1").stdout.strip() == "1"
+    assert _python(code, OMP_NUM_THREADS="3").stdout.strip() == "3"
+    default = _python(code, OMP_NUM_THREADS="").stdout.strip()
+    assert int(default) == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("level", compiled.supported_levels())
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+def test_large_arrays_identical_for_every_level_and_thread_count(level: str, threads: int) -> None:
+    # Bigger than PARALLEL_MIN_SIZE, with NaN-free awkward values: ties, saturation, ±0, ±inf.
+    rng = np.random.default_rng(threads)
+    x = rng.uniform(-300, 300, (700, 513)).astype(np.float32)
+    x[::7] = np.round(x[::7]) + 0.5
+    x[5, :4] = [0.0, -0.0, np.inf, -np.inf]
+    views = [x, x[::-1, ::2], x.T]
+    expected = {}
+    lq.set_backend("numpy")
+    for i, v in enumerate(views):
+        expected[i] = (lq.quantize_linear(v, 0.37, 12, dtype="int8"), lq.minmax(v))
+    lq.set_backend(available_backends()[0])
+    previous_level, previous_threads = compiled.get_level(), lq.get_num_threads()
+    try:
+        compiled.set_level(level)
+        lq.set_num_threads(threads)
+        for i, v in enumerate(views):
+            codes, (lo, hi) = expected[i]
+            np.testing.assert_array_equal(lq.quantize_linear(v, 0.37, 12, dtype="int8"), codes)
+            assert lq.minmax(v) == (lo, hi)
+            x_hat = (codes.astype(np.float32) - 12) * np.float32(0.37)
+            np.testing.assert_array_equal(lq.dequantize_linear(codes, 0.37, 12), x_hat)
+    finally:
+        compiled.set_level(previous_level)
+        lq.set_num_threads(previous_threads)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_quantizing_allocates_only_the_output(threads: int) -> None:
+    # 1M float32 values: the compiled backend allocates the 1 MB of codes and nothing the size
+    # of the input (the NumPy backend would need several temporaries of 4-8 MB).
+    x = np.random.default_rng(0).uniform(-50, 150, MB).astype(np.float32)
+    previous = (lq.get_backend(), lq.get_num_threads())
+    lq.set_backend("cython")
+    lq.set_num_threads(threads)
+    try:
+        lq.quantize(x)  # warm up: the thread pool, caches of NumPy and Python
+        for call, output_bytes in [
+            (lambda: lq.quantize(x), MB),
+            (lambda: lq.dynamic_quantize_linear(x), MB),
+            (lambda: lq.quantize_linear(x, 0.5, 3), MB),
+            (lambda: lq.quantize(x, bits=12, scheme="symmetric"), 2 * MB),
+        ]:
+            tracemalloc.start()
+            call()
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert output_bytes <= peak <= output_bytes + 64 * 1024
+    finally:
+        lq.set_backend(previous[0])
+        lq.set_num_threads(previous[1])
+
+
+def _quantize_in_child(queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    x = np.linspace(-1, 1, compiled.PARALLEL_MIN_SIZE * 2, dtype=np.float32)
+    queue.put(lq.quantize_linear(x, 0.01, 100).sum())
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_threads_work_after_fork() -> None:
+    # A forked child has none of its parent's pool threads; the pool must be made anew there.
+    x = np.linspace(-1, 1, compiled.PARALLEL_MIN_SIZE * 2, dtype=np.float32)
+    previous = lq.get_num_threads()
+    lq.set_num_threads(2)
+    try:
+        expected = lq.quantize_linear(x, 0.01, 100).sum()  # the parent's pool is running
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_quantize_in_child, args=(queue,))
+        child.start()
+        assert queue.get(timeout=60) == expected
+        child.join(timeout=60)
+        assert child.exitcode == 0
+    finally:
+        lq.set_num_threads(previous)

@@ -1,0 +1,44 @@
+"""The examples in the docstrings and in the README run and show what they say."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import linquant
+
+MODULES = sorted(
+    name for _, name, _ in pkgutil.iter_modules(linquant.__path__, "linquant.")
+    if not name.startswith("linquant._kernels") and name != "linquant.__main__"
+)  # fmt: skip
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.mark.parametrize("name", ["linquant", *MODULES])
+def test_docstring_examples(name: str) -> None:
+    previous = np.get_printoptions()
+    np.set_printoptions(legacy=False)
+    try:
+        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    finally:
+        np.set_printoptions(**previous)
+    assert result.failed == 0
+
+
+def test_readme_example_runs() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    assert blocks
+    namespace: dict[str, object] = {}  # one session, as a reader runs them in order
+    previous = (linquant.get_backend(), linquant.get_num_threads())
+    try:
+        for block in blocks:
+            exec(compile(block, str(README), "exec"), namespace)
+    finally:
+        linquant.set_backend(previous[0])
+        linquant.set_num_threads(previous[1])
