@@ -48,6 +48,24 @@ DIRECTIVES = {
 }
 
 
+def _cython_knows(directive: str) -> bool:
+    try:
+        from Cython.Compiler.Options import directive_types
+    except ImportError:  # an sdist build, or LINQUANT_DISABLE_CEXT=1: no Cython needed
+        return False
+    return directive in directive_types
+
+
+# Free-threaded CPython (3.14t): every module built with these directives declares itself safe
+# to run without the GIL; otherwise importing it would switch the GIL back on for the whole
+# process. The kernels are: their only globals are constants, they write only into the buffers
+# they are handed and touch no Python object without the GIL. A module with mutable state must
+# guard it with a lock of its own, since no GIL does. Cython 3.1 and later know the directive
+# (and only they support free-threaded builds); on a GIL build it changes nothing.
+if _cython_knows("freethreading_compatible"):
+    DIRECTIVES["freethreading_compatible"] = True
+
+
 class BuildExt(build_ext):
     """Compiler flags per compiler type.
 
@@ -59,7 +77,8 @@ class BuildExt(build_ext):
     def build_extensions(self) -> None:
         msvc = self.compiler.compiler_type == "msvc"
         if msvc:
-            self.extensions = [ext for ext in self.extensions if ext.name.endswith("_baseline")]
+            wide = tuple(f"_{level}" for level in X86_LEVEL_FLAGS)
+            self.extensions = [ext for ext in self.extensions if not ext.name.endswith(wide)]
         for ext in self.extensions:
             level = ext.name.rsplit("_", 1)[-1]
             flags = MSVC_FLAGS if msvc else UNIX_FLAGS + X86_LEVEL_FLAGS.get(level, [])
@@ -85,5 +104,8 @@ if cext_enabled():
         )
         kernels.cython_directives = DIRECTIVES  # type: ignore[attr-defined]
         extensions.append(kernels)
+    buffers = Extension("linquant._buffers", ["src/linquant/_buffers.pyx"])
+    buffers.cython_directives = DIRECTIVES  # type: ignore[attr-defined]
+    extensions.append(buffers)
 
 setup(ext_modules=extensions, cmdclass={"build_ext": BuildExt})

@@ -9,7 +9,7 @@ import os
 from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F403  (re-export the PEP 517 hooks)
 
-CEXT_REQUIRES = ["Cython>=3.0.11"]
+CEXT_REQUIRES = ["Cython>=3.1"]
 
 
 def cext_enabled() -> bool:

@@ -151,3 +151,35 @@ def test_threads_work_after_fork() -> None:
         assert child.exitcode == 0
     finally:
         lq.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("level", compiled.supported_levels())
+def test_streamed_large_results_are_exact(level: str) -> None:
+    # Results of 4 MiB and more are written with non-temporal stores where the build has them:
+    # whole aligned cache lines by hand-written code, the ends of each row by the plain loop.
+    # Odd sizes, an output that starts off a cache line, ties, saturation and NaN under
+    # nan="zero" must all give the reference's bits, for every code type.
+    rng = np.random.default_rng(11)
+    x = rng.uniform(-40000, 40000, (4 << 20) + 37).astype(np.float32)
+    x[::101] = np.round(x[::101]) + 0.5
+    x[[3, 5000, len(x) - 2]] = np.nan
+    previous = (lq.get_backend(), compiled.get_level())
+    try:
+        for dtype, zero_point in [("uint8", 100), ("int8", -3), ("uint16", 30000), ("int16", 7)]:
+            lq.set_backend("numpy")
+            expected = lq.quantize_linear(x, 0.75, zero_point, dtype=dtype, nan="zero")
+            expected_x_hat = lq.dequantize_linear(expected, 0.75, zero_point)
+            lq.set_backend("cython")
+            compiled.set_level(level)
+            q = lq.quantize_linear(x, 0.75, zero_point, dtype=dtype, nan="zero")
+            np.testing.assert_array_equal(q, expected)
+            shifted = np.empty(len(x) + 3, dtype)[3:]  # off the cache-line grid
+            lq.quantize_linear(x, 0.75, zero_point, dtype=dtype, nan="zero", out=shifted)
+            np.testing.assert_array_equal(shifted, expected)
+            with pytest.raises(ValueError, match="3 NaN values, the first at index \\(3,\\)"):
+                lq.quantize_linear(x, 0.75, zero_point, dtype=dtype)
+            np.testing.assert_array_equal(lq.dequantize_linear(q, 0.75, zero_point), expected_x_hat)
+            compiled.set_level(previous[1])
+    finally:
+        lq.set_backend(previous[0])
+        compiled.set_level(previous[1])

@@ -113,7 +113,7 @@ def quantize_linear(
     checked_zero_point = _checks.zero_point(zero_point)
     nan = _checks.nan_policy(nan)
     if out is None:
-        out = np.empty(arr.shape, code_dtype)
+        out = _backend.empty_output(arr.shape, code_dtype)
     else:
         _checks.out_array(out, arr.shape, code_dtype, arr)
     return _quantize_into(arr, checked_scale, checked_zero_point, qmin, qmax, nan, out)
@@ -141,7 +141,7 @@ def dequantize_linear(
     checked_scale = _checks.scale(scale, out_dtype.type)
     checked_zero_point = _checks.zero_point(zero_point)
     if out is None:
-        out = np.empty(codes.shape, out_dtype)
+        out = _backend.empty_output(codes.shape, out_dtype)
     else:
         _checks.out_array(out, codes.shape, out_dtype, codes)
     _backend.active().dequantize(codes, checked_scale, checked_zero_point, out)
@@ -172,7 +172,7 @@ def dynamic_quantize(
     else:
         scale, zero_point = asymmetric_params(lo, hi, n_bits, include_zero)
     qmin, qmax = integer_range(n_bits, signed, narrow_range)
-    out = np.empty(arr.shape, storage_dtype(n_bits, signed))
+    out = _backend.empty_output(arr.shape, storage_dtype(n_bits, signed))
     return _quantize_into(arr, scale, int(zero_point), qmin, qmax, nan, out), scale, zero_point
 
 

@@ -12,6 +12,8 @@ import os
 import warnings
 from types import ModuleType
 
+import numpy as np
+
 from . import _numpy_backend
 
 BACKENDS = ("cython", "numpy")
@@ -19,10 +21,20 @@ ENV_VARIABLE = "LINQUANT_BACKEND"
 
 _compiled: ModuleType | None = None
 _compiled_error: ImportError | None = None
+_buffers: ModuleType | None = None
 try:
-    from . import _compiled
+    from . import _buffers, _compiled
 except ImportError as error:  # built with LINQUANT_DISABLE_CEXT=1, or a broken build
     _compiled_error = error
+
+
+def empty_output(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A new array for a result: from linquant._buffers' pool when built (large results)."""
+    result: np.ndarray = (
+        np.empty(shape, dtype) if _buffers is None else _buffers.empty(shape, dtype)
+    )
+    return result
+
 
 _active: ModuleType = _numpy_backend
 

@@ -20,6 +20,25 @@ cdef extern from "_loops.h" nogil:
     int lq_minmax_f64(const double *p, Py_ssize_t n, Py_ssize_t step, double *lo, double *hi)
     float lq_rint_f32(float t)
     double lq_rint_f64(double t)
+    int lq_irint_f32(float t)
+    int lq_irint_f64(double t)
+    void lq_stream_fence()
+    int lq_stream_quantize_u8(const float *x, Py_ssize_t n, float scale, float lo, float hi,
+                              int zero_point, uint8_t *out, Py_ssize_t *begin, Py_ssize_t *end)
+    int lq_stream_quantize_i8(const float *x, Py_ssize_t n, float scale, float lo, float hi,
+                              int zero_point, int8_t *out, Py_ssize_t *begin, Py_ssize_t *end)
+    int lq_stream_quantize_u16(const float *x, Py_ssize_t n, float scale, float lo, float hi,
+                               int zero_point, uint16_t *out, Py_ssize_t *begin, Py_ssize_t *end)
+    int lq_stream_quantize_i16(const float *x, Py_ssize_t n, float scale, float lo, float hi,
+                               int zero_point, int16_t *out, Py_ssize_t *begin, Py_ssize_t *end)
+    void lq_stream_dequantize_u8(const uint8_t *q, Py_ssize_t n, float scale, int zero_point,
+                                 float *out, Py_ssize_t *begin, Py_ssize_t *end)
+    void lq_stream_dequantize_i8(const int8_t *q, Py_ssize_t n, float scale, int zero_point,
+                                 float *out, Py_ssize_t *begin, Py_ssize_t *end)
+    void lq_stream_dequantize_u16(const uint16_t *q, Py_ssize_t n, float scale, int zero_point,
+                                  float *out, Py_ssize_t *begin, Py_ssize_t *end)
+    void lq_stream_dequantize_i16(const int16_t *q, Py_ssize_t n, float scale, int zero_point,
+                                  float *out, Py_ssize_t *begin, Py_ssize_t *end)
     int lq_cpu_level()
 
 ctypedef fused codes:
@@ -37,6 +56,10 @@ cdef int64_t FAST_BOUND = 1 << 24
 # Wide form: a rounded value beyond ±2**32 saturates whatever the int32 zero point; 2**32 is
 # exact in both floats, so clamping to it first keeps the int64 conversion defined and exact.
 cdef double WIDE_LIMIT = 4294967296.0
+# Results of at least this many bytes (per thread) are larger than the caches: their
+# contiguous float32 rows are written with non-temporal stores where the build has them
+# (_loops.h, AVX-512).
+cdef Py_ssize_t STREAM_MIN_BYTES = 4 << 20
 
 
 cdef inline floating _rint(floating t) noexcept nogil:
@@ -44,6 +67,13 @@ cdef inline floating _rint(floating t) noexcept nogil:
         return lq_rint_f32(t)
     else:
         return lq_rint_f64(t)
+
+
+cdef inline int32_t _irint(floating t) noexcept nogil:
+    if floating is float:
+        return lq_irint_f32(t)
+    else:
+        return lq_irint_f64(t)
 
 
 cdef inline Py_ssize_t _step(Py_ssize_t stride_bytes, Py_ssize_t itemsize) noexcept nogil:
@@ -83,23 +113,37 @@ def nan_stats(const floating[:, :] x):
     return nan_count, first_nan
 
 
+cdef inline int _quantize_row_pass(
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n, floating scale,
+    floating lo, floating hi, int32_t zero_point, codes *out, Py_ssize_t out_step,
+    bint nan_as_zero,
+) noexcept nogil:
+    # Fast form: lo = qmin - zero_point and hi = qmax - zero_point are exact integers, so
+    # saturating before rounding is the same as after, and the rounding can convert too.
+    cdef Py_ssize_t j
+    cdef floating t
+    cdef int nan_seen = 0, is_nan
+    for j in range(n):
+        t = x[j * x_step] / scale
+        is_nan = t != t  # exactly where x is NaN (scale is positive and finite)
+        nan_seen |= is_nan
+        if nan_as_zero:
+            t = 0 if is_nan else t
+        t = t if t > lo else lo  # one max instruction; a NaN left here becomes lo
+        t = t if t < hi else hi
+        out[j * out_step] = <codes>(_irint(t) + zero_point)
+    return nan_seen
+
+
 cdef inline int _quantize_row(
     const floating *x, Py_ssize_t x_step, Py_ssize_t n, floating scale,
     floating lo, floating hi, int32_t zero_point, codes *out, Py_ssize_t out_step,
 ) noexcept nogil:
-    # fast form: lo = qmin - zero_point, hi = qmax - zero_point, both exact
-    cdef Py_ssize_t j
-    cdef floating v, t
-    cdef int nan_seen = 0
-    for j in range(n):
-        v = x[j * x_step]
-        nan_seen |= v != v
-        t = _rint(v / scale)
-        t = 0 if t != t else t
-        t = lo if t < lo else t
-        t = hi if t > hi else t
-        out[j * out_step] = <codes>(<int32_t>t + zero_point)
-    return nan_seen
+    # The first pass leaves NaN out of its arithmetic (the common case: none); a row that had
+    # NaN is done again, storing each as 0.0 would be (SPEC §5 nan="zero").
+    if _quantize_row_pass(x, x_step, n, scale, lo, hi, zero_point, out, out_step, False):
+        return _quantize_row_pass(x, x_step, n, scale, lo, hi, zero_point, out, out_step, True)
+    return 0
 
 
 cdef inline int _quantize_row_wide(
@@ -107,14 +151,14 @@ cdef inline int _quantize_row_wide(
     int64_t qmin, int64_t qmax, int64_t zero_point, codes *out, Py_ssize_t out_step,
 ) noexcept nogil:
     cdef Py_ssize_t j
-    cdef floating v, t, limit = <floating>WIDE_LIMIT
+    cdef floating t, limit = <floating>WIDE_LIMIT
     cdef int64_t q
-    cdef int nan_seen = 0
+    cdef int nan_seen = 0, is_nan
     for j in range(n):
-        v = x[j * x_step]
-        nan_seen |= v != v
-        t = _rint(v / scale)
-        t = 0 if t != t else t
+        t = _rint(x[j * x_step] / scale)
+        is_nan = t != t
+        nan_seen |= is_nan
+        t = 0 if is_nan else t
         t = -limit if t < -limit else t
         t = limit if t > limit else t
         q = <int64_t>t + zero_point
@@ -122,6 +166,30 @@ cdef inline int _quantize_row_wide(
         q = qmax if q > qmax else q
         out[j * out_step] = <codes>q
     return nan_seen
+
+
+cdef inline int _quantize_row_streamed(
+    const floating *x, Py_ssize_t n, floating scale, floating lo, floating hi,
+    int32_t zero_point, codes *out,
+) noexcept nogil:
+    # The whole cache lines of the row by _loops.h, the ends by the Cython loop.
+    cdef Py_ssize_t begin = 0, end = 0
+    cdef int nan_seen = 0
+    if floating is float:
+        if codes is uint8_t:
+            nan_seen = lq_stream_quantize_u8(x, n, scale, lo, hi, zero_point, out, &begin, &end)
+        elif codes is int8_t:
+            nan_seen = lq_stream_quantize_i8(x, n, scale, lo, hi, zero_point, out, &begin, &end)
+        elif codes is uint16_t:
+            nan_seen = lq_stream_quantize_u16(x, n, scale, lo, hi, zero_point, out, &begin, &end)
+        else:
+            nan_seen = lq_stream_quantize_i16(x, n, scale, lo, hi, zero_point, out, &begin, &end)
+    if nan_seen:  # redo the row, storing NaN as 0.0 would be
+        return _quantize_row(x, 1, n, scale, lo, hi, zero_point, out, 1)
+    nan_seen = _quantize_row(x, 1, begin, scale, lo, hi, zero_point, out, 1)
+    return nan_seen | _quantize_row(
+        x + end, 1, n - end, scale, lo, hi, zero_point, out + end, 1
+    )
 
 
 def quantize(
@@ -139,12 +207,17 @@ def quantize(
     cdef Py_ssize_t i, n = x.shape[1]
     cdef Py_ssize_t x_step = _step(x.strides[1], sizeof(floating))
     cdef Py_ssize_t out_step = _step(out.strides[1], sizeof(codes))
+    cdef bint stream = x.shape[0] * n * <Py_ssize_t>sizeof(codes) >= STREAM_MIN_BYTES
     cdef int nan_seen = 0
     with nogil:
         for i in range(x.shape[0]):
             if not fast:
                 nan_seen |= _quantize_row_wide(
                     &x[i, 0], x_step, n, scale, qmin, qmax, zero_point, &out[i, 0], out_step
+                )
+            elif x_step == 1 and out_step == 1 and stream:
+                nan_seen |= _quantize_row_streamed(
+                    &x[i, 0], n, scale, lo, hi, <int32_t>zero_point, &out[i, 0]
                 )
             elif x_step == 1 and out_step == 1:  # the contiguous loop, vectorized
                 nan_seen |= _quantize_row(
@@ -155,6 +228,8 @@ def quantize(
                     &x[i, 0], x_step, n, scale, lo, hi, <int32_t>zero_point, &out[i, 0],
                     out_step,
                 )
+        if stream:
+            lq_stream_fence()
     return nan_seen != 0
 
 
@@ -176,6 +251,24 @@ cdef inline void _dequantize_row_wide(
         out[j * out_step] = <floating>(<int64_t>q[j * q_step] - zero_point) * scale
 
 
+cdef inline void _dequantize_row_streamed(
+    const codes *q, Py_ssize_t n, floating scale, int32_t zero_point, floating *out,
+) noexcept nogil:
+    # The whole cache lines of the row by _loops.h, the ends by the Cython loop.
+    cdef Py_ssize_t begin = 0, end = 0
+    if floating is float:
+        if codes is uint8_t:
+            lq_stream_dequantize_u8(q, n, scale, zero_point, out, &begin, &end)
+        elif codes is int8_t:
+            lq_stream_dequantize_i8(q, n, scale, zero_point, out, &begin, &end)
+        elif codes is uint16_t:
+            lq_stream_dequantize_u16(q, n, scale, zero_point, out, &begin, &end)
+        else:
+            lq_stream_dequantize_i16(q, n, scale, zero_point, out, &begin, &end)
+    _dequantize_row(q, 1, begin, scale, zero_point, out, 1)
+    _dequantize_row(q + end, 1, n - end, scale, zero_point, out + end, 1)
+
+
 def dequantize(
     const codes[:, :] q,  # IN
     floating[:, :] out,  # OUT, same shape as q
@@ -188,13 +281,18 @@ def dequantize(
     cdef Py_ssize_t i, n = q.shape[1]
     cdef Py_ssize_t q_step = _step(q.strides[1], sizeof(codes))
     cdef Py_ssize_t out_step = _step(out.strides[1], sizeof(floating))
+    cdef bint stream = q.shape[0] * n * <Py_ssize_t>sizeof(floating) >= STREAM_MIN_BYTES
     with nogil:
         for i in range(q.shape[0]):
             if not fast:
                 _dequantize_row_wide(&q[i, 0], q_step, n, scale, zero_point, &out[i, 0], out_step)
+            elif q_step == 1 and out_step == 1 and stream:
+                _dequantize_row_streamed(&q[i, 0], n, scale, <int32_t>zero_point, &out[i, 0])
             elif q_step == 1 and out_step == 1:  # the contiguous loop, vectorized
                 _dequantize_row(&q[i, 0], 1, n, scale, <int32_t>zero_point, &out[i, 0], 1)
             else:
                 _dequantize_row(
                     &q[i, 0], q_step, n, scale, <int32_t>zero_point, &out[i, 0], out_step
                 )
+        if stream:
+            lq_stream_fence()

@@ -88,10 +88,16 @@ if hasattr(os, "register_at_fork"):
 
 
 def run(task: Callable[..., T], pieces: Sequence[tuple[object, ...]], *args: object) -> list[T]:
-    """``[task(*piece, *args) for piece in pieces]``, the pieces spread over the threads."""
+    """``[task(*piece, *args) for piece in pieces]``, the pieces spread over the threads.
+
+    The calling thread does the first piece itself while the pool does the others, so a call
+    with ``n`` pieces wakes ``n - 1`` pool threads.
+    """
     global _pool
-    if len(pieces) == 1:
-        return [task(*pieces[0], *args)]
+    if len(pieces) <= 1:
+        return [task(*piece, *args) for piece in pieces]
     if _pool is None:
-        _pool = ThreadPoolExecutor(_num_threads, thread_name_prefix="linquant")
-    return list(_pool.map(lambda piece: task(*piece, *args), pieces))
+        _pool = ThreadPoolExecutor(max(1, _num_threads - 1), thread_name_prefix="linquant")
+    futures = [_pool.submit(task, *piece, *args) for piece in pieces[1:]]
+    first = task(*pieces[0], *args)
+    return [first, *(future.result() for future in futures)]

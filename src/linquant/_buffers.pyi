@@ -1,0 +1,6 @@
+import numpy as np
+
+MIN_POOLED_BYTES: int
+
+def empty(shape: tuple[int, ...], dtype: object) -> np.ndarray: ...
+def pooled_sizes() -> list[int]: ...
