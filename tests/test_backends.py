@@ -84,8 +84,9 @@ SPECIAL_VALUES = (math.nan, math.inf, -math.inf, 0.0, -0.0)
 def using(config: Config) -> Iterator[None]:
     """Run the block under ``config``, then restore the previous settings.
 
-    With several threads even small arrays are split, so that the splitting is exercised on
-    every shape and layout the strategies make.
+    With several threads even small arrays are split, and their results are written with the
+    non-temporal stores meant for large ones, so that both are exercised on every shape and
+    layout the strategies make.
     """
     compiled = _backend._compiled
     previous = (lq.get_backend(), lq.get_cpu_level(), lq.get_num_threads())
@@ -93,7 +94,9 @@ def using(config: Config) -> Iterator[None]:
     if compiled is not None and config.level:
         compiled.set_level(config.level)
         lq.set_num_threads(config.threads)
-        compiled.PARALLEL_MIN_SIZE, min_size = 1, compiled.PARALLEL_MIN_SIZE
+        sizes = (compiled.PARALLEL_MIN_SIZE, compiled.STREAM_MIN_BYTES)
+        if config.threads > 1:
+            compiled.PARALLEL_MIN_SIZE = compiled.STREAM_MIN_BYTES = 0
     try:
         yield
     finally:
@@ -101,7 +104,7 @@ def using(config: Config) -> Iterator[None]:
         if compiled is not None and config.level:
             compiled.set_level(previous[1])
             lq.set_num_threads(previous[2])
-            compiled.PARALLEL_MIN_SIZE = min_size
+            compiled.PARALLEL_MIN_SIZE, compiled.STREAM_MIN_BYTES = sizes
 
 
 def fingerprint(value: object) -> object:

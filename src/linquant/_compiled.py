@@ -25,9 +25,13 @@ from ._layout import slabs
 
 LEVELS = ("baseline", "avx2", "avx512")
 CPU_ENV_VARIABLE = "LINQUANT_CPU"
-# Below this many elements a call stays on one thread: handing work to a pool costs tens of
-# microseconds, about what one core needs for this many elements.
-PARALLEL_MIN_SIZE = 1 << 18
+# Below this many elements a call stays on one thread: waking a pool thread costs tens to
+# hundreds of microseconds here, about what one core needs for this many elements.
+PARALLEL_MIN_SIZE = 1 << 21
+# A call that moves at least this many bytes (input and result) does not fit the caches: its
+# result is written with non-temporal stores where the build has them (AVX-512), which saves
+# reading the result's cache lines first; a smaller result is left in the cache for its user.
+STREAM_MIN_BYTES = 48 << 20
 
 
 def _built_levels() -> dict[str, ModuleType]:
@@ -100,6 +104,10 @@ def _split(*arrays: np.ndarray) -> list[tuple[np.ndarray, ...]]:
     return [piece for views in pieces for piece in _pieces(views, parts)]
 
 
+def _streams(source: np.ndarray, result: np.ndarray) -> bool:
+    return source.nbytes + result.nbytes >= STREAM_MIN_BYTES
+
+
 def minmax(x: np.ndarray) -> tuple[np.floating, np.floating, int, int]:
     """Return ``(lo, hi, nan_count, first_nan)``; see ``linquant._numpy_backend.minmax``."""
     wf = x.dtype.type
@@ -126,9 +134,10 @@ def quantize(
     out: np.ndarray,
 ) -> bool:
     """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0)."""
-    return any(_threads.run(_kernels.quantize, _split(x, out), scale, zero_point, qmin, qmax))
+    pieces, stream = _split(x, out), _streams(x, out)
+    return any(_threads.run(_kernels.quantize, pieces, scale, zero_point, qmin, qmax, stream))
 
 
 def dequantize(q: np.ndarray, scale: np.floating, zero_point: int, out: np.ndarray) -> None:
     """Dequantize ``q`` into ``out`` (SPEC §3): ``(q - zero_point) * scale``."""
-    _threads.run(_kernels.dequantize, _split(q, out), scale, zero_point)
+    _threads.run(_kernels.dequantize, _split(q, out), scale, zero_point, _streams(q, out))

@@ -56,10 +56,6 @@ cdef int64_t FAST_BOUND = 1 << 24
 # Wide form: a rounded value beyond ±2**32 saturates whatever the int32 zero point; 2**32 is
 # exact in both floats, so clamping to it first keeps the int64 conversion defined and exact.
 cdef double WIDE_LIMIT = 4294967296.0
-# Results of at least this many bytes (per thread) are larger than the caches: their
-# contiguous float32 rows are written with non-temporal stores where the build has them
-# (_loops.h, AVX-512).
-cdef Py_ssize_t STREAM_MIN_BYTES = 4 << 20
 
 
 cdef inline floating _rint(floating t) noexcept nogil:
@@ -199,6 +195,7 @@ def quantize(
     int64_t zero_point,
     int64_t qmin,
     int64_t qmax,
+    bint stream,  # write contiguous float32 rows with non-temporal stores (_loops.h)
 ):
     """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0)."""
     cdef floating scale = <floating>scale_value
@@ -207,7 +204,6 @@ def quantize(
     cdef Py_ssize_t i, n = x.shape[1]
     cdef Py_ssize_t x_step = _step(x.strides[1], sizeof(floating))
     cdef Py_ssize_t out_step = _step(out.strides[1], sizeof(codes))
-    cdef bint stream = x.shape[0] * n * <Py_ssize_t>sizeof(codes) >= STREAM_MIN_BYTES
     cdef int nan_seen = 0
     with nogil:
         for i in range(x.shape[0]):
@@ -274,6 +270,7 @@ def dequantize(
     floating[:, :] out,  # OUT, same shape as q
     double scale_value,  # a value of the output float, so the narrowing below is exact
     int64_t zero_point,
+    bint stream,  # write contiguous float32 rows with non-temporal stores (_loops.h)
 ):
     """Dequantize ``q`` into ``out`` (SPEC §3): ``(q - zero_point) * scale``."""
     cdef floating scale = <floating>scale_value
@@ -281,7 +278,6 @@ def dequantize(
     cdef Py_ssize_t i, n = q.shape[1]
     cdef Py_ssize_t q_step = _step(q.strides[1], sizeof(codes))
     cdef Py_ssize_t out_step = _step(out.strides[1], sizeof(floating))
-    cdef bint stream = q.shape[0] * n * <Py_ssize_t>sizeof(floating) >= STREAM_MIN_BYTES
     with nogil:
         for i in range(q.shape[0]):
             if not fast:

@@ -12,8 +12,13 @@ def quantize(
     zero_point: int,
     qmin: int,
     qmax: int,
+    stream: bool,
 ) -> bool: ...
 def dequantize(
-    q: NDArray[np.integer], out: NDArray[np.floating], scale_value: float, zero_point: int
+    q: NDArray[np.integer],
+    out: NDArray[np.floating],
+    scale_value: float,
+    zero_point: int,
+    stream: bool,
 ) -> None: ...
 def cpu_level() -> int: ...
