@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -17,3 +20,25 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     lq.set_backend(request.param)
     yield request.param
     lq.set_backend(previous)
+
+
+PythonRun = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def python() -> PythonRun:
+    """``python(code, **env)``: run ``code`` in a new interpreter with ``env`` added.
+
+    Warnings are shown (on stderr), not turned into errors, so that a test can count them.
+    """
+
+    def run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-W", "default", "-c", code],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+
+    return run

@@ -6,12 +6,16 @@ import dataclasses
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 import linquant as lq
 from linquant._backend import available_backends
+
+if TYPE_CHECKING:
+    from tests.conftest import PythonRun
 
 X = np.random.default_rng(7).normal(3.0, 20.0, (40, 30)).astype(np.float32)
 
@@ -38,20 +42,10 @@ def test_set_backend() -> None:
         lq.set_backend(previous)
 
 
-def _import_with_env(**env: str) -> subprocess.CompletedProcess[str]:
+def test_backend_environment_variable(python: PythonRun) -> None:
     code = "import linquant; print(linquant.get_backend())"
-    return subprocess.run(
-        [sys.executable, "-W", "default", "-c", code],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-
-
-def test_backend_environment_variable() -> None:
-    assert _import_with_env(LINQUANT_BACKEND="numpy").stdout.strip() == "numpy"
-    bad = _import_with_env(LINQUANT_BACKEND="gpu")
+    assert python(code, LINQUANT_BACKEND="numpy").stdout.strip() == "numpy"
+    bad = python(code, LINQUANT_BACKEND="gpu")
     assert bad.stdout.strip() == available_backends()[0]
     assert bad.stderr.count("LINQUANT_BACKEND='gpu' ignored") == 1
 

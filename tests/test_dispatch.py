@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import subprocess
-import sys
 import tracemalloc
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 import linquant as lq
 from linquant._backend import available_backends
+
+if TYPE_CHECKING:
+    from tests.conftest import PythonRun
 
 compiled = pytest.importorskip(
     "linquant._compiled", reason="the compiled backend is not built (LINQUANT_DISABLE_CEXT=1)"
@@ -21,27 +23,17 @@ compiled = pytest.importorskip(
 MB = 1 << 20
 
 
-def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-W", "default", "-c", code],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-
-
-def test_widest_supported_level_is_the_default() -> None:
+def test_widest_supported_level_is_the_default(python: PythonRun) -> None:
     levels = compiled.supported_levels()
     assert levels[0] == "baseline"
     assert set(levels) <= {"baseline", "avx2", "avx512"}
-    result = _python("import linquant; print(linquant.get_cpu_level())", LINQUANT_CPU="")
+    result = python("import linquant; print(linquant.get_cpu_level())", LINQUANT_CPU="")
     assert result.stdout.strip() == levels[-1]
 
 
 @pytest.mark.parametrize("level", ["baseline", "avx2", "avx512"])
-def test_linquant_cpu_forces_a_level(level: str) -> None:
-    result = _python("import linquant; print(linquant.get_cpu_level())", LINQUANT_CPU=level)
+def test_linquant_cpu_forces_a_level(level: str, python: PythonRun) -> None:
+    result = python("import linquant; print(linquant.get_cpu_level())", LINQUANT_CPU=level)
     if level in compiled.supported_levels():
         assert result.stdout.strip() == level
     else:  # never run code the CPU cannot: say so once, and use what it can run
@@ -66,11 +58,11 @@ def test_num_threads_api() -> None:
         lq.set_num_threads(previous)
 
 
-def test_default_threads_honour_omp_num_threads() -> None:
+def test_default_threads_honour_omp_num_threads(python: PythonRun) -> None:
     code = "import linquant; print(linquant.get_num_threads())"
-    assert _python(code, OMP_NUM_THREADS="1").stdout.strip() == "1"
-    assert _python(code, OMP_NUM_THREADS="3").stdout.strip() == "3"
-    default = _python(code, OMP_NUM_THREADS="").stdout.strip()
+    assert python(code, OMP_NUM_THREADS="1").stdout.strip() == "1"
+    assert python(code, OMP_NUM_THREADS="3").stdout.strip() == "3"
+    default = python(code, OMP_NUM_THREADS="").stdout.strip()
     assert int(default) == len(os.sched_getaffinity(0))
 
 
