@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#if defined(_MSC_VER) && !defined(__cplusplus) && !defined(inline)
+#define inline __inline /* older MSVC C modes know only __inline */
+#endif
+
 /*
  * Compilers do not vectorize `lo = v < lo ? v : lo` on their own: reordering a min is only
  * allowed where NaN and signed zeros cannot tell, so they must be told (OpenMP SIMD, built
