@@ -4,20 +4,38 @@ Flow of a call: ``x`` is normalized (``_layout``), arguments are checked (``_che
 the range comes from one ``minmax`` pass and the parameters from ``_params`` (dynamic calls
 only), then one ``quantize`` or ``dequantize`` pass of the active backend (``_backend``)
 writes the result.
+
+Per-axis and per-block parameters (``axis=``, ``block_size=``; ``_groups``) are computed by
+the NumPy implementation (``_numpy_backend``, broadcasting the parameters) whichever backend
+is active: the compiled kernels take per-tensor parameters only.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from . import _backend, _checks
+from . import _backend, _checks, _numpy_backend
+from ._groups import Grouping, grouping
 from ._layout import as_float_input, working_float
-from ._params import asymmetric_params, integer_range, storage_dtype, symmetric_scale
+from ._params import (
+    asymmetric_params,
+    asymmetric_params_per_slice,
+    integer_range,
+    storage_dtype,
+    symmetric_scale,
+    symmetric_scale_per_slice,
+)
 
 
-def _nan_error(shape: tuple[int, ...], count: int, first: int, hint: bool) -> ValueError:
+def _nan_error(
+    shape: tuple[int, ...], count: int, first: int, hint: bool, groups: Grouping | None = None
+) -> ValueError:
     index = tuple(int(i) for i in np.unravel_index(first, shape)) if shape else ()
     message = f"x contains {count} NaN value{'s' if count > 1 else ''}, the first at index {index}"
+    if groups is not None:
+        message += f" (in {groups.describe(groups.group_of(index))})"
     if hint:
         message += "; pass nan='zero' to quantize NaN as 0.0"
     return ValueError(message)
@@ -34,45 +52,66 @@ def _range(x: np.ndarray) -> tuple[np.floating, np.floating, int, int]:
     return lo + zero, hi + zero, nan_count, first_nan
 
 
-def _finite_range(x: np.ndarray, nan: str) -> tuple[np.floating, np.floating]:
-    """``(lo, hi)`` of ``x`` without NaN (``lo > hi`` if empty); NaN raises unless nan="zero"."""
+def _finite_range(x: np.ndarray, nan: str, groups: Grouping | None = None) -> tuple[Any, Any]:
+    """``(lo, hi)`` of ``x`` without NaN (``lo > hi`` if empty); NaN raises unless nan="zero".
+
+    Scalars, or with ``groups`` arrays of the range of each channel or block.
+    """
     lo, hi, nan_count, first_nan = _range(x)
     if nan_count and nan == "raise":
-        raise _nan_error(x.shape, nan_count, first_nan, hint=True)
-    return lo, hi
+        raise _nan_error(x.shape, nan_count, first_nan, hint=True, groups=groups)
+    if groups is None:
+        return lo, hi
+    zero = x.dtype.type(0.0)  # -0.0 bounds made +0.0, as _range does
+    return groups.reduce(x, np.fmin, np.inf) + zero, groups.reduce(x, np.fmax, -np.inf) + zero
 
 
 def _quantize_into(
     x: np.ndarray,
-    scale: np.floating,
-    zero_point: int,
+    scale: np.floating | np.ndarray,
+    zero_point: int | np.ndarray,
     qmin: int,
     qmax: int,
     nan: str,
     out: np.ndarray,
+    groups: Grouping | None = None,
 ) -> np.ndarray:
-    backend = _backend.active()
-    if backend.quantize(x, scale, zero_point, qmin, qmax, out) and nan == "raise":
-        _, _, nan_count, first_nan = backend.minmax(x)
-        raise _nan_error(x.shape, nan_count, first_nan, hint=True)
+    if groups is None:
+        nan_seen = _backend.active().quantize(x, scale, zero_point, qmin, qmax, out)
+    else:
+        nan_seen = _numpy_backend.quantize(
+            x, groups.expand(np.asarray(scale)), groups.expand(np.asarray(zero_point)),
+            qmin, qmax, out,
+        )  # fmt: skip
+    if nan_seen and nan == "raise":
+        _, _, nan_count, first_nan = _range(x)
+        raise _nan_error(x.shape, nan_count, first_nan, hint=True, groups=groups)
     return out
 
 
-def minmax(x: object) -> tuple[np.floating, np.floating]:
+def minmax(x: object, axis: int | None = None, block_size: int | None = None) -> tuple[Any, Any]:
     """Minimum and maximum of ``x`` in one pass, as working-float scalars (SPEC §1).
 
-    Raises ValueError if ``x`` is empty or holds NaN (saying how many, and where the first is).
+    With ``axis``, arrays of the minimum and maximum of each channel along it; with
+    ``block_size`` too, of each block of that many elements along it (the shape of per-block
+    parameters). Raises ValueError if ``x`` (or a channel or block) is empty or holds NaN
+    (saying how many, and where the first is).
 
     >>> import linquant as lq
     >>> lq.minmax([3.0, -1.5, 2.0])
     (np.float64(-1.5), np.float64(3.0))
+    >>> lq.minmax([[3.0, -1.5], [2.0, 0.5]], axis=1)
+    (array([ 2. , -1.5]), array([3. , 0.5]))
     """
     arr = as_float_input(x)
+    groups = grouping(arr.shape, axis, block_size)
     lo, hi, nan_count, first_nan = _range(arr)
     if nan_count:
-        raise _nan_error(arr.shape, nan_count, first_nan, hint=False)
-    if lo > hi:
-        raise ValueError("minmax of an empty array is undefined")
+        raise _nan_error(arr.shape, nan_count, first_nan, hint=False, groups=groups)
+    if groups is not None:
+        lo, hi = _finite_range(arr, "zero", groups)
+    if np.any(lo > hi):
+        raise ValueError("minmax of an empty array (or channel, or block) is undefined")
     return lo, hi
 
 
@@ -81,6 +120,8 @@ def quantize_linear(
     scale: object,
     zero_point: object = 0,
     *,
+    axis: int | None = None,
+    block_size: int | None = None,
     dtype: object = "uint8",
     bits: int | None = None,
     narrow_range: bool = False,
@@ -96,6 +137,11 @@ def quantize_linear(
     NaN raises ValueError unless ``nan="zero"``, which quantizes it as 0.0. With ``out=``
     the codes are written there (when NaN raises, ``out`` may already be partly written).
 
+    Per-axis (ONNX opset 13): with ``axis``, ``scale`` is 1-D of length ``x.shape[axis]`` and
+    element ``i`` along the axis uses ``scale[i]`` and ``zero_point[i]`` (or the one integer
+    ``zero_point``). Per-block (opset 21): with ``block_size`` too, ``scale`` has ``x.shape``
+    with ``x.shape[axis]`` replaced by ``ceil(x.shape[axis] / block_size)``.
+
     >>> import numpy as np, linquant as lq
     >>> lq.quantize_linear(np.array([-1.0, 0.25, 0.5, 100.0], np.float32), 0.5, 10)
     array([  8,  10,  11, 210], dtype=uint8)
@@ -109,14 +155,24 @@ def quantize_linear(
     if narrow_range and not signed:
         raise ValueError("narrow_range=True needs a signed dtype (int8 or int16)")
     qmin, qmax = integer_range(n_bits, signed, narrow_range)
-    checked_scale = _checks.scale(scale, wf)
-    checked_zero_point = _checks.zero_point(zero_point)
+    groups = grouping(arr.shape, axis, block_size)
+    checked_scale, checked_zero_point = _checked_params(scale, zero_point, wf, groups)
     nan = _checks.nan_policy(nan)
     if out is None:
         out = _backend.empty_output(arr.shape, code_dtype)
     else:
         _checks.out_array(out, arr.shape, code_dtype, arr)
-    return _quantize_into(arr, checked_scale, checked_zero_point, qmin, qmax, nan, out)
+    return _quantize_into(arr, checked_scale, checked_zero_point, qmin, qmax, nan, out, groups)
+
+
+def _checked_params(
+    scale: object, zero_point: object, wf: type[np.floating], groups: Grouping | None
+) -> tuple[Any, Any]:
+    """Scale and zero point: scalars per tensor, arrays of the groups' shape otherwise."""
+    if groups is None:
+        return _checks.scale(scale, wf), _checks.zero_point(zero_point)
+    shape = groups.param_shape
+    return _checks.scales(scale, shape, wf), _checks.zero_points(zero_point, shape)
 
 
 def dequantize_linear(
@@ -124,13 +180,16 @@ def dequantize_linear(
     scale: object,
     zero_point: object = 0,
     *,
+    axis: int | None = None,
+    block_size: int | None = None,
     dtype: object = "float32",
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Dequantize, as ONNX DequantizeLinear (SPEC §3): ``(q - zero_point) * scale``.
 
     ``q - zero_point`` is exact (integers), converted to ``dtype`` (float32 or float64), then
-    multiplied by ``scale`` rounded to that float.
+    multiplied by ``scale`` rounded to that float. ``axis`` and ``block_size`` give per-axis
+    or per-block parameters, as for :func:`quantize_linear`.
 
     >>> import numpy as np, linquant as lq
     >>> lq.dequantize_linear(np.array([8, 10, 11, 210], np.uint8), 0.5, 10)
@@ -138,13 +197,18 @@ def dequantize_linear(
     """
     codes = _checks.codes_input(q)
     out_dtype = _checks.output_float(dtype)
-    checked_scale = _checks.scale(scale, out_dtype.type)
-    checked_zero_point = _checks.zero_point(zero_point)
+    groups = grouping(codes.shape, axis, block_size)
+    checked_scale, checked_zero_point = _checked_params(scale, zero_point, out_dtype.type, groups)
     if out is None:
         out = _backend.empty_output(codes.shape, out_dtype)
     else:
         _checks.out_array(out, codes.shape, out_dtype, codes)
-    _backend.active().dequantize(codes, checked_scale, checked_zero_point, out)
+    if groups is None:
+        _backend.active().dequantize(codes, checked_scale, checked_zero_point, out)
+    else:
+        _numpy_backend.dequantize(
+            codes, groups.expand(checked_scale), groups.expand(checked_zero_point), out
+        )
     return out
 
 
@@ -155,8 +219,14 @@ def dynamic_quantize(
     include_zero: bool = True,
     narrow_range: bool = False,
     nan: str = "raise",
-) -> tuple[np.ndarray, np.floating, np.int32]:
-    """Codes, scale and zero point with parameters chosen from the data (SPEC §4)."""
+    axis: int | None = None,
+    block_size: int | None = None,
+) -> tuple[np.ndarray, Any, Any]:
+    """Codes, scale and zero point with parameters chosen from the data (SPEC §4).
+
+    Per tensor, or with ``axis`` (and ``block_size``) per channel (block), each by SPEC §4
+    applied to its own range; then the scale and zero point are arrays.
+    """
     arr = as_float_input(x)
     n_bits = _checks.bits(bits)
     scheme = _checks.scheme(scheme)
@@ -166,14 +236,25 @@ def dynamic_quantize(
         raise ValueError("include_zero=False applies to scheme='asymmetric' only")
     if narrow_range and not signed:
         raise ValueError("narrow_range=True applies to scheme='symmetric' only")
-    lo, hi = _finite_range(arr, nan)
-    if signed:
+    groups = grouping(arr.shape, axis, block_size)
+    lo, hi = _finite_range(arr, nan, groups)
+    scale: np.floating | np.ndarray
+    zero_point: np.int32 | np.ndarray
+    if groups is not None and signed:
+        scale = symmetric_scale_per_slice(lo, hi, n_bits, groups.describe)
+        zero_point = np.zeros(scale.shape, np.int32)
+    elif groups is not None:
+        scale, zero_point = asymmetric_params_per_slice(
+            lo, hi, n_bits, include_zero, groups.describe
+        )
+    elif signed:
         scale, zero_point = symmetric_scale(lo, hi, n_bits), np.int32(0)
     else:
         scale, zero_point = asymmetric_params(lo, hi, n_bits, include_zero)
     qmin, qmax = integer_range(n_bits, signed, narrow_range)
     out = _backend.empty_output(arr.shape, storage_dtype(n_bits, signed))
-    return _quantize_into(arr, scale, int(zero_point), qmin, qmax, nan, out), scale, zero_point
+    zp = zero_point if isinstance(zero_point, np.ndarray) else int(zero_point)
+    return _quantize_into(arr, scale, zp, qmin, qmax, nan, out, groups), scale, zero_point
 
 
 def dynamic_quantize_linear(x: object) -> tuple[np.ndarray, np.floating, np.int32]:

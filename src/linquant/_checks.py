@@ -117,3 +117,34 @@ def out_array(out: object, shape: tuple[int, ...], dtype: np.dtype, inputs: np.n
         raise ValueError("out must be aligned to its item size")
     if np.may_share_memory(out, inputs):
         raise ValueError("out must not overlap the input array")
+
+
+def scales(value: object, shape: tuple[int, ...], wf: type[np.floating]) -> np.ndarray:
+    """Per-axis or per-block scales: an array of ``shape``, positive and finite in ``wf``."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu" or isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"scale must be an array of real numbers, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(
+            f"scale must have shape {shape} for this axis and block_size, got {arr.shape}"
+        )
+    with np.errstate(over="ignore"):
+        converted = arr.astype(wf)
+    if not (np.isfinite(converted) & (converted > 0)).all():
+        raise ValueError(f"every scale must be positive and finite in {np.dtype(wf).name}")
+    return converted
+
+
+def zero_points(value: object, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-axis or per-block zero points: an integer scalar or array of ``shape`` in int32."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"zero_point must be an integer or an array of integers, got {value!r}")
+    if arr.shape not in ((), shape):
+        raise ValueError(
+            f"zero_point must be an integer or have shape {shape} for this axis and "
+            f"block_size, got {arr.shape}"
+        )
+    if arr.size and not (arr.min() >= INT32_MIN and arr.max() <= INT32_MAX):
+        raise ValueError("every zero_point must fit in int32")
+    return np.broadcast_to(arr.astype(np.int64), shape)

@@ -34,13 +34,16 @@ def minmax(x: np.ndarray) -> tuple[np.floating, np.floating, int, int]:
 
 def quantize(
     x: np.ndarray,
-    scale: np.floating,
-    zero_point: int,
+    scale: np.floating | np.ndarray,
+    zero_point: int | np.ndarray,
     qmin: int,
     qmax: int,
     out: np.ndarray,
 ) -> bool:
-    """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0)."""
+    """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0).
+
+    ``scale`` and ``zero_point`` may be arrays that broadcast to ``x`` (per-axis, per-block).
+    """
     rounded = np.empty(x.shape, x.dtype)  # an array even when x is 0-d
     with np.errstate(over="ignore", invalid="ignore"):
         np.divide(x, scale, out=rounded)
@@ -57,8 +60,14 @@ def quantize(
     return nan_seen
 
 
-def dequantize(q: np.ndarray, scale: np.floating, zero_point: int, out: np.ndarray) -> None:
-    """Dequantize ``q`` into ``out`` (SPEC §3): ``(q - zero_point) * scale``."""
+def dequantize(
+    q: np.ndarray,
+    scale: np.floating | np.ndarray,
+    zero_point: int | np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Dequantize ``q`` into ``out`` (SPEC §3): ``(q - zero_point) * scale``, or with arrays
+    ``scale`` and ``zero_point`` that broadcast to ``q``."""
     shifted = q.astype(np.int64)
     shifted -= zero_point
     with np.errstate(over="ignore"):

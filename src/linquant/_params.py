@@ -7,6 +7,7 @@ scales and zero points are identical whichever backend found the range.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -95,3 +96,89 @@ def symmetric_scale(lo: np.floating, hi: np.floating, bits: int) -> np.floating:
     with np.errstate(all="ignore"):
         amax: np.floating = max(-lo, hi)
         return _scale_from_span(amax, 2 ** (bits - 1) - 1, wf)
+
+
+# Per-slice parameters (per-axis and per-block quantization): the arithmetic of
+# asymmetric_params and symmetric_scale above, element for element over arrays of ranges.
+# tests/test_groups.py checks that each element equals the scalar functions' result.
+
+
+def _first_bad(bad: np.ndarray, describe: Callable[[tuple[int, ...]], str]) -> str:
+    index = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+    return describe(index)
+
+
+def _check_finite_ranges(
+    lo: np.ndarray, hi: np.ndarray, describe: Callable[[tuple[int, ...]], str]
+) -> None:
+    bad = ~(np.isfinite(lo) & np.isfinite(hi))
+    if bad.any():
+        raise ValueError(
+            f"x contains infinite values in {_first_bad(bad, describe)}: dynamic parameters "
+            "need a finite range; pass scales and zero points to quantize_linear to saturate them"
+        )
+
+
+def _scales_from_spans(
+    span: np.ndarray, steps: int, describe: Callable[[tuple[int, ...]], str]
+) -> np.ndarray:
+    wf = span.dtype.type
+    if not np.isfinite(span).all():
+        raise ValueError(
+            f"the range of {_first_bad(~np.isfinite(span), describe)} overflows "
+            f"{np.dtype(wf).name}; its span cannot be represented"
+        )
+    scale: np.ndarray = np.where(span == 0, wf(1.0), span / wf(steps)).astype(wf)
+    if (scale == 0).any():
+        raise ValueError(
+            f"the range of {_first_bad(scale == 0, describe)} is too small for a "
+            f"{np.dtype(wf).name} scale: it underflows to 0"
+        )
+    return scale
+
+
+def _without_empty(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Empty ranges (``lo > hi``: no values) as [0, 0], the degenerate rule."""
+    empty = lo > hi
+    zero = lo.dtype.type(0.0)
+    return np.where(empty, zero, lo), np.where(empty, zero, hi)
+
+
+def asymmetric_params_per_slice(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    bits: int,
+    include_zero: bool,
+    describe: Callable[[tuple[int, ...]], str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scales and int32 zero points for arrays of ranges; errors name the slice."""
+    wf = lo.dtype.type
+    qmin, qmax = integer_range(bits, signed=False)
+    lo, hi = _without_empty(lo, hi)
+    _check_finite_ranges(lo, hi, describe)
+    if include_zero:
+        lo, hi = np.minimum(lo, wf(0.0)), np.maximum(hi, wf(0.0))
+    with np.errstate(all="ignore"):
+        scale = _scales_from_spans(hi - lo, qmax - qmin, describe)
+        initial = (wf(qmin) - lo / scale).astype(np.float64)
+    if include_zero:
+        initial = np.clip(initial, qmin, qmax)
+    zero_point = np.rint(initial)
+    bad = ~(np.isfinite(zero_point) & (zero_point >= INT32_MIN) & (zero_point <= INT32_MAX))
+    if bad.any():
+        raise ValueError(
+            f"the zero point of {_first_bad(bad, describe)} does not fit in int32; "
+            "use include_zero=True"
+        )
+    return scale, zero_point.astype(np.int32)
+
+
+def symmetric_scale_per_slice(
+    lo: np.ndarray, hi: np.ndarray, bits: int, describe: Callable[[tuple[int, ...]], str]
+) -> np.ndarray:
+    """Scales ``max|x| / (2**(bits-1) - 1)`` for arrays of ranges; errors name the slice."""
+    lo, hi = _without_empty(lo, hi)
+    _check_finite_ranges(lo, hi, describe)
+    with np.errstate(all="ignore"):
+        amax: np.ndarray = np.maximum(-lo, hi)
+        return _scales_from_spans(amax, 2 ** (bits - 1) - 1, describe)

@@ -13,7 +13,9 @@ from ._api import dequantize_linear, dynamic_quantize
 class QuantizedArray:
     """Codes and parameters of a quantized array, as returned by :func:`linquant.quantize`.
 
-    Immutable: ``data`` is a read-only view. ``x_hat = (data - zero_point) * scale``.
+    Immutable: ``data`` (and array parameters) are read-only views.
+    ``x_hat = (data - zero_point) * scale``: per tensor, or per channel along ``axis``, or per
+    block of ``block_size`` elements along it (then ``scale`` and ``zero_point`` are arrays).
 
     >>> import numpy as np, linquant as lq
     >>> qa = lq.quantize(np.array([-1.0, 0.5, 2.0]), bits=2)
@@ -24,15 +26,20 @@ class QuantizedArray:
     """
 
     data: np.ndarray
-    scale: np.floating
-    zero_point: np.int32
+    scale: np.floating | np.ndarray
+    zero_point: np.int32 | np.ndarray
     bits: int
     scheme: str
+    axis: int | None = None
+    block_size: int | None = None
 
     def __post_init__(self) -> None:
-        view = self.data.view()
-        view.flags.writeable = False
-        object.__setattr__(self, "data", view)
+        for name in ("data", "scale", "zero_point"):
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray):
+                view = value.view()
+                view.flags.writeable = False
+                object.__setattr__(self, name, view)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -50,12 +57,27 @@ class QuantizedArray:
 
     def dequantize(self, dtype: str | np.dtype | type = "float32") -> np.ndarray:
         """The dequantized array (SPEC §3), float32 unless ``dtype="float64"``."""
-        return dequantize_linear(self.data, self.scale, self.zero_point, dtype=dtype)
+        return dequantize_linear(
+            self.data,
+            self.scale,
+            self.zero_point,
+            axis=self.axis,
+            block_size=self.block_size,
+            dtype=dtype,
+        )
 
     def __repr__(self) -> str:
+        if self.axis is None:
+            params = f"scale={self.scale}, zero_point={int(self.zero_point)}"
+        else:
+            groups = f"axis={self.axis}"
+            if self.block_size is not None:
+                groups += f", block_size={self.block_size}"
+            shape = np.shape(self.scale)
+            params = f"{groups}, scale=<{shape} {self.scale.dtype}>, zero_point=<{shape} int32>"
         return (
             f"QuantizedArray(shape={self.shape}, dtype={self.dtype}, bits={self.bits}, "
-            f"scheme={self.scheme!r}, scale={self.scale}, zero_point={int(self.zero_point)})"
+            f"scheme={self.scheme!r}, {params})"
         )
 
 
@@ -64,6 +86,8 @@ def quantize(
     bits: int = 8,
     scheme: str = "asymmetric",
     *,
+    axis: int | None = None,
+    block_size: int | None = None,
     include_zero: bool = True,
     narrow_range: bool = False,
     nan: str = "raise",
@@ -76,6 +100,9 @@ def quantize(
     ``max|x| / (2**(bits-1) - 1)``; ``narrow_range=True`` drops the code ``-2**(bits-1)``.
     Codes are uint8/int8 up to 8 bits, uint16/int16 up to 16. NaN raises ValueError unless
     ``nan="zero"`` (quantized as 0.0, left out of the range); ±inf raise ValueError.
+    ``axis=`` gives each channel along that axis its own parameters, ``block_size=`` each
+    block of that many elements along it (the last may be shorter); an error names the
+    channel or block.
 
     >>> import numpy as np, linquant as lq
     >>> qa = lq.quantize(np.array([-2.0, 0.5, 4.0]), bits=4, scheme="symmetric")
@@ -83,6 +110,14 @@ def quantize(
     (array([-4,  1,  7], dtype=int8), np.float64(0.5714285714285714))
     """
     data, scale, zero_point = dynamic_quantize(
-        x, bits, scheme, include_zero=include_zero, narrow_range=narrow_range, nan=nan
+        x,
+        bits,
+        scheme,
+        include_zero=include_zero,
+        narrow_range=narrow_range,
+        nan=nan,
+        axis=axis,
+        block_size=block_size,
     )
-    return QuantizedArray(data, scale, zero_point, int(bits), scheme)
+    axis = None if axis is None else int(axis) % data.ndim
+    return QuantizedArray(data, scale, zero_point, int(bits), scheme, axis, block_size)

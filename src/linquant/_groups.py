@@ -1,0 +1,91 @@
+"""Per-axis and per-block groupings (ONNX QuantizeLinear axis, opset 13; block_size, opset 21).
+
+A grouping says which elements of ``x`` share a scale and zero point: along ``axis``, element
+``i`` belongs to channel ``i`` (per-axis) or to block ``i // block_size`` (per-block, the last
+block may be shorter). Per-axis parameters have shape ``(n,)`` for ``n = x.shape[axis]``;
+per-block ones have ``x.shape`` with ``n`` replaced by ``ceil(n / block_size)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """Per-axis (``block_size`` None) or per-block grouping of an array of ``shape``."""
+
+    shape: tuple[int, ...]
+    axis: int
+    block_size: int | None
+
+    @property
+    def length(self) -> int:
+        """The length of ``x`` along the axis."""
+        return self.shape[self.axis]
+
+    @property
+    def param_shape(self) -> tuple[int, ...]:
+        """The shape of the scale and zero point arrays."""
+        if self.block_size is None:
+            return (self.length,)
+        blocks = math.ceil(self.length / self.block_size)
+        return (*self.shape[: self.axis], blocks, *self.shape[self.axis + 1 :])
+
+    def expand(self, params: np.ndarray) -> np.ndarray:
+        """``params`` repeated to (a shape broadcastable to) ``x.shape``, element by element."""
+        if self.block_size is None:
+            view_shape = [1] * len(self.shape)
+            view_shape[self.axis] = self.length
+            return params.reshape(view_shape)
+        repeated = np.repeat(params, self.block_size, axis=self.axis)
+        return repeated[(slice(None),) * self.axis + (slice(0, self.length),)]
+
+    def reduce(self, x: np.ndarray, ufunc: np.ufunc, identity: float) -> np.ndarray:
+        """``ufunc`` (np.fmin or np.fmax: NaN is ignored) over each group; ``identity`` if none."""
+        wf = x.dtype.type
+        if x.size == 0:
+            return np.full(self.param_shape, identity, dtype=wf)
+        if self.block_size is None:
+            others = tuple(a for a in range(x.ndim) if a != self.axis)
+            per_channel: np.ndarray = ufunc.reduce(x, axis=others, initial=wf(identity))
+            return per_channel
+        starts = np.arange(0, self.length, self.block_size)
+        reduced = ufunc.reduceat(x, starts, axis=self.axis)
+        return np.where(np.isnan(reduced), wf(identity), reduced)  # groups of NaN only
+
+    def group_of(self, index: tuple[int, ...]) -> tuple[int, ...]:
+        """The index in ``param_shape`` of the group of the element at ``index`` of ``x``."""
+        if self.block_size is None:
+            return (index[self.axis],)
+        group = list(index)
+        group[self.axis] //= self.block_size
+        return tuple(group)
+
+    def describe(self, group: tuple[int, ...]) -> str:
+        """A group, by its index in ``param_shape``, in words."""
+        if self.block_size is None:
+            return f"channel {group[0]} along axis {self.axis}"
+        return f"block {group} (axis {self.axis}, block_size {self.block_size})"
+
+
+def grouping(shape: tuple[int, ...], axis: object, block_size: object) -> Grouping | None:
+    """The grouping ``axis`` and ``block_size`` ask for, or None for per-tensor parameters."""
+    if axis is None:
+        if block_size is not None:
+            raise ValueError("block_size needs an axis: pass axis= as well")
+        return None
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise ValueError(f"axis must be an int or None, got {axis!r}")
+    if not -len(shape) <= axis < len(shape):
+        raise ValueError(f"axis {axis} is out of range for an array of {len(shape)} dimensions")
+    if block_size is not None and (
+        isinstance(block_size, bool)
+        or not isinstance(block_size, (int, np.integer))
+        or block_size < 1
+    ):
+        raise ValueError(f"block_size must be a positive int or None, got {block_size!r}")
+    return Grouping(shape, int(axis) % len(shape), None if block_size is None else int(block_size))
