@@ -41,8 +41,8 @@ class Grouping:
             view_shape = [1] * len(self.shape)
             view_shape[self.axis] = self.length
             return params.reshape(view_shape)
-        repeated = np.repeat(params, self.block_size, axis=self.axis)
-        return repeated[(slice(None),) * self.axis + (slice(0, self.length),)]
+        block_of_element = np.arange(self.length) // self.block_size
+        return np.take(params, block_of_element, axis=self.axis)
 
     def reduce(self, x: np.ndarray, ufunc: np.ufunc, identity: float) -> np.ndarray:
         """``ufunc`` (np.fmin or np.fmax: NaN is ignored) over each group; ``identity`` if none."""
