@@ -625,7 +625,9 @@ def test_backends_pair_kernels_by_name() -> None:
         for name, obj in vars(_numpy_backend).items()
         if inspect.isfunction(obj) and obj.__module__ == _numpy_backend.__name__ and name[0] != "_"
     }
-    assert set(reference) == {"minmax", "quantize", "dequantize"}
+    assert set(reference) == {
+        "minmax", "quantize", "dequantize", "group_minmax", "group_quantize", "group_dequantize"
+    }  # fmt: skip
     assert ("cython" in BACKENDS) == (_backend._compiled is not None)
     for module in filter(None, [_backend._compiled]):
         assert {name: parameters(getattr(module, name)) for name in reference} == reference

@@ -5,9 +5,8 @@ the range comes from one ``minmax`` pass and the parameters from ``_params`` (dy
 only), then one ``quantize`` or ``dequantize`` pass of the active backend (``_backend``)
 writes the result.
 
-Per-axis and per-block parameters (``axis=``, ``block_size=``; ``_groups``) are computed by
-the NumPy implementation (``_numpy_backend``, broadcasting the parameters) whichever backend
-is active: the compiled kernels take per-tensor parameters only.
+Per-axis and per-block parameters (``axis=``, ``block_size=``; ``_groups``) take the
+backends' ``group_*`` kernels, with the parameters of each channel or block.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, _checks, _numpy_backend
+from . import _backend, _checks
 from ._groups import Grouping, grouping
 from ._layout import as_float_input, working_float
 from ._params import (
@@ -52,18 +51,24 @@ def _range(x: np.ndarray) -> tuple[np.floating, np.floating, int, int]:
     return lo + zero, hi + zero, nan_count, first_nan
 
 
-def _finite_range(x: np.ndarray, nan: str, groups: Grouping | None = None) -> tuple[Any, Any]:
+def _finite_range(
+    x: np.ndarray, nan: str, groups: Grouping | None = None, hint: bool = True
+) -> tuple[Any, Any]:
     """``(lo, hi)`` of ``x`` without NaN (``lo > hi`` if empty); NaN raises unless nan="zero".
 
     Scalars, or with ``groups`` arrays of the range of each channel or block.
     """
-    lo, hi, nan_count, first_nan = _range(x)
-    if nan_count and nan == "raise":
-        raise _nan_error(x.shape, nan_count, first_nan, hint=True, groups=groups)
     if groups is None:
+        lo, hi, nan_count, first_nan = _range(x)
+        if nan_count and nan == "raise":
+            raise _nan_error(x.shape, nan_count, first_nan, hint)
         return lo, hi
+    lo, hi, nan_seen = _backend.active().group_minmax(x, groups)
+    if nan_seen and nan == "raise":
+        _, _, nan_count, first_nan = _range(x)
+        raise _nan_error(x.shape, nan_count, first_nan, hint, groups)
     zero = x.dtype.type(0.0)  # -0.0 bounds made +0.0, as _range does
-    return groups.reduce(x, np.fmin, np.inf) + zero, groups.reduce(x, np.fmax, -np.inf) + zero
+    return lo + zero, hi + zero
 
 
 def _quantize_into(
@@ -76,13 +81,11 @@ def _quantize_into(
     out: np.ndarray,
     groups: Grouping | None = None,
 ) -> np.ndarray:
+    backend = _backend.active()
     if groups is None:
-        nan_seen = _backend.active().quantize(x, scale, zero_point, qmin, qmax, out)
+        nan_seen = backend.quantize(x, scale, zero_point, qmin, qmax, out)
     else:
-        nan_seen = _numpy_backend.quantize(
-            x, groups.expand(np.asarray(scale)), groups.expand(np.asarray(zero_point)),
-            qmin, qmax, out,
-        )  # fmt: skip
+        nan_seen = backend.group_quantize(x, scale, zero_point, qmin, qmax, out, groups)
     if nan_seen and nan == "raise":
         _, _, nan_count, first_nan = _range(x)
         raise _nan_error(x.shape, nan_count, first_nan, hint=True, groups=groups)
@@ -105,11 +108,7 @@ def minmax(x: object, axis: int | None = None, block_size: int | None = None) ->
     """
     arr = as_float_input(x)
     groups = grouping(arr.shape, axis, block_size)
-    lo, hi, nan_count, first_nan = _range(arr)
-    if nan_count:
-        raise _nan_error(arr.shape, nan_count, first_nan, hint=False, groups=groups)
-    if groups is not None:
-        lo, hi = _finite_range(arr, "zero", groups)
+    lo, hi = _finite_range(arr, "raise", groups, hint=False)
     if np.any(lo > hi):
         raise ValueError("minmax of an empty array (or channel, or block) is undefined")
     return lo, hi
@@ -206,9 +205,7 @@ def dequantize_linear(
     if groups is None:
         _backend.active().dequantize(codes, checked_scale, checked_zero_point, out)
     else:
-        _numpy_backend.dequantize(
-            codes, groups.expand(checked_scale), groups.expand(checked_zero_point), out
-        )
+        _backend.active().group_dequantize(codes, checked_scale, checked_zero_point, out, groups)
     return out
 
 

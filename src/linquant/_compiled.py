@@ -20,6 +20,7 @@ from types import ModuleType
 import numpy as np
 
 from . import _threads
+from ._groups import Grouping, as_3d
 from ._kernels_baseline import cpu_level as _cpu_level
 from ._layout import slabs
 
@@ -141,3 +142,78 @@ def quantize(
 def dequantize(q: np.ndarray, scale: np.floating, zero_point: int, out: np.ndarray) -> None:
     """Dequantize ``q`` into ``out`` (SPEC §3): ``(q - zero_point) * scale``."""
     _threads.run(_kernels.dequantize, _split(q, out), scale, zero_point, _streams(q, out))
+
+
+# Per-axis and per-block: (outer, n, inner) views around the axis, one thread.
+
+
+def _3d(a: np.ndarray, axis: int) -> np.ndarray:
+    """``a`` as an (outer, n, inner) view; a C-ordered copy for the rare layouts that can't."""
+    view = as_3d(a, axis)
+    return view if view is not None else as_3d(np.ascontiguousarray(a), axis)  # type: ignore[return-value]
+
+
+def group_minmax(x: np.ndarray, groups: Grouping) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(lo, hi, nan_seen)``; see ``linquant._numpy_backend.group_minmax``. One pass."""
+    wf = x.dtype.type
+    lo = np.full(groups.param_shape, np.inf, wf)
+    hi = np.full(groups.param_shape, -np.inf, wf)
+    if x.size == 0:
+        return lo, hi, False
+    x3 = _3d(x, groups.axis)
+    outer, inner = x3.shape[0], x3.shape[2]
+    nan_seen = _kernels.group_minmax(
+        x3, groups.params_3d(lo, outer, inner), groups.params_3d(hi, outer, inner), groups.block
+    )
+    return lo, hi, nan_seen
+
+
+def group_quantize(
+    x: np.ndarray,
+    scale: np.ndarray,
+    zero_point: np.ndarray,
+    qmin: int,
+    qmax: int,
+    out: np.ndarray,
+    groups: Grouping,
+) -> bool:
+    """Quantize with each group's parameters, never broadcast into arrays of x's size."""
+    if x.size == 0:
+        return False
+    target = out if as_3d(out, groups.axis) is not None else np.empty(out.shape, out.dtype)
+    x3, out3 = _3d(x, groups.axis), _3d(target, groups.axis)
+    outer, inner = x3.shape[0], x3.shape[2]
+    zero_point = np.broadcast_to(np.asarray(zero_point, np.int64), groups.param_shape)
+    nan_seen = _kernels.group_quantize(
+        x3,
+        out3,
+        groups.params_3d(np.asarray(scale), outer, inner),
+        groups.params_3d(zero_point, outer, inner),
+        groups.block,
+        qmin,
+        qmax,
+    )
+    if target is not out:
+        out[...] = target
+    return bool(nan_seen)
+
+
+def group_dequantize(
+    q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, out: np.ndarray, groups: Grouping
+) -> None:
+    """Dequantize with each group's parameters."""
+    if q.size == 0:
+        return
+    target = out if as_3d(out, groups.axis) is not None else np.empty(out.shape, out.dtype)
+    q3, out3 = _3d(q, groups.axis), _3d(target, groups.axis)
+    outer, inner = q3.shape[0], q3.shape[2]
+    zero_point = np.broadcast_to(np.asarray(zero_point, np.int64), groups.param_shape)
+    _kernels.group_dequantize(
+        q3,
+        out3,
+        groups.params_3d(np.asarray(scale), outer, inner),
+        groups.params_3d(zero_point, outer, inner),
+        groups.block,
+    )
+    if target is not out:
+        out[...] = target

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,19 @@ class Grouping:
         reduced = ufunc.reduceat(x, starts, axis=self.axis)
         return np.where(np.isnan(reduced), wf(identity), reduced)  # groups of NaN only
 
+    @property
+    def block(self) -> int:
+        """Consecutive elements along the axis that share parameters: 1 per-axis."""
+        return 1 if self.block_size is None else self.block_size
+
+    def params_3d(self, params: np.ndarray, outer: int, inner: int) -> np.ndarray:
+        """Parameters as an (outer, blocks, inner) view, zero strides where they are shared."""
+        if self.block_size is None:
+            return as_strided(params, (outer, self.length, inner), (0, params.strides[0], 0))
+        view = as_3d(params, self.axis)
+        assert view is not None  # parameters are contiguous or broadcast: they merge
+        return view
+
     def group_of(self, index: tuple[int, ...]) -> tuple[int, ...]:
         """The index in ``param_shape`` of the group of the element at ``index`` of ``x``."""
         if self.block_size is None:
@@ -89,3 +103,35 @@ def grouping(shape: tuple[int, ...], axis: object, block_size: object) -> Groupi
     ):
         raise ValueError(f"block_size must be a positive int or None, got {block_size!r}")
     return Grouping(shape, int(axis) % len(shape), None if block_size is None else int(block_size))
+
+
+def _merged(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, int] | None:
+    """Size and stride of axes that step through memory as one axis, or None if they don't."""
+    size, stride = 1, 0
+    for n, step in zip(reversed(shape), reversed(strides), strict=True):
+        if n == 1:
+            continue
+        if size == 1:
+            size, stride = n, step
+        elif step == stride * size:
+            size *= n
+        else:
+            return None
+    return size, stride
+
+
+def as_3d(a: np.ndarray, axis: int) -> np.ndarray | None:
+    """``a`` as an (outer, a.shape[axis], inner) view, or None where its strides don't allow it.
+
+    The axes before ``axis`` become one, and those after it another, when each group steps
+    through memory evenly (always true of a C-contiguous or broadcast array).
+    """
+    before = _merged(a.shape[:axis], a.strides[:axis])
+    after = _merged(a.shape[axis + 1 :], a.strides[axis + 1 :])
+    if before is None or after is None:
+        return None
+    shape = (before[0], a.shape[axis], after[0])
+    view: np.ndarray = as_strided(
+        a, shape, (before[1], a.strides[axis], after[1]), writeable=a.flags.writeable
+    )
+    return view

@@ -142,26 +142,45 @@ cdef inline int _quantize_row(
     return 0
 
 
-cdef inline int _quantize_row_wide(
-    const floating *x, Py_ssize_t x_step, Py_ssize_t n, floating scale,
-    int64_t qmin, int64_t qmax, int64_t zero_point, codes *out, Py_ssize_t out_step,
+cdef inline int _quantize_run_params(
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n,
+    const floating *scale, Py_ssize_t scale_step,
+    const int64_t *zero_point, Py_ssize_t zero_point_step,
+    int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
 ) noexcept nogil:
+    # Wide form, in int64: any int32 zero point, and parameters that may change from element
+    # to element (steps of 0 for one scale and zero point).
     cdef Py_ssize_t j
     cdef floating t, limit = <floating>WIDE_LIMIT
     cdef int64_t q
     cdef int nan_seen = 0, is_nan
     for j in range(n):
-        t = _rint(x[j * x_step] / scale)
+        t = _rint(x[j * x_step] / scale[j * scale_step])
         is_nan = t != t
         nan_seen |= is_nan
         t = 0 if is_nan else t
         t = -limit if t < -limit else t
         t = limit if t > limit else t
-        q = <int64_t>t + zero_point
+        q = <int64_t>t + zero_point[j * zero_point_step]
         q = qmin if q < qmin else q
         q = qmax if q > qmax else q
         out[j * out_step] = <codes>q
     return nan_seen
+
+
+cdef inline int _quantize_run(
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n, floating scale, int64_t zero_point,
+    int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
+) noexcept nogil:
+    # A run with one scale and zero point: the fast form where the zero point allows it.
+    cdef floating lo = <floating>(qmin - zero_point), hi = <floating>(qmax - zero_point)
+    if not (-FAST_BOUND <= qmin - zero_point and qmax - zero_point <= FAST_BOUND):
+        return _quantize_run_params(
+            x, x_step, n, &scale, 0, &zero_point, 0, qmin, qmax, out, out_step
+        )
+    if x_step == 1 and out_step == 1:  # the contiguous loop, vectorized
+        return _quantize_row(x, 1, n, scale, lo, hi, <int32_t>zero_point, out, 1)
+    return _quantize_row(x, x_step, n, scale, lo, hi, <int32_t>zero_point, out, out_step)
 
 
 cdef inline int _quantize_row_streamed(
@@ -207,22 +226,13 @@ def quantize(
     cdef int nan_seen = 0
     with nogil:
         for i in range(x.shape[0]):
-            if not fast:
-                nan_seen |= _quantize_row_wide(
-                    &x[i, 0], x_step, n, scale, qmin, qmax, zero_point, &out[i, 0], out_step
-                )
-            elif x_step == 1 and out_step == 1 and stream:
+            if fast and stream and x_step == 1 and out_step == 1:
                 nan_seen |= _quantize_row_streamed(
                     &x[i, 0], n, scale, lo, hi, <int32_t>zero_point, &out[i, 0]
                 )
-            elif x_step == 1 and out_step == 1:  # the contiguous loop, vectorized
-                nan_seen |= _quantize_row(
-                    &x[i, 0], 1, n, scale, lo, hi, <int32_t>zero_point, &out[i, 0], 1
-                )
             else:
-                nan_seen |= _quantize_row(
-                    &x[i, 0], x_step, n, scale, lo, hi, <int32_t>zero_point, &out[i, 0],
-                    out_step,
+                nan_seen |= _quantize_run(
+                    &x[i, 0], x_step, n, scale, zero_point, qmin, qmax, &out[i, 0], out_step
                 )
         if stream:
             lq_stream_fence()
@@ -238,13 +248,32 @@ cdef inline void _dequantize_row(
         out[j * out_step] = <floating>(<int32_t>q[j * q_step] - zero_point) * scale
 
 
-cdef inline void _dequantize_row_wide(
+cdef inline void _dequantize_run_params(
+    const codes *q, Py_ssize_t q_step, Py_ssize_t n,
+    const floating *scale, Py_ssize_t scale_step,
+    const int64_t *zero_point, Py_ssize_t zero_point_step,
+    floating *out, Py_ssize_t out_step,
+) noexcept nogil:
+    # Wide form, in int64: any int32 zero point, parameters that may change per element.
+    cdef Py_ssize_t j
+    for j in range(n):
+        out[j * out_step] = (
+            <floating>(<int64_t>q[j * q_step] - zero_point[j * zero_point_step])
+            * scale[j * scale_step]
+        )
+
+
+cdef inline void _dequantize_run(
     const codes *q, Py_ssize_t q_step, Py_ssize_t n, floating scale, int64_t zero_point,
     floating *out, Py_ssize_t out_step,
 ) noexcept nogil:
-    cdef Py_ssize_t j
-    for j in range(n):
-        out[j * out_step] = <floating>(<int64_t>q[j * q_step] - zero_point) * scale
+    # A run with one scale and zero point: in int32 where q - zero_point fits.
+    if not -FAST_BOUND <= zero_point <= FAST_BOUND:
+        _dequantize_run_params(q, q_step, n, &scale, 0, &zero_point, 0, out, out_step)
+    elif q_step == 1 and out_step == 1:  # the contiguous loop, vectorized
+        _dequantize_row(q, 1, n, scale, <int32_t>zero_point, out, 1)
+    else:
+        _dequantize_row(q, q_step, n, scale, <int32_t>zero_point, out, out_step)
 
 
 cdef inline void _dequantize_row_streamed(
@@ -280,15 +309,186 @@ def dequantize(
     cdef Py_ssize_t out_step = _step(out.strides[1], sizeof(floating))
     with nogil:
         for i in range(q.shape[0]):
-            if not fast:
-                _dequantize_row_wide(&q[i, 0], q_step, n, scale, zero_point, &out[i, 0], out_step)
-            elif q_step == 1 and out_step == 1 and stream:
+            if fast and stream and q_step == 1 and out_step == 1:
                 _dequantize_row_streamed(&q[i, 0], n, scale, <int32_t>zero_point, &out[i, 0])
-            elif q_step == 1 and out_step == 1:  # the contiguous loop, vectorized
-                _dequantize_row(&q[i, 0], 1, n, scale, <int32_t>zero_point, &out[i, 0], 1)
             else:
-                _dequantize_row(
-                    &q[i, 0], q_step, n, scale, <int32_t>zero_point, &out[i, 0], out_step
-                )
+                _dequantize_run(&q[i, 0], q_step, n, scale, zero_point, &out[i, 0], out_step)
         if stream:
             lq_stream_fence()
+
+
+# Per-axis and per-block kernels. Arrays come as (outer, n, inner) views around the axis
+# (linquant._groups); parameters and accumulators as (outer, blocks, inner) views with zero
+# strides where they are shared (per-axis: all of outer and inner). Element [o, a, i] belongs
+# to group [o, a // block, i] (block = 1 per-axis). A run that shares one scale and zero point
+# takes the per-tensor loops above; parameters that change along a run take the wide form.
+
+
+cdef inline int _minmax_run_each(
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n,
+    floating *lo, Py_ssize_t lo_step, floating *hi, Py_ssize_t hi_step,
+) noexcept nogil:
+    # Fold x[j] into lo[j], hi[j]: NaN fails both comparisons and is only reported.
+    cdef Py_ssize_t j
+    cdef floating v
+    cdef int nan_seen = 0
+    for j in range(n):
+        v = x[j * x_step]
+        nan_seen |= v != v
+        if v < lo[j * lo_step]:
+            lo[j * lo_step] = v
+        if v > hi[j * hi_step]:
+            hi[j * hi_step] = v
+    return nan_seen
+
+
+cdef inline int _minmax_run(
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n, floating *lo, floating *hi,
+) noexcept nogil:
+    if floating is float:
+        return lq_minmax_f32(x, n, x_step, lo, hi)
+    else:
+        return lq_minmax_f64(x, n, x_step, lo, hi)
+
+
+def group_minmax(
+    const floating[:, :, :] x,  # IN
+    floating[:, :, :] lo,  # IN/OUT: folded into
+    floating[:, :, :] hi,  # IN/OUT: folded into
+    Py_ssize_t block,
+):
+    """Fold each group's values into ``lo`` and ``hi``; return True if ``x`` held a NaN."""
+    cdef Py_ssize_t o, a, end, n = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t x1 = _step(x.strides[1], sizeof(floating))
+    cdef Py_ssize_t x2 = _step(x.strides[2], sizeof(floating))
+    cdef Py_ssize_t lo1 = _step(lo.strides[1], sizeof(floating))
+    cdef Py_ssize_t lo2 = _step(lo.strides[2], sizeof(floating))
+    cdef Py_ssize_t hi1 = _step(hi.strides[1], sizeof(floating))
+    cdef Py_ssize_t hi2 = _step(hi.strides[2], sizeof(floating))
+    cdef int nan_seen = 0
+    with nogil:
+        for o in range(x.shape[0]):
+            if inner == 1 and block == 1:  # a group per element along the axis
+                nan_seen |= _minmax_run_each(
+                    &x[o, 0, 0], x1, n, &lo[o, 0, 0], lo1, &hi[o, 0, 0], hi1
+                )
+            elif inner == 1:  # runs of `block` elements along the axis
+                a = 0
+                while a < n:
+                    end = min(n, a + block)
+                    nan_seen |= _minmax_run(
+                        &x[o, a, 0], x1, end - a, &lo[o, a // block, 0], &hi[o, a // block, 0]
+                    )
+                    a = end
+            else:
+                for a in range(n):
+                    if lo2 == 0 and hi2 == 0:  # the row is one group
+                        nan_seen |= _minmax_run(
+                            &x[o, a, 0], x2, inner, &lo[o, a // block, 0], &hi[o, a // block, 0]
+                        )
+                    else:
+                        nan_seen |= _minmax_run_each(
+                            &x[o, a, 0], x2, inner, &lo[o, a // block, 0], lo2,
+                            &hi[o, a // block, 0], hi2,
+                        )
+    return nan_seen != 0
+
+
+def group_quantize(
+    const floating[:, :, :] x,  # IN
+    codes[:, :, :] out,  # OUT, same shape as x
+    const floating[:, :, :] scale,  # IN, per group
+    const int64_t[:, :, :] zero_point,  # IN, per group
+    Py_ssize_t block,
+    int64_t qmin,
+    int64_t qmax,
+):
+    """Quantize each element with its group's parameters (SPEC §2); True if ``x`` held NaN."""
+    cdef Py_ssize_t o, a, b, end, n = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t x1 = _step(x.strides[1], sizeof(floating))
+    cdef Py_ssize_t x2 = _step(x.strides[2], sizeof(floating))
+    cdef Py_ssize_t out1 = _step(out.strides[1], sizeof(codes))
+    cdef Py_ssize_t out2 = _step(out.strides[2], sizeof(codes))
+    cdef Py_ssize_t scale1 = _step(scale.strides[1], sizeof(floating))
+    cdef Py_ssize_t scale2 = _step(scale.strides[2], sizeof(floating))
+    cdef Py_ssize_t zero1 = _step(zero_point.strides[1], sizeof(int64_t))
+    cdef Py_ssize_t zero2 = _step(zero_point.strides[2], sizeof(int64_t))
+    cdef int nan_seen = 0
+    with nogil:
+        for o in range(x.shape[0]):
+            if inner == 1 and block == 1:  # parameters change at every element of the axis
+                nan_seen |= _quantize_run_params(
+                    &x[o, 0, 0], x1, n, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
+                    qmin, qmax, &out[o, 0, 0], out1,
+                )
+            elif inner == 1:  # runs of `block` elements along the axis share parameters
+                a = 0
+                while a < n:
+                    b, end = a // block, min(n, a + block)
+                    nan_seen |= _quantize_run(
+                        &x[o, a, 0], x1, end - a, scale[o, b, 0], zero_point[o, b, 0],
+                        qmin, qmax, &out[o, a, 0], out1,
+                    )
+                    a = end
+            else:
+                for a in range(n):
+                    b = a // block
+                    if scale2 == 0 and zero2 == 0:  # the row shares its parameters
+                        nan_seen |= _quantize_run(
+                            &x[o, a, 0], x2, inner, scale[o, b, 0], zero_point[o, b, 0],
+                            qmin, qmax, &out[o, a, 0], out2,
+                        )
+                    else:
+                        nan_seen |= _quantize_run_params(
+                            &x[o, a, 0], x2, inner, &scale[o, b, 0], scale2,
+                            &zero_point[o, b, 0], zero2, qmin, qmax, &out[o, a, 0], out2,
+                        )
+    return nan_seen != 0
+
+
+def group_dequantize(
+    const codes[:, :, :] q,  # IN
+    floating[:, :, :] out,  # OUT, same shape as q
+    const floating[:, :, :] scale,  # IN, per group
+    const int64_t[:, :, :] zero_point,  # IN, per group
+    Py_ssize_t block,
+):
+    """Dequantize each element with its group's parameters (SPEC §3)."""
+    cdef Py_ssize_t o, a, b, end, n = q.shape[1], inner = q.shape[2]
+    cdef Py_ssize_t q1 = _step(q.strides[1], sizeof(codes))
+    cdef Py_ssize_t q2 = _step(q.strides[2], sizeof(codes))
+    cdef Py_ssize_t out1 = _step(out.strides[1], sizeof(floating))
+    cdef Py_ssize_t out2 = _step(out.strides[2], sizeof(floating))
+    cdef Py_ssize_t scale1 = _step(scale.strides[1], sizeof(floating))
+    cdef Py_ssize_t scale2 = _step(scale.strides[2], sizeof(floating))
+    cdef Py_ssize_t zero1 = _step(zero_point.strides[1], sizeof(int64_t))
+    cdef Py_ssize_t zero2 = _step(zero_point.strides[2], sizeof(int64_t))
+    with nogil:
+        for o in range(q.shape[0]):
+            if inner == 1 and block == 1:
+                _dequantize_run_params(
+                    &q[o, 0, 0], q1, n, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
+                    &out[o, 0, 0], out1,
+                )
+            elif inner == 1:
+                a = 0
+                while a < n:
+                    b, end = a // block, min(n, a + block)
+                    _dequantize_run(
+                        &q[o, a, 0], q1, end - a, scale[o, b, 0], zero_point[o, b, 0],
+                        &out[o, a, 0], out1,
+                    )
+                    a = end
+            else:
+                for a in range(n):
+                    b = a // block
+                    if scale2 == 0 and zero2 == 0:
+                        _dequantize_run(
+                            &q[o, a, 0], q2, inner, scale[o, b, 0], zero_point[o, b, 0],
+                            &out[o, a, 0], out2,
+                        )
+                    else:
+                        _dequantize_run_params(
+                            &q[o, a, 0], q2, inner, &scale[o, b, 0], scale2,
+                            &zero_point[o, b, 0], zero2, &out[o, a, 0], out2,
+                        )

@@ -1,5 +1,8 @@
 # The same kernels as _kernels_baseline, built for another instruction-set level.
 from ._kernels_baseline import dequantize as dequantize
+from ._kernels_baseline import group_dequantize as group_dequantize
+from ._kernels_baseline import group_minmax as group_minmax
+from ._kernels_baseline import group_quantize as group_quantize
 from ._kernels_baseline import minmax as minmax
 from ._kernels_baseline import nan_stats as nan_stats
 from ._kernels_baseline import quantize as quantize

@@ -22,3 +22,24 @@ def dequantize(
     stream: bool,
 ) -> None: ...
 def cpu_level() -> int: ...
+
+# Per-axis and per-block: (outer, n, inner) arrays; (outer, blocks, inner) parameters.
+def group_minmax(
+    x: NDArray[np.floating], lo: NDArray[np.floating], hi: NDArray[np.floating], block: int
+) -> bool: ...
+def group_quantize(
+    x: NDArray[np.floating],
+    out: NDArray[np.integer],
+    scale: NDArray[np.floating],
+    zero_point: NDArray[np.int64],
+    block: int,
+    qmin: int,
+    qmax: int,
+) -> bool: ...
+def group_dequantize(
+    q: NDArray[np.integer],
+    out: NDArray[np.floating],
+    scale: NDArray[np.floating],
+    zero_point: NDArray[np.int64],
+    block: int,
+) -> None: ...

@@ -9,7 +9,12 @@ This backend may allocate temporaries of the input's size; the compiled one does
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._groups import Grouping
 
 # Any rounded value beyond ±2**32 saturates whatever the int32 zero point; 2**32 is exact in
 # float32 and float64, so clipping to it keeps the conversion to int64 exact (SPEC §2).
@@ -72,3 +77,33 @@ def dequantize(
     shifted -= zero_point
     with np.errstate(over="ignore"):
         np.multiply(shifted.astype(out.dtype), scale, out=out)
+
+
+# Per-axis and per-block: the same arithmetic with each group's parameters, broadcast to x.
+
+
+def group_minmax(x: np.ndarray, groups: Grouping) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(lo, hi, nan_seen)``: each group's range without NaN, ``(inf, -inf)`` if it has none."""
+    lo = groups.reduce(x, np.fmin, np.inf)
+    hi = groups.reduce(x, np.fmax, -np.inf)
+    return lo, hi, bool(np.isnan(x).any())
+
+
+def group_quantize(
+    x: np.ndarray,
+    scale: np.ndarray,
+    zero_point: np.ndarray,
+    qmin: int,
+    qmax: int,
+    out: np.ndarray,
+    groups: Grouping,
+) -> bool:
+    """Quantize with each group's ``scale`` and ``zero_point`` (arrays of the groups' shape)."""
+    return quantize(x, groups.expand(scale), groups.expand(zero_point), qmin, qmax, out)
+
+
+def group_dequantize(
+    q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, out: np.ndarray, groups: Grouping
+) -> None:
+    """Dequantize with each group's ``scale`` and ``zero_point``."""
+    dequantize(q, groups.expand(scale), groups.expand(zero_point), out)
