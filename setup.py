@@ -30,8 +30,9 @@ MSVC_FLAGS = ["/Od"] if DEBUG else ["/O2"]
 MSVC_FLAGS += ["/fp:precise"]
 
 # The kernels are built once per instruction-set level; linquant._compiled picks the widest
-# one the CPU supports at import. Never -march=native: a wheel must run on any CPU of its
-# platform, and only the chosen module ever executes wider instructions. On other
+# one the CPU supports at import. Never tuned to the build machine (no native -march): a
+# wheel must run on any CPU of its platform, and only the chosen module ever executes wider
+# instructions. On other
 # architectures (aarch64 has NEON in its baseline) and with MSVC, the baseline build only.
 X86_LEVEL_FLAGS = {
     "avx2": ["-mavx2"],
