@@ -176,3 +176,25 @@ def test_streamed_large_results_are_exact(level: str, monkeypatch: pytest.Monkey
     finally:
         lq.set_backend(previous[0])
         compiled.set_level(previous[1])
+
+
+def test_pooled_results_live_while_any_view_does() -> None:
+    # Results of MIN_POOLED_BYTES or more come from a pool; their memory goes back only when
+    # the last view of it is gone, and the next result of that size reuses it.
+    from linquant import _buffers
+
+    size = _buffers.MIN_POOLED_BYTES
+    x = np.linspace(-1, 1, size, dtype=np.float32)
+    q = lq.quantize_linear(x, 0.01, 100)
+    address = q.__array_interface__["data"][0]
+    view = q[::-3]
+    expected = view.copy()
+    del q
+    other = lq.quantize_linear(-x, 0.01, 100)  # same size, while a view of q is alive
+    assert other.__array_interface__["data"][0] != address
+    np.testing.assert_array_equal(view, expected)
+    del view
+    assert size in _buffers.pooled_sizes()
+    again = lq.quantize_linear(x, 0.01, 100)
+    assert again.__array_interface__["data"][0] == address
+    np.testing.assert_array_equal(again[::-3], expected)
