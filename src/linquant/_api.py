@@ -234,6 +234,13 @@ def dynamic_quantize(
     if narrow_range and not signed:
         raise ValueError("narrow_range=True applies to scheme='symmetric' only")
     groups = grouping(arr.shape, axis, block_size)
+    qmin, qmax = integer_range(n_bits, signed, narrow_range)
+    out = _backend.empty_output(arr.shape, storage_dtype(n_bits, signed))
+    fused = getattr(_backend.active(), "block_dynamic_quantize", None)
+    if groups is not None and fused is not None:
+        params = fused(arr, groups, n_bits, signed, include_zero, nan == "raise", qmin, qmax, out)
+        if params is not None:  # one read of x, each block while it is in the cache
+            return out, params[0], params[1]
     lo, hi = _finite_range(arr, nan, groups)
     scale: np.floating | np.ndarray
     zero_point: np.int32 | np.ndarray
@@ -248,8 +255,6 @@ def dynamic_quantize(
         scale, zero_point = symmetric_scale(lo, hi, n_bits), np.int32(0)
     else:
         scale, zero_point = asymmetric_params(lo, hi, n_bits, include_zero)
-    qmin, qmax = integer_range(n_bits, signed, narrow_range)
-    out = _backend.empty_output(arr.shape, storage_dtype(n_bits, signed))
     zp = zero_point if isinstance(zero_point, np.ndarray) else int(zero_point)
     return _quantize_into(arr, scale, zp, qmin, qmax, nan, out, groups), scale, zero_point
 

@@ -217,3 +217,44 @@ def group_dequantize(
     )
     if target is not out:
         out[...] = target
+
+
+def block_dynamic_quantize(
+    x: np.ndarray,
+    groups: Grouping,
+    bits: int,
+    signed: bool,
+    include_zero: bool,
+    nan_raises: bool,
+    qmin: int,
+    qmax: int,
+    out: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-block dynamic quantization along the innermost axis in one read of ``x``.
+
+    Returns the scales and zero points, or None where this does not apply (other layouts)
+    or must not decide (a block whose parameters raise, a NaN with ``nan_raises``): the
+    general path then runs, and raises with its messages.
+    """
+    x3, out3 = as_3d(x, groups.axis), as_3d(out, groups.axis)
+    if groups.block_size is None or x3 is None or out3 is None or x3.shape[2] != 1:
+        return None
+    scale = np.empty(groups.param_shape, x.dtype)
+    zero_point = np.empty(groups.param_shape, np.int64)
+    scale3, zero_point3 = as_3d(scale, groups.axis), as_3d(zero_point, groups.axis)
+    assert scale3 is not None and zero_point3 is not None  # fresh arrays always merge
+    if x.size and not _kernels.block_dynamic_quantize(
+        x3[:, :, 0],
+        out3[:, :, 0],
+        scale3[:, :, 0],
+        zero_point3[:, :, 0],
+        groups.block_size,
+        bits,
+        signed,
+        include_zero,
+        nan_raises,
+        qmin,
+        qmax,
+    ):
+        return None
+    return scale, zero_point.astype(np.int32)

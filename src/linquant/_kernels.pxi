@@ -12,7 +12,7 @@
 # No flag of the build allows FMA contraction or reassociation (setup.py).
 
 from cython cimport floating
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, isfinite, rint
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t
 
 cdef extern from "_loops.h" nogil:
@@ -492,3 +492,89 @@ def group_dequantize(
                             &q[o, a, 0], q2, inner, &scale[o, b, 0], scale2,
                             &zero_point[o, b, 0], zero2, &out[o, a, 0], out2,
                         )
+
+
+cdef inline int _block_params(
+    floating lo, floating hi, int bits, bint signed, bint include_zero,
+    floating *scale, int64_t *zero_point,
+) noexcept nogil:
+    # SPEC §4 for one block, the arithmetic of linquant._params (asymmetric_params and
+    # symmetric_scale) to the bit; 0, or nonzero where that raises (the caller then takes the
+    # path that raises with the message).
+    cdef int64_t qmax = (1 << bits) - 1, steps
+    cdef floating span, zero = 0
+    cdef double initial
+    if lo > hi:  # no values: the degenerate rule
+        lo = hi = zero
+    lo, hi = lo + zero, hi + zero  # -0.0 as +0.0
+    if not (isfinite(lo) and isfinite(hi)):
+        return 1
+    if signed:
+        span = -lo if -lo > hi else hi
+        steps = (1 << (bits - 1)) - 1
+    else:
+        if include_zero:
+            lo = lo if lo < zero else zero
+            hi = hi if hi > zero else zero
+        span = hi - lo
+        steps = qmax
+    if not isfinite(span):
+        return 1
+    scale[0] = 1 if span == 0 else span / <floating>steps
+    if scale[0] == 0:
+        return 1
+    zero_point[0] = 0
+    if not signed:
+        initial = <double>(<floating>0 - lo / scale[0])
+        if include_zero:
+            initial = 0 if initial < 0 else (<double>qmax if initial > qmax else initial)
+        initial = rint(initial)
+        if not (isfinite(initial) and -2147483648.0 <= initial <= 2147483647.0):
+            return 1
+        zero_point[0] = <int64_t>initial
+    return 0
+
+
+def block_dynamic_quantize(
+    const floating[:, :] x,  # IN: rows of blocks (per-block along the contiguous axis)
+    codes[:, :] out,  # OUT, same shape as x
+    floating[:, :] scale,  # OUT, one per block
+    int64_t[:, :] zero_point,  # OUT, one per block
+    Py_ssize_t block,
+    int bits,
+    bint signed,
+    bint include_zero,
+    bint nan_raises,
+    int64_t qmin,
+    int64_t qmax,
+):
+    """Per-block dynamic quantization in one read of ``x``: each block's range, parameters
+    (SPEC §4) and codes while it is in the cache. Returns False where the general path must
+    take over: a block whose parameters raise, or a NaN with ``nan_raises``."""
+    cdef Py_ssize_t o, a, b, end, n = x.shape[1]
+    cdef Py_ssize_t x_step = _step(x.strides[1], sizeof(floating))
+    cdef Py_ssize_t out_step = _step(out.strides[1], sizeof(codes))
+    cdef floating lo, hi
+    cdef int nan_seen
+    cdef bint done = True
+    with nogil:
+        for o in range(x.shape[0]):
+            a = b = 0
+            while a < n and done:
+                end = min(n, a + block)
+                lo, hi = INFINITY, -INFINITY
+                if floating is float:
+                    nan_seen = lq_minmax_f32(&x[o, a], end - a, x_step, &lo, &hi)
+                else:
+                    nan_seen = lq_minmax_f64(&x[o, a], end - a, x_step, &lo, &hi)
+                if (nan_seen and nan_raises) or _block_params(
+                    lo, hi, bits, signed, include_zero, &scale[o, b], &zero_point[o, b]
+                ):
+                    done = False
+                    break
+                _quantize_run(
+                    &x[o, a], x_step, end - a, scale[o, b], zero_point[o, b], qmin, qmax,
+                    &out[o, a], out_step,
+                )
+                a, b = end, b + 1
+    return done
