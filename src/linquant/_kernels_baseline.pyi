@@ -43,3 +43,16 @@ def group_dequantize(
     zero_point: NDArray[np.int64],
     block: int,
 ) -> None: ...
+def block_dynamic_quantize(
+    x: NDArray[np.floating],
+    out: NDArray[np.integer],
+    scale: NDArray[np.floating],
+    zero_point: NDArray[np.int64],
+    block: int,
+    bits: int,
+    signed: bool,
+    include_zero: bool,
+    nan_raises: bool,
+    qmin: int,
+    qmax: int,
+) -> bool: ...
