@@ -33,6 +33,9 @@ PARALLEL_MIN_SIZE = 1 << 21
 # result is written with non-temporal stores where the build has them (AVX-512), which saves
 # reading the result's cache lines first; a smaller result is left in the cache for its user.
 STREAM_MIN_BYTES = 48 << 20
+# The kernels' fast form needs |qmin - zero_point| and |qmax - zero_point| within this
+# (exact in float32): _kernels.pxi's FAST_BOUND.
+FAST_BOUND = 1 << 24
 
 
 def _built_levels() -> dict[str, ModuleType]:
@@ -184,6 +187,7 @@ def group_quantize(
     x3, out3 = _3d(x, groups.axis), _3d(target, groups.axis)
     outer, inner = x3.shape[0], x3.shape[2]
     zero_point = np.broadcast_to(np.asarray(zero_point, np.int64), groups.param_shape)
+    fast = bool(np.all((qmin - zero_point >= -FAST_BOUND) & (qmax - zero_point <= FAST_BOUND)))
     nan_seen = _kernels.group_quantize(
         x3,
         out3,
@@ -192,6 +196,7 @@ def group_quantize(
         groups.block,
         qmin,
         qmax,
+        fast,
     )
     if target is not out:
         out[...] = target

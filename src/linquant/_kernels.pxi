@@ -168,6 +168,50 @@ cdef inline int _quantize_run_params(
     return nan_seen
 
 
+cdef inline int _quantize_run_params_fast_loop(
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n,
+    const floating *scale, Py_ssize_t scale_step,
+    const int64_t *zero_point, Py_ssize_t zero_point_step,
+    int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
+) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating t, lo, hi
+    cdef int32_t z
+    cdef int nan_seen = 0
+    for j in range(n):
+        z = <int32_t>zero_point[j * zero_point_step]
+        lo, hi = <floating>(qmin - z), <floating>(qmax - z)
+        t = x[j * x_step] / scale[j * scale_step]
+        nan_seen |= t != t
+        t = t if t > lo else lo
+        t = t if t < hi else hi
+        out[j * out_step] = <codes>(_irint(t) + z)
+    if nan_seen:
+        return _quantize_run_params(
+            x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax,
+            out, out_step,
+        )
+    return 0
+
+
+cdef inline int _quantize_run_params_fast(
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n,
+    const floating *scale, Py_ssize_t scale_step,
+    const int64_t *zero_point, Py_ssize_t zero_point_step,
+    int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
+) noexcept nogil:
+    # The fast form (see _quantize_row_pass) with parameters that change along the run, for
+    # zero points whose bounds are all within FAST_BOUND; a run with NaN is redone wide.
+    if x_step != 1 or scale_step != 1 or zero_point_step != 1 or out_step != 1:
+        return _quantize_run_params_fast_loop(
+            x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax,
+            out, out_step,
+        )
+    return _quantize_run_params_fast_loop(  # contiguous: the loop the compiler vectorizes
+        x, 1, n, scale, 1, zero_point, 1, qmin, qmax, out, 1
+    )
+
+
 cdef inline int _quantize_run(
     const floating *x, Py_ssize_t x_step, Py_ssize_t n, floating scale, int64_t zero_point,
     int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
@@ -402,6 +446,7 @@ def group_quantize(
     Py_ssize_t block,
     int64_t qmin,
     int64_t qmax,
+    bint fast,  # every zero point's bounds are within FAST_BOUND
 ):
     """Quantize each element with its group's parameters (SPEC §2); True if ``x`` held NaN."""
     cdef Py_ssize_t o, a, b, end, n = x.shape[1], inner = x.shape[2]
@@ -416,7 +461,12 @@ def group_quantize(
     cdef int nan_seen = 0
     with nogil:
         for o in range(x.shape[0]):
-            if inner == 1 and block == 1:  # parameters change at every element of the axis
+            if inner == 1 and block == 1 and fast:  # parameters change at every element
+                nan_seen |= _quantize_run_params_fast(
+                    &x[o, 0, 0], x1, n, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
+                    qmin, qmax, &out[o, 0, 0], out1,
+                )
+            elif inner == 1 and block == 1:
                 nan_seen |= _quantize_run_params(
                     &x[o, 0, 0], x1, n, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
                     qmin, qmax, &out[o, 0, 0], out1,
@@ -437,6 +487,11 @@ def group_quantize(
                         nan_seen |= _quantize_run(
                             &x[o, a, 0], x2, inner, scale[o, b, 0], zero_point[o, b, 0],
                             qmin, qmax, &out[o, a, 0], out2,
+                        )
+                    elif fast:
+                        nan_seen |= _quantize_run_params_fast(
+                            &x[o, a, 0], x2, inner, &scale[o, b, 0], scale2,
+                            &zero_point[o, b, 0], zero2, qmin, qmax, &out[o, a, 0], out2,
                         )
                     else:
                         nan_seen |= _quantize_run_params(

@@ -35,6 +35,7 @@ def group_quantize(
     block: int,
     qmin: int,
     qmax: int,
+    fast: bool,
 ) -> bool: ...
 def group_dequantize(
     q: NDArray[np.integer],
