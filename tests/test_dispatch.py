@@ -198,3 +198,32 @@ def test_pooled_results_live_while_any_view_does() -> None:
     again = lq.quantize_linear(x, 0.01, 100)
     assert again.__array_interface__["data"][0] == address
     np.testing.assert_array_equal(again[::-3], expected)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_grouped_calls_split_across_threads_are_exact(
+    threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Per-axis and per-block calls split their rows across threads when large; forced here
+    # on a small array, every axis and block layout must give the reference's bits.
+    monkeypatch.setattr(compiled, "PARALLEL_MIN_SIZE", 0)
+    rng = np.random.default_rng(threads)
+    x = rng.uniform(-300, 300, (37, 29, 5)).astype(np.float32)
+    x[::3] = np.round(x[::3]) + 0.5
+    x[4, 7, 2] = np.nan
+    previous = (lq.get_backend(), lq.get_num_threads())
+    try:
+        for axis, block_size in [(0, None), (1, None), (2, None), (1, 4), (2, 2), (-1, 3)]:
+            groups = {"axis": axis, "block_size": block_size}
+            outcomes = []
+            for backend, n in [("numpy", 1), ("cython", threads)]:
+                lq.set_backend(backend)
+                lq.set_num_threads(n)
+                qa = lq.quantize(x, nan="zero", **groups)
+                given = lq.quantize_linear(x, qa.scale, 7, dtype="int16", nan="zero", **groups)
+                outcomes.append((qa.data, qa.scale, qa.zero_point, given, qa.dequantize()))
+            for reference, result in zip(*outcomes, strict=True):
+                np.testing.assert_array_equal(result, reference)
+    finally:
+        lq.set_backend(previous[0])
+        lq.set_num_threads(previous[1])

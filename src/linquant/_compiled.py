@@ -147,7 +147,18 @@ def dequantize(q: np.ndarray, scale: np.floating, zero_point: int, out: np.ndarr
     _threads.run(_kernels.dequantize, _split(q, out), scale, zero_point, _streams(q, out))
 
 
-# Per-axis and per-block: (outer, n, inner) views around the axis, one thread.
+# Per-axis and per-block: (outer, n, inner) views around the axis. Large calls are split
+# along outer: every piece writes its own rows of the result (and of per-block parameters).
+
+
+def _split_outer(*views: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+    """Same-length views cut into one piece of rows per thread when the call is large."""
+    rows = views[0].shape[0]
+    parts = min(_threads.get_num_threads(), rows)
+    if parts == 1 or views[0].size < PARALLEL_MIN_SIZE:
+        return [views]
+    edges = np.linspace(0, rows, parts + 1).astype(int).tolist()
+    return [tuple(v[a:b] for v in views) for a, b in pairwise(edges)]
 
 
 def _3d(a: np.ndarray, axis: int) -> np.ndarray:
@@ -188,19 +199,16 @@ def group_quantize(
     outer, inner = x3.shape[0], x3.shape[2]
     zero_point = np.broadcast_to(np.asarray(zero_point, np.int64), groups.param_shape)
     fast = bool(np.all((qmin - zero_point >= -FAST_BOUND) & (qmax - zero_point <= FAST_BOUND)))
-    nan_seen = _kernels.group_quantize(
+    pieces = _split_outer(
         x3,
         out3,
         groups.params_3d(np.asarray(scale), outer, inner),
         groups.params_3d(zero_point, outer, inner),
-        groups.block,
-        qmin,
-        qmax,
-        fast,
     )
+    nan_seen = any(_threads.run(_kernels.group_quantize, pieces, groups.block, qmin, qmax, fast))
     if target is not out:
         out[...] = target
-    return bool(nan_seen)
+    return nan_seen
 
 
 def group_dequantize(
@@ -213,13 +221,13 @@ def group_dequantize(
     q3, out3 = _3d(q, groups.axis), _3d(target, groups.axis)
     outer, inner = q3.shape[0], q3.shape[2]
     zero_point = np.broadcast_to(np.asarray(zero_point, np.int64), groups.param_shape)
-    _kernels.group_dequantize(
+    pieces = _split_outer(
         q3,
         out3,
         groups.params_3d(np.asarray(scale), outer, inner),
         groups.params_3d(zero_point, outer, inner),
-        groups.block,
     )
+    _threads.run(_kernels.group_dequantize, pieces, groups.block)
     if target is not out:
         out[...] = target
 
@@ -248,18 +256,8 @@ def block_dynamic_quantize(
     zero_point = np.empty(groups.param_shape, np.int64)
     scale3, zero_point3 = as_3d(scale, groups.axis), as_3d(zero_point, groups.axis)
     assert scale3 is not None and zero_point3 is not None  # fresh arrays always merge
-    if x.size and not _kernels.block_dynamic_quantize(
-        x3[:, :, 0],
-        out3[:, :, 0],
-        scale3[:, :, 0],
-        zero_point3[:, :, 0],
-        groups.block_size,
-        bits,
-        signed,
-        include_zero,
-        nan_raises,
-        qmin,
-        qmax,
-    ):
+    pieces = _split_outer(x3[:, :, 0], out3[:, :, 0], scale3[:, :, 0], zero_point3[:, :, 0])
+    arguments = (groups.block_size, bits, signed, include_zero, nan_raises, qmin, qmax)
+    if x.size and not all(_threads.run(_kernels.block_dynamic_quantize, pieces, *arguments)):
         return None
     return scale, zero_point.astype(np.int32)
