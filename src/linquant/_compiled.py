@@ -16,6 +16,7 @@ import os
 import warnings
 from itertools import pairwise
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -182,6 +183,42 @@ def group_minmax(x: np.ndarray, groups: Grouping) -> tuple[np.ndarray, np.ndarra
     return lo, hi, nan_seen
 
 
+def _zero_points(zero_point: np.ndarray, groups: Grouping) -> np.ndarray:
+    return np.broadcast_to(np.asarray(zero_point, np.int64), groups.param_shape)
+
+
+def _run_grouped(
+    kernel: Any,
+    source: np.ndarray,
+    scale: np.ndarray,
+    zero_point: np.ndarray,
+    out: np.ndarray,
+    groups: Grouping,
+    *args: object,
+) -> list[Any]:
+    """``kernel(source3, out3, scale3, zero_point3, block, *args)`` over pieces of rows.
+
+    The arrays go as (outer, n, inner) views around the axis and the parameters as
+    (outer, blocks, inner) views, never broadcast into arrays of the source's size; an
+    ``out`` whose strides allow no such view is written through a temporary.
+    """
+    if source.size == 0:
+        return []
+    target = out if as_3d(out, groups.axis) is not None else np.empty(out.shape, out.dtype)
+    source3, out3 = _3d(source, groups.axis), _3d(target, groups.axis)
+    outer, inner = source3.shape[0], source3.shape[2]
+    pieces = _split_outer(
+        source3,
+        out3,
+        groups.params_3d(np.asarray(scale), outer, inner),
+        groups.params_3d(_zero_points(zero_point, groups), outer, inner),
+    )
+    results = _threads.run(kernel, pieces, groups.block, *args)
+    if target is not out:
+        out[...] = target
+    return results
+
+
 def group_quantize(
     x: np.ndarray,
     scale: np.ndarray,
@@ -191,45 +228,20 @@ def group_quantize(
     out: np.ndarray,
     groups: Grouping,
 ) -> bool:
-    """Quantize with each group's parameters, never broadcast into arrays of x's size."""
-    if x.size == 0:
-        return False
-    target = out if as_3d(out, groups.axis) is not None else np.empty(out.shape, out.dtype)
-    x3, out3 = _3d(x, groups.axis), _3d(target, groups.axis)
-    outer, inner = x3.shape[0], x3.shape[2]
-    zero_point = np.broadcast_to(np.asarray(zero_point, np.int64), groups.param_shape)
-    fast = bool(np.all((qmin - zero_point >= -FAST_BOUND) & (qmax - zero_point <= FAST_BOUND)))
-    pieces = _split_outer(
-        x3,
-        out3,
-        groups.params_3d(np.asarray(scale), outer, inner),
-        groups.params_3d(zero_point, outer, inner),
+    """Quantize with each group's parameters; see ``linquant._numpy_backend``."""
+    zero_points = _zero_points(zero_point, groups)
+    fast = bool(np.all((qmin - zero_points >= -FAST_BOUND) & (qmax - zero_points <= FAST_BOUND)))
+    nan_seen = _run_grouped(
+        _kernels.group_quantize, x, scale, zero_points, out, groups, qmin, qmax, fast
     )
-    nan_seen = any(_threads.run(_kernels.group_quantize, pieces, groups.block, qmin, qmax, fast))
-    if target is not out:
-        out[...] = target
-    return nan_seen
+    return any(nan_seen)
 
 
 def group_dequantize(
     q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, out: np.ndarray, groups: Grouping
 ) -> None:
     """Dequantize with each group's parameters."""
-    if q.size == 0:
-        return
-    target = out if as_3d(out, groups.axis) is not None else np.empty(out.shape, out.dtype)
-    q3, out3 = _3d(q, groups.axis), _3d(target, groups.axis)
-    outer, inner = q3.shape[0], q3.shape[2]
-    zero_point = np.broadcast_to(np.asarray(zero_point, np.int64), groups.param_shape)
-    pieces = _split_outer(
-        q3,
-        out3,
-        groups.params_3d(np.asarray(scale), outer, inner),
-        groups.params_3d(zero_point, outer, inner),
-    )
-    _threads.run(_kernels.group_dequantize, pieces, groups.block)
-    if target is not out:
-        out[...] = target
+    _run_grouped(_kernels.group_dequantize, q, scale, zero_point, out, groups)
 
 
 def block_dynamic_quantize(
