@@ -41,10 +41,10 @@ cdef extern from *:
     void lq_advise_huge_pages(void *p, size_t n) nogil
 
 cdef enum:
-    MAX_POOLED = 4
+    MAX_POOLED = 8
     ALIGNMENT = 64  # a cache line: full-width vector stores never straddle two
 
-MIN_POOLED_BYTES = 4 << 20
+MIN_POOLED_BYTES = 256 << 10
 cdef size_t MAX_POOLED_BYTES = 1 << 30
 
 # The pool: buffers freed by their arrays, oldest first. A C-level lock, since buffers are

@@ -129,8 +129,8 @@ def scales(value: object, shape: tuple[int, ...], wf: type[np.floating]) -> np.n
             f"scale must have shape {shape} for this axis and block_size, got {arr.shape}"
         )
     with np.errstate(over="ignore"):
-        converted = arr.astype(wf)
-    if not (np.isfinite(converted) & (converted > 0)).all():
+        converted = arr.astype(wf, copy=False)
+    if converted.size and not (converted.min() > 0 and converted.max() < np.inf):  # NaN fails
         raise ValueError(f"every scale must be positive and finite in {np.dtype(wf).name}")
     return converted
 
@@ -145,6 +145,7 @@ def zero_points(value: object, shape: tuple[int, ...]) -> np.ndarray:
             f"zero_point must be an integer or have shape {shape} for this axis and "
             f"block_size, got {arr.shape}"
         )
-    if arr.size and not (arr.min() >= INT32_MIN and arr.max() <= INT32_MAX):
+    fits = arr.dtype.itemsize < 4 or arr.dtype == np.int32  # else look at the values
+    if arr.size and not fits and not (arr.min() >= INT32_MIN and arr.max() <= INT32_MAX):
         raise ValueError("every zero_point must fit in int32")
-    return np.broadcast_to(arr.astype(np.int64), shape)
+    return np.broadcast_to(arr.astype(np.int32, copy=False), shape)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import _threads
+from ._buffers import empty
 from ._groups import Grouping, as_3d
 from ._kernels_baseline import cpu_level as _cpu_level
 from ._layout import slabs
@@ -149,17 +150,31 @@ def dequantize(q: np.ndarray, scale: np.floating, zero_point: int, out: np.ndarr
 
 
 # Per-axis and per-block: (outer, n, inner) views around the axis. Large calls are split
-# along outer: every piece writes its own rows of the result (and of per-block parameters).
+# along outer, or along the axis at block boundaries where outer has fewer rows than threads:
+# every piece writes its own part of the result (and of per-block parameters).
 
 
-def _split_outer(*views: np.ndarray) -> list[tuple[np.ndarray, ...]]:
-    """Same-length views cut into one piece of rows per thread when the call is large."""
-    rows = views[0].shape[0]
-    parts = min(_threads.get_num_threads(), rows)
-    if parts == 1 or views[0].size < PARALLEL_MIN_SIZE:
-        return [views]
-    edges = np.linspace(0, rows, parts + 1).astype(int).tolist()
-    return [tuple(v[a:b] for v in views) for a, b in pairwise(edges)]
+def _split_groups(
+    block: int, arrays: tuple[np.ndarray, ...], params: tuple[np.ndarray, ...]
+) -> list[tuple[np.ndarray, ...]]:
+    """``arrays + params`` cut into one piece per thread when the call is large.
+
+    ``arrays`` are (outer, n, ...) views, ``params`` (outer, groups, ...) views in which
+    element ``a`` along axis 1 has group ``a // block``.
+    """
+    rows, n = arrays[0].shape[:2]
+    parts = _threads.get_num_threads()
+    if parts == 1 or arrays[0].size < PARALLEL_MIN_SIZE:
+        return [arrays + params]
+    if rows >= parts:
+        edges = np.linspace(0, rows, parts + 1).astype(int).tolist()
+        return [tuple(v[a:b] for v in arrays + params) for a, b in pairwise(edges)]
+    edges = np.linspace(0, -(-n // block), parts + 1).astype(int).tolist()
+    return [
+        tuple(v[:, a * block : b * block] for v in arrays) + tuple(p[:, a:b] for p in params)
+        for a, b in pairwise(edges)
+        if a < b
+    ]
 
 
 def _3d(a: np.ndarray, axis: int) -> np.ndarray:
@@ -184,7 +199,7 @@ def group_minmax(x: np.ndarray, groups: Grouping) -> tuple[np.ndarray, np.ndarra
 
 
 def _zero_points(zero_point: np.ndarray, groups: Grouping) -> np.ndarray:
-    return np.broadcast_to(np.asarray(zero_point, np.int64), groups.param_shape)
+    return np.broadcast_to(np.asarray(zero_point, np.int32), groups.param_shape)
 
 
 def _run_grouped(
@@ -207,11 +222,13 @@ def _run_grouped(
     target = out if as_3d(out, groups.axis) is not None else np.empty(out.shape, out.dtype)
     source3, out3 = _3d(source, groups.axis), _3d(target, groups.axis)
     outer, inner = source3.shape[0], source3.shape[2]
-    pieces = _split_outer(
-        source3,
-        out3,
-        groups.params_3d(np.asarray(scale), outer, inner),
-        groups.params_3d(_zero_points(zero_point, groups), outer, inner),
+    pieces = _split_groups(
+        groups.block,
+        (source3, out3),
+        (
+            groups.params_3d(np.asarray(scale), outer, inner),
+            groups.params_3d(_zero_points(zero_point, groups), outer, inner),
+        ),
     )
     results = _threads.run(kernel, pieces, groups.block, *args)
     if target is not out:
@@ -230,9 +247,12 @@ def group_quantize(
 ) -> bool:
     """Quantize with each group's parameters; see ``linquant._numpy_backend``."""
     zero_points = _zero_points(zero_point, groups)
-    fast = bool(np.all((qmin - zero_points >= -FAST_BOUND) & (qmax - zero_points <= FAST_BOUND)))
+    fast = zero_points.size == 0 or (
+        qmin - int(zero_points.max()) >= -FAST_BOUND and qmax - int(zero_points.min()) <= FAST_BOUND
+    )
+    stream = _streams(x, out)
     nan_seen = _run_grouped(
-        _kernels.group_quantize, x, scale, zero_points, out, groups, qmin, qmax, fast
+        _kernels.group_quantize, x, scale, zero_points, out, groups, qmin, qmax, fast, stream
     )
     return any(nan_seen)
 
@@ -264,12 +284,15 @@ def block_dynamic_quantize(
     x3, out3 = as_3d(x, groups.axis), as_3d(out, groups.axis)
     if groups.block_size is None or x3 is None or out3 is None or x3.shape[2] != 1:
         return None
-    scale = np.empty(groups.param_shape, x.dtype)
-    zero_point = np.empty(groups.param_shape, np.int64)
+    scale = empty(groups.param_shape, x.dtype)  # pooled: fresh pages cost as much as the pass
+    zero_point = empty(groups.param_shape, np.int32)
     scale3, zero_point3 = as_3d(scale, groups.axis), as_3d(zero_point, groups.axis)
     assert scale3 is not None and zero_point3 is not None  # fresh arrays always merge
-    pieces = _split_outer(x3[:, :, 0], out3[:, :, 0], scale3[:, :, 0], zero_point3[:, :, 0])
-    arguments = (groups.block_size, bits, signed, include_zero, nan_raises, qmin, qmax)
+    pieces = _split_groups(
+        groups.block, (x3[:, :, 0], out3[:, :, 0]), (scale3[:, :, 0], zero_point3[:, :, 0])
+    )
+    stream = _streams(x, out)
+    arguments = (groups.block_size, bits, signed, include_zero, nan_raises, qmin, qmax, stream)
     if x.size and not all(_threads.run(_kernels.block_dynamic_quantize, pieces, *arguments)):
         return None
-    return scale, zero_point.astype(np.int32)
+    return scale, zero_point

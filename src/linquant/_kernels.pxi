@@ -39,6 +39,38 @@ cdef extern from "_loops.h" nogil:
                                   float *out, Py_ssize_t *begin, Py_ssize_t *end)
     void lq_stream_dequantize_i16(const int16_t *q, Py_ssize_t n, float scale, int zero_point,
                                   float *out, Py_ssize_t *begin, Py_ssize_t *end)
+    int lq_quantize_blocks_u8(const float *x, Py_ssize_t n, Py_ssize_t block,
+                              const float *scale, Py_ssize_t scale_step,
+                              const int32_t *zero_point, Py_ssize_t zero_point_step,
+                              int qmin, int qmax, uint8_t *out, int stream)
+    int lq_quantize_blocks_i8(const float *x, Py_ssize_t n, Py_ssize_t block,
+                              const float *scale, Py_ssize_t scale_step,
+                              const int32_t *zero_point, Py_ssize_t zero_point_step,
+                              int qmin, int qmax, int8_t *out, int stream)
+    int lq_quantize_blocks_u16(const float *x, Py_ssize_t n, Py_ssize_t block,
+                               const float *scale, Py_ssize_t scale_step,
+                               const int32_t *zero_point, Py_ssize_t zero_point_step,
+                               int qmin, int qmax, uint16_t *out, int stream)
+    int lq_quantize_blocks_i16(const float *x, Py_ssize_t n, Py_ssize_t block,
+                               const float *scale, Py_ssize_t scale_step,
+                               const int32_t *zero_point, Py_ssize_t zero_point_step,
+                               int qmin, int qmax, int16_t *out, int stream)
+    int lq_block_dynamic_u8(const float *x, Py_ssize_t n, Py_ssize_t block, int bits,
+                            int is_signed, int include_zero, int qmin, int qmax, float *scale,
+                            Py_ssize_t scale_step, int32_t *zero_point,
+                            Py_ssize_t zero_point_step, uint8_t *out, int stream)
+    int lq_block_dynamic_i8(const float *x, Py_ssize_t n, Py_ssize_t block, int bits,
+                            int is_signed, int include_zero, int qmin, int qmax, float *scale,
+                            Py_ssize_t scale_step, int32_t *zero_point,
+                            Py_ssize_t zero_point_step, int8_t *out, int stream)
+    int lq_block_dynamic_u16(const float *x, Py_ssize_t n, Py_ssize_t block, int bits,
+                             int is_signed, int include_zero, int qmin, int qmax, float *scale,
+                             Py_ssize_t scale_step, int32_t *zero_point,
+                             Py_ssize_t zero_point_step, uint16_t *out, int stream)
+    int lq_block_dynamic_i16(const float *x, Py_ssize_t n, Py_ssize_t block, int bits,
+                             int is_signed, int include_zero, int qmin, int qmax, float *scale,
+                             Py_ssize_t scale_step, int32_t *zero_point,
+                             Py_ssize_t zero_point_step, int16_t *out, int stream)
     int lq_cpu_level()
 
 ctypedef fused codes:
@@ -145,7 +177,7 @@ cdef inline int _quantize_row(
 cdef inline int _quantize_run_params(
     const floating *x, Py_ssize_t x_step, Py_ssize_t n,
     const floating *scale, Py_ssize_t scale_step,
-    const int64_t *zero_point, Py_ssize_t zero_point_step,
+    const int32_t *zero_point, Py_ssize_t zero_point_step,
     int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
 ) noexcept nogil:
     # Wide form, in int64: any int32 zero point, and parameters that may change from element
@@ -171,7 +203,7 @@ cdef inline int _quantize_run_params(
 cdef inline int _quantize_run_params_fast_loop(
     const floating *x, Py_ssize_t x_step, Py_ssize_t n,
     const floating *scale, Py_ssize_t scale_step,
-    const int64_t *zero_point, Py_ssize_t zero_point_step,
+    const int32_t *zero_point, Py_ssize_t zero_point_step,
     int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
 ) noexcept nogil:
     cdef Py_ssize_t j
@@ -179,7 +211,7 @@ cdef inline int _quantize_run_params_fast_loop(
     cdef int32_t z
     cdef int nan_seen = 0
     for j in range(n):
-        z = <int32_t>zero_point[j * zero_point_step]
+        z = zero_point[j * zero_point_step]
         lo, hi = <floating>(qmin - z), <floating>(qmax - z)
         t = x[j * x_step] / scale[j * scale_step]
         nan_seen |= t != t
@@ -197,7 +229,7 @@ cdef inline int _quantize_run_params_fast_loop(
 cdef inline int _quantize_run_params_fast(
     const floating *x, Py_ssize_t x_step, Py_ssize_t n,
     const floating *scale, Py_ssize_t scale_step,
-    const int64_t *zero_point, Py_ssize_t zero_point_step,
+    const int32_t *zero_point, Py_ssize_t zero_point_step,
     int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
 ) noexcept nogil:
     # The fast form (see _quantize_row_pass) with parameters that change along the run, for
@@ -213,8 +245,9 @@ cdef inline int _quantize_run_params_fast(
 
 
 cdef inline int _quantize_run(
-    const floating *x, Py_ssize_t x_step, Py_ssize_t n, floating scale, int64_t zero_point,
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n, floating scale, int32_t zero_point,
     int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
+    bint stream,  # a contiguous run may be written with non-temporal stores
 ) noexcept nogil:
     # A run with one scale and zero point: the fast form where the zero point allows it.
     cdef floating lo = <floating>(qmin - zero_point), hi = <floating>(qmax - zero_point)
@@ -222,9 +255,11 @@ cdef inline int _quantize_run(
         return _quantize_run_params(
             x, x_step, n, &scale, 0, &zero_point, 0, qmin, qmax, out, out_step
         )
+    if stream and x_step == 1 and out_step == 1:
+        return _quantize_row_streamed(x, n, scale, lo, hi, zero_point, out)
     if x_step == 1 and out_step == 1:  # the contiguous loop, vectorized
-        return _quantize_row(x, 1, n, scale, lo, hi, <int32_t>zero_point, out, 1)
-    return _quantize_row(x, x_step, n, scale, lo, hi, <int32_t>zero_point, out, out_step)
+        return _quantize_row(x, 1, n, scale, lo, hi, zero_point, out, 1)
+    return _quantize_row(x, x_step, n, scale, lo, hi, zero_point, out, out_step)
 
 
 cdef inline int _quantize_row_streamed(
@@ -255,29 +290,22 @@ def quantize(
     const floating[:, :] x,  # IN
     codes[:, :] out,  # OUT, same shape as x
     double scale_value,  # a working-float value, so the narrowing below is exact
-    int64_t zero_point,
+    int32_t zero_point,
     int64_t qmin,
     int64_t qmax,
     bint stream,  # write contiguous float32 rows with non-temporal stores (_loops.h)
 ):
     """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0)."""
     cdef floating scale = <floating>scale_value
-    cdef floating lo = <floating>(qmin - zero_point), hi = <floating>(qmax - zero_point)
-    cdef bint fast = -FAST_BOUND <= qmin - zero_point and qmax - zero_point <= FAST_BOUND
     cdef Py_ssize_t i, n = x.shape[1]
     cdef Py_ssize_t x_step = _step(x.strides[1], sizeof(floating))
     cdef Py_ssize_t out_step = _step(out.strides[1], sizeof(codes))
     cdef int nan_seen = 0
     with nogil:
         for i in range(x.shape[0]):
-            if fast and stream and x_step == 1 and out_step == 1:
-                nan_seen |= _quantize_row_streamed(
-                    &x[i, 0], n, scale, lo, hi, <int32_t>zero_point, &out[i, 0]
-                )
-            else:
-                nan_seen |= _quantize_run(
-                    &x[i, 0], x_step, n, scale, zero_point, qmin, qmax, &out[i, 0], out_step
-                )
+            nan_seen |= _quantize_run(
+                &x[i, 0], x_step, n, scale, zero_point, qmin, qmax, &out[i, 0], out_step, stream
+            )
         if stream:
             lq_stream_fence()
     return nan_seen != 0
@@ -295,7 +323,7 @@ cdef inline void _dequantize_row(
 cdef inline void _dequantize_run_params(
     const codes *q, Py_ssize_t q_step, Py_ssize_t n,
     const floating *scale, Py_ssize_t scale_step,
-    const int64_t *zero_point, Py_ssize_t zero_point_step,
+    const int32_t *zero_point, Py_ssize_t zero_point_step,
     floating *out, Py_ssize_t out_step,
 ) noexcept nogil:
     # Wide form, in int64: any int32 zero point, parameters that may change per element.
@@ -308,16 +336,16 @@ cdef inline void _dequantize_run_params(
 
 
 cdef inline void _dequantize_run(
-    const codes *q, Py_ssize_t q_step, Py_ssize_t n, floating scale, int64_t zero_point,
+    const codes *q, Py_ssize_t q_step, Py_ssize_t n, floating scale, int32_t zero_point,
     floating *out, Py_ssize_t out_step,
 ) noexcept nogil:
     # A run with one scale and zero point: in int32 where q - zero_point fits.
     if not -FAST_BOUND <= zero_point <= FAST_BOUND:
         _dequantize_run_params(q, q_step, n, &scale, 0, &zero_point, 0, out, out_step)
     elif q_step == 1 and out_step == 1:  # the contiguous loop, vectorized
-        _dequantize_row(q, 1, n, scale, <int32_t>zero_point, out, 1)
+        _dequantize_row(q, 1, n, scale, zero_point, out, 1)
     else:
-        _dequantize_row(q, q_step, n, scale, <int32_t>zero_point, out, out_step)
+        _dequantize_row(q, q_step, n, scale, zero_point, out, out_step)
 
 
 cdef inline void _dequantize_row_streamed(
@@ -342,7 +370,7 @@ def dequantize(
     const codes[:, :] q,  # IN
     floating[:, :] out,  # OUT, same shape as q
     double scale_value,  # a value of the output float, so the narrowing below is exact
-    int64_t zero_point,
+    int32_t zero_point,
     bint stream,  # write contiguous float32 rows with non-temporal stores (_loops.h)
 ):
     """Dequantize ``q`` into ``out`` (SPEC §3): ``(q - zero_point) * scale``."""
@@ -354,7 +382,7 @@ def dequantize(
     with nogil:
         for i in range(q.shape[0]):
             if fast and stream and q_step == 1 and out_step == 1:
-                _dequantize_row_streamed(&q[i, 0], n, scale, <int32_t>zero_point, &out[i, 0])
+                _dequantize_row_streamed(&q[i, 0], n, scale, zero_point, &out[i, 0])
             else:
                 _dequantize_run(&q[i, 0], q_step, n, scale, zero_point, &out[i, 0], out_step)
         if stream:
@@ -438,15 +466,48 @@ def group_minmax(
     return nan_seen != 0
 
 
+cdef inline int _quantize_blocks_vector(
+    const floating *x, Py_ssize_t n, Py_ssize_t block,
+    const floating *scale, Py_ssize_t scale_step,
+    const int32_t *zero_point, Py_ssize_t zero_point_step,
+    int64_t qmin, int64_t qmax, codes *out, bint stream,
+) noexcept nogil:
+    # Contiguous float32 runs of blocks by _loops.h's vector loops (AVX-512 builds): 0 when
+    # done, nonzero where the caller must do the run itself (a NaN; no such build).
+    if floating is float:
+        if codes is uint8_t:
+            return lq_quantize_blocks_u8(
+                x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
+                stream,
+            )
+        elif codes is int8_t:
+            return lq_quantize_blocks_i8(
+                x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
+                stream,
+            )
+        elif codes is uint16_t:
+            return lq_quantize_blocks_u16(
+                x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
+                stream,
+            )
+        else:
+            return lq_quantize_blocks_i16(
+                x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
+                stream,
+            )
+    return -1
+
+
 def group_quantize(
     const floating[:, :, :] x,  # IN
     codes[:, :, :] out,  # OUT, same shape as x
     const floating[:, :, :] scale,  # IN, per group
-    const int64_t[:, :, :] zero_point,  # IN, per group
+    const int32_t[:, :, :] zero_point,  # IN, per group
     Py_ssize_t block,
     int64_t qmin,
     int64_t qmax,
     bint fast,  # every zero point's bounds are within FAST_BOUND
+    bint stream,  # contiguous float32 runs may be written with non-temporal stores
 ):
     """Quantize each element with its group's parameters (SPEC §2); True if ``x`` held NaN."""
     cdef Py_ssize_t o, a, b, end, n = x.shape[1], inner = x.shape[2]
@@ -456,8 +517,8 @@ def group_quantize(
     cdef Py_ssize_t out2 = _step(out.strides[2], sizeof(codes))
     cdef Py_ssize_t scale1 = _step(scale.strides[1], sizeof(floating))
     cdef Py_ssize_t scale2 = _step(scale.strides[2], sizeof(floating))
-    cdef Py_ssize_t zero1 = _step(zero_point.strides[1], sizeof(int64_t))
-    cdef Py_ssize_t zero2 = _step(zero_point.strides[2], sizeof(int64_t))
+    cdef Py_ssize_t zero1 = _step(zero_point.strides[1], sizeof(int32_t))
+    cdef Py_ssize_t zero2 = _step(zero_point.strides[2], sizeof(int32_t))
     cdef int nan_seen = 0
     with nogil:
         for o in range(x.shape[0]):
@@ -472,12 +533,17 @@ def group_quantize(
                     qmin, qmax, &out[o, 0, 0], out1,
                 )
             elif inner == 1:  # runs of `block` elements along the axis share parameters
+                if x1 == 1 and out1 == 1 and _quantize_blocks_vector(
+                    &x[o, 0, 0], n, block, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
+                    qmin, qmax, &out[o, 0, 0], stream,
+                ) == 0:
+                    continue
                 a = 0
                 while a < n:
                     b, end = a // block, min(n, a + block)
                     nan_seen |= _quantize_run(
                         &x[o, a, 0], x1, end - a, scale[o, b, 0], zero_point[o, b, 0],
-                        qmin, qmax, &out[o, a, 0], out1,
+                        qmin, qmax, &out[o, a, 0], out1, False,
                     )
                     a = end
             else:
@@ -486,7 +552,7 @@ def group_quantize(
                     if scale2 == 0 and zero2 == 0:  # the row shares its parameters
                         nan_seen |= _quantize_run(
                             &x[o, a, 0], x2, inner, scale[o, b, 0], zero_point[o, b, 0],
-                            qmin, qmax, &out[o, a, 0], out2,
+                            qmin, qmax, &out[o, a, 0], out2, stream,
                         )
                     elif fast:
                         nan_seen |= _quantize_run_params_fast(
@@ -498,6 +564,8 @@ def group_quantize(
                             &x[o, a, 0], x2, inner, &scale[o, b, 0], scale2,
                             &zero_point[o, b, 0], zero2, qmin, qmax, &out[o, a, 0], out2,
                         )
+        if stream:
+            lq_stream_fence()
     return nan_seen != 0
 
 
@@ -505,7 +573,7 @@ def group_dequantize(
     const codes[:, :, :] q,  # IN
     floating[:, :, :] out,  # OUT, same shape as q
     const floating[:, :, :] scale,  # IN, per group
-    const int64_t[:, :, :] zero_point,  # IN, per group
+    const int32_t[:, :, :] zero_point,  # IN, per group
     Py_ssize_t block,
 ):
     """Dequantize each element with its group's parameters (SPEC §3)."""
@@ -516,8 +584,8 @@ def group_dequantize(
     cdef Py_ssize_t out2 = _step(out.strides[2], sizeof(floating))
     cdef Py_ssize_t scale1 = _step(scale.strides[1], sizeof(floating))
     cdef Py_ssize_t scale2 = _step(scale.strides[2], sizeof(floating))
-    cdef Py_ssize_t zero1 = _step(zero_point.strides[1], sizeof(int64_t))
-    cdef Py_ssize_t zero2 = _step(zero_point.strides[2], sizeof(int64_t))
+    cdef Py_ssize_t zero1 = _step(zero_point.strides[1], sizeof(int32_t))
+    cdef Py_ssize_t zero2 = _step(zero_point.strides[2], sizeof(int32_t))
     with nogil:
         for o in range(q.shape[0]):
             if inner == 1 and block == 1:
@@ -551,7 +619,7 @@ def group_dequantize(
 
 cdef inline int _block_params(
     floating lo, floating hi, int bits, bint signed, bint include_zero,
-    floating *scale, int64_t *zero_point,
+    floating *scale, int32_t *zero_point,
 ) noexcept nogil:
     # SPEC §4 for one block, the arithmetic of linquant._params (asymmetric_params and
     # symmetric_scale) to the bit; 0, or nonzero where that raises (the caller then takes the
@@ -586,15 +654,47 @@ cdef inline int _block_params(
         initial = rint(initial)
         if not (isfinite(initial) and -2147483648.0 <= initial <= 2147483647.0):
             return 1
-        zero_point[0] = <int64_t>initial
+        zero_point[0] = <int32_t>initial
     return 0
+
+
+cdef inline int _block_dynamic_vector(
+    const floating *x, Py_ssize_t n, Py_ssize_t block, int bits, bint signed,
+    bint include_zero, int64_t qmin, int64_t qmax, floating *scale, Py_ssize_t scale_step,
+    int32_t *zero_point, Py_ssize_t zero_point_step, codes *out, bint stream,
+) noexcept nogil:
+    # A contiguous float32 row by _loops.h's vector loops (AVX-512 builds), 16 blocks' SPEC §4
+    # at once: 0 when done, nonzero where the caller must do the row itself (a NaN, parameters
+    # that raise or leave the fast form, no such build).
+    if floating is float:
+        if codes is uint8_t:
+            return lq_block_dynamic_u8(
+                x, n, block, bits, signed, include_zero, qmin, qmax, scale, scale_step,
+                zero_point, zero_point_step, out, stream,
+            )
+        elif codes is int8_t:
+            return lq_block_dynamic_i8(
+                x, n, block, bits, signed, include_zero, qmin, qmax, scale, scale_step,
+                zero_point, zero_point_step, out, stream,
+            )
+        elif codes is uint16_t:
+            return lq_block_dynamic_u16(
+                x, n, block, bits, signed, include_zero, qmin, qmax, scale, scale_step,
+                zero_point, zero_point_step, out, stream,
+            )
+        else:
+            return lq_block_dynamic_i16(
+                x, n, block, bits, signed, include_zero, qmin, qmax, scale, scale_step,
+                zero_point, zero_point_step, out, stream,
+            )
+    return -1
 
 
 def block_dynamic_quantize(
     const floating[:, :] x,  # IN: rows of blocks (per-block along the contiguous axis)
     codes[:, :] out,  # OUT, same shape as x
     floating[:, :] scale,  # OUT, one per block
-    int64_t[:, :] zero_point,  # OUT, one per block
+    int32_t[:, :] zero_point,  # OUT, one per block
     Py_ssize_t block,
     int bits,
     bint signed,
@@ -602,6 +702,7 @@ def block_dynamic_quantize(
     bint nan_raises,
     int64_t qmin,
     int64_t qmax,
+    bint stream,  # contiguous float32 rows may be written with non-temporal stores
 ):
     """Per-block dynamic quantization in one read of ``x``: each block's range, parameters
     (SPEC §4) and codes while it is in the cache. Returns False where the general path must
@@ -609,11 +710,18 @@ def block_dynamic_quantize(
     cdef Py_ssize_t o, a, b, end, n = x.shape[1]
     cdef Py_ssize_t x_step = _step(x.strides[1], sizeof(floating))
     cdef Py_ssize_t out_step = _step(out.strides[1], sizeof(codes))
+    cdef Py_ssize_t scale_step = _step(scale.strides[1], sizeof(floating))
+    cdef Py_ssize_t zero_point_step = _step(zero_point.strides[1], sizeof(int32_t))
     cdef floating lo, hi
     cdef int nan_seen
     cdef bint done = True
     with nogil:
         for o in range(x.shape[0]):
+            if x_step == 1 and out_step == 1 and n and _block_dynamic_vector(
+                &x[o, 0], n, block, bits, signed, include_zero, qmin, qmax, &scale[o, 0],
+                scale_step, &zero_point[o, 0], zero_point_step, &out[o, 0], stream,
+            ) == 0:
+                continue
             a = b = 0
             while a < n and done:
                 end = min(n, a + block)
@@ -629,7 +737,9 @@ def block_dynamic_quantize(
                     break
                 _quantize_run(
                     &x[o, a], x_step, end - a, scale[o, b], zero_point[o, b], qmin, qmax,
-                    &out[o, a], out_step,
+                    &out[o, a], out_step, False,
                 )
                 a, b = end, b + 1
+        if stream:
+            lq_stream_fence()
     return done

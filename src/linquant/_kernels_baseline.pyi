@@ -31,24 +31,25 @@ def group_quantize(
     x: NDArray[np.floating],
     out: NDArray[np.integer],
     scale: NDArray[np.floating],
-    zero_point: NDArray[np.int64],
+    zero_point: NDArray[np.int32],
     block: int,
     qmin: int,
     qmax: int,
     fast: bool,
+    stream: bool,
 ) -> bool: ...
 def group_dequantize(
     q: NDArray[np.integer],
     out: NDArray[np.floating],
     scale: NDArray[np.floating],
-    zero_point: NDArray[np.int64],
+    zero_point: NDArray[np.int32],
     block: int,
 ) -> None: ...
 def block_dynamic_quantize(
     x: NDArray[np.floating],
     out: NDArray[np.integer],
     scale: NDArray[np.floating],
-    zero_point: NDArray[np.int64],
+    zero_point: NDArray[np.int32],
     block: int,
     bits: int,
     signed: bool,
@@ -56,4 +57,5 @@ def block_dynamic_quantize(
     nan_raises: bool,
     qmin: int,
     qmax: int,
+    stream: bool,
 ) -> bool: ...

@@ -28,32 +28,32 @@
 #define LQ_SIMD_MINMAX _Pragma("omp simd reduction(min:lo) reduction(max:hi) reduction(|:nan)")
 #endif
 
-#define LQ_DEFINE_MINMAX(T, NAME)                                                           \
-    static inline int NAME(const T *p, ptrdiff_t n, ptrdiff_t step, T *lo_io, T *hi_io)   \
-    {                                                                                       \
-        T lo = *lo_io, hi = *hi_io;                                                         \
-        int nan = 0;                                                                        \
-        ptrdiff_t i;                                                                        \
-        if (step == 1) {                                                                    \
-            LQ_SIMD_MINMAX                                                                  \
-            for (i = 0; i < n; i++) {                                                       \
-                T v = p[i];                                                                 \
-                nan |= v != v;                                                              \
-                lo = v < lo ? v : lo;                                                       \
-                hi = v > hi ? v : hi;                                                       \
-            }                                                                               \
-        } else {                                                                            \
-            LQ_SIMD_MINMAX                                                                  \
-            for (i = 0; i < n; i++) {                                                       \
-                T v = p[i * step];                                                          \
-                nan |= v != v;                                                              \
-                lo = v < lo ? v : lo;                                                       \
-                hi = v > hi ? v : hi;                                                       \
-            }                                                                               \
-        }                                                                                   \
-        *lo_io = lo;                                                                        \
-        *hi_io = hi;                                                                        \
-        return nan;                                                                         \
+#define LQ_DEFINE_MINMAX(T, NAME)                                                             \
+    static inline int NAME(const T *p, ptrdiff_t n, ptrdiff_t step, T *lo_io, T *hi_io)       \
+    {                                                                                         \
+        T lo = *lo_io, hi = *hi_io;                                                           \
+        int nan = 0;                                                                          \
+        ptrdiff_t i;                                                                          \
+        if (step == 1) {                                                                      \
+            LQ_SIMD_MINMAX                                                                    \
+            for (i = 0; i < n; i++) {                                                         \
+                T v = p[i];                                                                   \
+                nan |= v != v;                                                                \
+                lo = v < lo ? v : lo;                                                         \
+                hi = v > hi ? v : hi;                                                         \
+            }                                                                                 \
+        } else {                                                                              \
+            LQ_SIMD_MINMAX                                                                    \
+            for (i = 0; i < n; i++) {                                                         \
+                T v = p[i * step];                                                            \
+                nan |= v != v;                                                                \
+                lo = v < lo ? v : lo;                                                         \
+                hi = v > hi ? v : hi;                                                         \
+            }                                                                                 \
+        }                                                                                     \
+        *lo_io = lo;                                                                          \
+        *hi_io = hi;                                                                          \
+        return nan;                                                                           \
     }
 
 /* Return nonzero if p[0], p[step], ... holds a NaN; fold the others into [*lo_io, *hi_io]. */
@@ -116,6 +116,8 @@ static inline int lq_irint_f64(double t) { return (int)lq_rint_f64(t); }
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #include <immintrin.h>
 #define LQ_STREAM 1
+/* The vector helpers below take and return vectors: inlined, they stay in registers. */
+#define LQ_VECTOR_INLINE static inline __attribute__((always_inline))
 static inline void lq_line_span(const void *out, ptrdiff_t n, ptrdiff_t itemsize,
                                 ptrdiff_t *begin, ptrdiff_t *end)
 {
@@ -125,57 +127,58 @@ static inline void lq_line_span(const void *out, ptrdiff_t n, ptrdiff_t itemsize
     *end = *begin + (n - *begin) / per_line * per_line;
 }
 /* One vector of 16 quantized int32 codes, zero point added. */
-static inline __m512i lq_quantize16(const float *x, __m512 scale, __m512 lo, __m512 hi,
-                                    __m512i zero_point, __mmask16 *nan)
+LQ_VECTOR_INLINE __m512i lq_quantize16(__m512 x, __m512 scale, __m512 lo, __m512 hi,
+                                      __m512i zero_point, __mmask16 *nan)
 {
-    __m512 t = _mm512_div_ps(_mm512_loadu_ps(x), scale);
+    __m512 t = _mm512_div_ps(x, scale);
     *nan |= _mm512_cmp_ps_mask(t, t, _CMP_UNORD_Q);
     t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
     return _mm512_add_epi32(_mm512_cvtps_epi32(t), zero_point);
 }
 #define LQ_QUANTIZE_SETUP                                                                     \
-    const __m512 vs = _mm512_set1_ps(scale), vlo = _mm512_set1_ps(lo);                      \
+    const __m512 vs = _mm512_set1_ps(scale), vlo = _mm512_set1_ps(lo);                        \
     const __m512 vhi = _mm512_set1_ps(hi);                                                    \
     const __m512i vz = _mm512_set1_epi32(zero_point);                                         \
     __mmask16 nan = 0;                                                                        \
     ptrdiff_t i;                                                                              \
     lq_line_span(out, n, sizeof(*out), begin, end)
+#define LQ_QUANTIZE16_AT(p) lq_quantize16(_mm512_loadu_ps(p), vs, vlo, vhi, vz, &nan)
 #define LQ_DEFINE_QUANTIZE8(CODE, NAME)                                                       \
-    static inline int NAME(const float *x, ptrdiff_t n, float scale, float lo, float hi,     \
-                           int zero_point, CODE *out, ptrdiff_t *begin, ptrdiff_t *end)      \
+    static inline int NAME(const float *x, ptrdiff_t n, float scale, float lo, float hi,      \
+                           int zero_point, CODE *out, ptrdiff_t *begin, ptrdiff_t *end)       \
     {                                                                                         \
         LQ_QUANTIZE_SETUP;                                                                    \
         for (i = *begin; i < *end; i += 64) {                                                 \
-            __m512i line = _mm512_castsi128_si512(_mm512_cvtepi32_epi8(                      \
-                lq_quantize16(x + i, vs, vlo, vhi, vz, &nan)));                              \
-            line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(                            \
-                lq_quantize16(x + i + 16, vs, vlo, vhi, vz, &nan)), 1);                      \
-            line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(                            \
-                lq_quantize16(x + i + 32, vs, vlo, vhi, vz, &nan)), 2);                      \
-            line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(                            \
-                lq_quantize16(x + i + 48, vs, vlo, vhi, vz, &nan)), 3);                      \
+            __m512i line =                                                                    \
+                _mm512_castsi128_si512(_mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i)));        \
+            line = _mm512_inserti32x4(                                                        \
+                line, _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i + 16)), 1);                 \
+            line = _mm512_inserti32x4(                                                        \
+                line, _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i + 32)), 2);                 \
+            line = _mm512_inserti32x4(                                                        \
+                line, _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i + 48)), 3);                 \
             _mm512_stream_si512((void *)(out + i), line);                                     \
         }                                                                                     \
         return nan != 0;                                                                      \
     }
 #define LQ_DEFINE_QUANTIZE16(CODE, NAME)                                                      \
-    static inline int NAME(const float *x, ptrdiff_t n, float scale, float lo, float hi,     \
-                           int zero_point, CODE *out, ptrdiff_t *begin, ptrdiff_t *end)      \
+    static inline int NAME(const float *x, ptrdiff_t n, float scale, float lo, float hi,      \
+                           int zero_point, CODE *out, ptrdiff_t *begin, ptrdiff_t *end)       \
     {                                                                                         \
         LQ_QUANTIZE_SETUP;                                                                    \
         for (i = *begin; i < *end; i += 32) {                                                 \
-            __m512i line = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(                    \
-                lq_quantize16(x + i, vs, vlo, vhi, vz, &nan)));                              \
-            line = _mm512_inserti64x4(line, _mm512_cvtepi32_epi16(                           \
-                lq_quantize16(x + i + 16, vs, vlo, vhi, vz, &nan)), 1);                      \
+            __m512i line =                                                                    \
+                _mm512_castsi256_si512(_mm512_cvtepi32_epi16(LQ_QUANTIZE16_AT(x + i)));       \
+            line = _mm512_inserti64x4(                                                        \
+                line, _mm512_cvtepi32_epi16(LQ_QUANTIZE16_AT(x + i + 16)), 1);                \
             _mm512_stream_si512((void *)(out + i), line);                                     \
         }                                                                                     \
         return nan != 0;                                                                      \
     }
 /* WIDEN loads 16 codes into 16 int32. */
 #define LQ_DEFINE_DEQUANTIZE(CODE, NAME, WIDEN)                                               \
-    static inline void NAME(const CODE *q, ptrdiff_t n, float scale, int zero_point,        \
-                            float *out, ptrdiff_t *begin, ptrdiff_t *end)                    \
+    static inline void NAME(const CODE *q, ptrdiff_t n, float scale, int zero_point,          \
+                            float *out, ptrdiff_t *begin, ptrdiff_t *end)                     \
     {                                                                                         \
         const __m512 vs = _mm512_set1_ps(scale);                                              \
         const __m512i vz = _mm512_set1_epi32(zero_point);                                     \
@@ -191,25 +194,327 @@ static inline __m512i lq_quantize16(const float *x, __m512 scale, __m512 lo, __m
 #define LQ_WIDEN_U16(p) _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p)))
 #define LQ_WIDEN_I16(p) _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(p)))
 static inline void lq_stream_fence(void) { _mm_sfence(); }
+
+/*
+ * Per-block quantization along a contiguous run (float32): a block's scale and zero point are
+ * broadcast to vectors of 16 values, its last partial vector is loaded and stored under a mask
+ * (masked-off lanes are neither read nor written), so a block of 32 costs two vector steps
+ * instead of a loop's entry and exit. Codes of a block that starts 16 codes into an aligned
+ * run may go out with non-temporal stores (16 or 32 bytes: the write-combining buffers still
+ * fill whole lines). The arithmetic is lq_quantize16's, the fast form: callers check that
+ * every zero point's bounds are within LQ_FAST_BOUND.
+ */
+#define LQ_FAST_BOUND (1 << 24)
+static inline int lq_fast_zero_point(int64_t zero_point, int qmin, int qmax)
+{
+    return qmin - zero_point >= -LQ_FAST_BOUND && qmax - zero_point <= LQ_FAST_BOUND;
+}
+static inline __mmask16 lq_first(ptrdiff_t n) { return (__mmask16)((1u << n) - 1u); }
+/* A block's parameters as vectors: scale, the fast form's bounds, zero point. */
+typedef struct {
+    __m512 scale, lo, hi;
+    __m512i zero_point;
+} lq_block_vectors;
+LQ_VECTOR_INLINE lq_block_vectors lq_broadcast(float scale, int zero_point, int qmin, int qmax)
+{
+    lq_block_vectors v;
+    v.scale = _mm512_set1_ps(scale);
+    v.lo = _mm512_set1_ps((float)(qmin - zero_point));
+    v.hi = _mm512_set1_ps((float)(qmax - zero_point));
+    v.zero_point = _mm512_set1_epi32(zero_point);
+    return v;
+}
+#define LQ_STORE_U8(p, v) _mm_storeu_si128((__m128i *)(p), _mm512_cvtepi32_epi8(v))
+#define LQ_STREAM_U8(p, v) _mm_stream_si128((__m128i *)(p), _mm512_cvtepi32_epi8(v))
+#define LQ_MASK_STORE_U8(p, m, v) _mm512_mask_cvtepi32_storeu_epi8((void *)(p), m, v)
+#define LQ_STORE_U16(p, v) _mm256_storeu_si256((__m256i *)(p), _mm512_cvtepi32_epi16(v))
+#define LQ_STREAM_U16(p, v) _mm256_stream_si256((__m256i *)(p), _mm512_cvtepi32_epi16(v))
+#define LQ_MASK_STORE_U16(p, m, v) _mm512_mask_cvtepi32_storeu_epi16((void *)(p), m, v)
+#define LQ_QUANTIZE_BLOCK16(v, p) lq_quantize16(p, v.scale, v.lo, v.hi, v.zero_point, &nan)
+/* Quantize a block of n values with the parameters p; nonzero if one was NaN. */
+#define LQ_DEFINE_QUANTIZE_BLOCK(CODE, NAME, STORE, STREAM, MASK_STORE)                       \
+    LQ_VECTOR_INLINE int NAME(const float *x, ptrdiff_t n, lq_block_vectors p, CODE *out,     \
+                           int stream)                                                        \
+    {                                                                                         \
+        __mmask16 nan = 0;                                                                    \
+        ptrdiff_t i = 0;                                                                      \
+        if (stream)                                                                           \
+            for (; i + 16 <= n; i += 16)                                                      \
+                STREAM(out + i, LQ_QUANTIZE_BLOCK16(p, _mm512_loadu_ps(x + i)));              \
+        else                                                                                  \
+            for (; i + 16 <= n; i += 16)                                                      \
+                STORE(out + i, LQ_QUANTIZE_BLOCK16(p, _mm512_loadu_ps(x + i)));               \
+        if (i < n) {                                                                          \
+            __mmask16 m = lq_first(n - i);                                                    \
+            __m512 v = _mm512_maskz_loadu_ps(m, x + i);                                       \
+            MASK_STORE(out + i, m, LQ_QUANTIZE_BLOCK16(p, v));                                \
+        }                                                                                     \
+        return nan != 0;                                                                      \
+    }
+LQ_DEFINE_QUANTIZE_BLOCK(uint8_t, lq_quantize_block_u8, LQ_STORE_U8, LQ_STREAM_U8,
+                         LQ_MASK_STORE_U8)
+LQ_DEFINE_QUANTIZE_BLOCK(int8_t, lq_quantize_block_i8, LQ_STORE_U8, LQ_STREAM_U8,
+                         LQ_MASK_STORE_U8)
+LQ_DEFINE_QUANTIZE_BLOCK(uint16_t, lq_quantize_block_u16, LQ_STORE_U16, LQ_STREAM_U16,
+                         LQ_MASK_STORE_U16)
+LQ_DEFINE_QUANTIZE_BLOCK(int16_t, lq_quantize_block_i16, LQ_STORE_U16, LQ_STREAM_U16,
+                         LQ_MASK_STORE_U16)
+/* Streaming needs every block's codes to start on a 16-code boundary of an aligned run. */
+static inline int lq_can_stream(const void *out, ptrdiff_t block, ptrdiff_t itemsize)
+{
+    return block % 16 == 0 && (uintptr_t)out % (uintptr_t)(16 * itemsize) == 0;
+}
+
+/*
+ * Given parameters: blocks of `block` values along a run of n, block b with scale[b * step]
+ * and zero_point[b * zero_point_step]. Returns 1 if a value was NaN, -1 if a zero point is
+ * out of the fast form's bounds; then the caller does the run again its own way.
+ */
+#define LQ_DEFINE_QUANTIZE_BLOCKS(CODE, NAME, BLOCK)                                          \
+    static inline int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, const float *scale,  \
+                           ptrdiff_t scale_step, const int32_t *zero_point,                   \
+                           ptrdiff_t zero_point_step, int qmin, int qmax, CODE *out,          \
+                           int stream)                                                        \
+    {                                                                                         \
+        ptrdiff_t a, b, len;                                                                  \
+        int nan = 0;                                                                          \
+        stream = stream && lq_can_stream(out, block, sizeof(CODE));                           \
+        for (a = 0, b = 0; a < n; a += block, b++) {                                          \
+            int z = zero_point[b * zero_point_step];                                          \
+            if (!lq_fast_zero_point(z, qmin, qmax))                                           \
+                return -1;                                                                    \
+            len = n - a < block ? n - a : block;                                              \
+            nan |= BLOCK(x + a, len, lq_broadcast(scale[b * scale_step], z, qmin, qmax),      \
+                         out + a, stream);                                                    \
+        }                                                                                     \
+        return nan;                                                                           \
+    }
+LQ_DEFINE_QUANTIZE_BLOCKS(uint8_t, lq_quantize_blocks_u8, lq_quantize_block_u8)
+LQ_DEFINE_QUANTIZE_BLOCKS(int8_t, lq_quantize_blocks_i8, lq_quantize_block_i8)
+LQ_DEFINE_QUANTIZE_BLOCKS(uint16_t, lq_quantize_blocks_u16, lq_quantize_block_u16)
+LQ_DEFINE_QUANTIZE_BLOCKS(int16_t, lq_quantize_blocks_i16, lq_quantize_block_i16)
+
+/*
+ * A block's range, lane-wise: lo and hi vectors whose lanes together hold its n values'
+ * minimum and maximum. A NaN is left out (x86's min/max return their second operand when the
+ * first is NaN); the quantize step finds it.
+ */
+LQ_VECTOR_INLINE void lq_block_range16(const float *x, ptrdiff_t n, __m512 *lo, __m512 *hi)
+{
+    __m512 vlo = _mm512_set1_ps(INFINITY), vhi = _mm512_set1_ps(-INFINITY);
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        vlo = _mm512_min_ps(v, vlo);
+        vhi = _mm512_max_ps(v, vhi);
+    }
+    if (i < n) {
+        __mmask16 m = lq_first(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        vlo = _mm512_mask_min_ps(vlo, m, v, vlo);
+        vhi = _mm512_mask_max_ps(vhi, m, v, vhi);
+    }
+    *lo = vlo;
+    *hi = vhi;
+}
+
+/*
+ * Reduce 16 vectors at once: lane k of the result is the minimum (maximum) of v[k]'s lanes.
+ * Each step pairs vectors and halves the lanes each block occupies (128-bit quarters, then
+ * pairs within them), so 16 reductions cost 15 vector steps instead of 16 horizontal ones.
+ * After the last step lane 4c + j holds block c + 4j; a permutation puts block k in lane k.
+ */
+#define LQ_DEFINE_REDUCE16(NAME, OP)                                                          \
+    LQ_VECTOR_INLINE __m512 NAME(__m512 *v)                                                   \
+    {                                                                                         \
+        const __m512i order =                                                                 \
+            _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);          \
+        __m512 a, b;                                                                          \
+        int k;                                                                                \
+        for (k = 0; k < 8; k++) { /* v[k]: quarters 0-1 block 2k, 2-3 block 2k+1 */           \
+            a = _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x44);                           \
+            b = _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xEE);                           \
+            v[k] = OP(a, b);                                                                  \
+        }                                                                                     \
+        for (k = 0; k < 4; k++) { /* v[k]: quarter q block 4k + q */                          \
+            a = _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x88);                           \
+            b = _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xDD);                           \
+            v[k] = OP(a, b);                                                                  \
+        }                                                                                     \
+        for (k = 0; k < 2; k++) { /* v[k]: quarter q lanes 0-1 block 8k + q, 2-3 8k + q + 4 */ \
+            a = _mm512_shuffle_ps(v[2 * k], v[2 * k + 1], 0x44);                              \
+            b = _mm512_shuffle_ps(v[2 * k], v[2 * k + 1], 0xEE);                              \
+            v[k] = OP(a, b);                                                                  \
+        }                                                                                     \
+        a = _mm512_shuffle_ps(v[0], v[1], 0x88);                                              \
+        b = _mm512_shuffle_ps(v[0], v[1], 0xDD);                                              \
+        return _mm512_permutexvar_ps(order, OP(a, b));                                        \
+    }
+LQ_DEFINE_REDUCE16(lq_reduce_min16, _mm512_min_ps)
+LQ_DEFINE_REDUCE16(lq_reduce_max16, _mm512_max_ps)
+
+/*
+ * SPEC §4 for 16 ranges at once (lanes `valid`, each of at least one value, -0.0 allowed):
+ * the arithmetic of _kernels.pxi's _block_params (and linquant._params), lane by lane to the
+ * bit. x86's min/max return their second operand unless the first is smaller/larger, which is
+ * the scalar `a if a < b else b`; the zero point's double arithmetic is exact in float here (a
+ * float's rint is a float; a float integer is at most 2**31 - 1 exactly when it is below 2**31).
+ * Writes scale_out[k], zero_point_out[k] (kept in arrays: 16 blocks' broadcast vectors would be 4 KiB
+ * of stores); returns nonzero if a valid lane's parameters raise or leave the fast form, and
+ * the caller then takes the path that raises with the message.
+ */
+LQ_VECTOR_INLINE int lq_block_params16(__m512 lo, __m512 hi, __mmask16 valid, int bits,
+                                      int is_signed, int include_zero, int qmin, int qmax,
+                                      float *scale_out, int32_t *zero_point_out)
+{
+    const __m512 zero = _mm512_setzero_ps(), inf = _mm512_set1_ps(INFINITY);
+    __m512 span, steps, scale;
+    __m512i z = _mm512_setzero_si512();
+    __mmask16 good;
+    lo = _mm512_add_ps(lo, zero); /* -0.0 as +0.0 */
+    hi = _mm512_add_ps(hi, zero);
+    good = _mm512_cmp_ps_mask(_mm512_abs_ps(lo), inf, _CMP_LT_OQ) &
+           _mm512_cmp_ps_mask(_mm512_abs_ps(hi), inf, _CMP_LT_OQ);
+    if (is_signed) {
+        span = _mm512_max_ps(_mm512_sub_ps(zero, lo), hi); /* -lo if -lo > hi else hi */
+        steps = _mm512_set1_ps((float)((1 << (bits - 1)) - 1));
+    } else {
+        if (include_zero) {
+            lo = _mm512_min_ps(lo, zero);
+            hi = _mm512_max_ps(hi, zero);
+        }
+        span = _mm512_sub_ps(hi, lo);
+        steps = _mm512_set1_ps((float)((1 << bits) - 1));
+    }
+    good &= _mm512_cmp_ps_mask(_mm512_abs_ps(span), inf, _CMP_LT_OQ);
+    scale = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(span, zero, _CMP_EQ_OQ),
+                                 _mm512_div_ps(span, steps), _mm512_set1_ps(1.0f));
+    good &= _mm512_cmp_ps_mask(scale, zero, _CMP_NEQ_UQ); /* underflowed */
+    if (!is_signed) {
+        __m512 initial = _mm512_sub_ps(zero, _mm512_div_ps(lo, scale));
+        if (include_zero) {
+            __m512 top = _mm512_set1_ps((float)qmax);
+            initial = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(initial, zero, _CMP_LT_OQ),
+                                           initial, zero);
+            initial = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(initial, top, _CMP_GT_OQ),
+                                           initial, top);
+        }
+        initial = _mm512_roundscale_ps(initial, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        good &= _mm512_cmp_ps_mask(initial, _mm512_set1_ps(-2147483648.0f), _CMP_GE_OQ) &
+                _mm512_cmp_ps_mask(initial, _mm512_set1_ps(2147483648.0f), _CMP_LT_OQ);
+        z = _mm512_maskz_cvtps_epi32(good, initial);
+        /* the fast form: qmin - zero_point >= -2**24 and qmax - zero_point <= 2**24 */
+        good &= _mm512_cmp_epi32_mask(z, _mm512_set1_epi32(qmin + LQ_FAST_BOUND),
+                                      _MM_CMPINT_LE) &
+                _mm512_cmp_epi32_mask(z, _mm512_set1_epi32(qmax - LQ_FAST_BOUND),
+                                      _MM_CMPINT_NLT);
+    }
+    _mm512_storeu_ps(scale_out, scale);
+    _mm512_storeu_si512((void *)zero_point_out, z);
+    return (valid & ~good) != 0;
+}
+
+/*
+ * Dynamic per-block quantization along a contiguous run of n values (float32), 16 blocks at a
+ * time while they are in the cache: their ranges (lq_block_range16, lq_reduce_*16), their
+ * parameters in one vector step (lq_block_params16), then their codes. Block b's parameters
+ * go to scale[b * scale_step] and zero_point[b * zero_point_step]. Returns 0, or nonzero where
+ * the caller must do the run its own way: a NaN, or parameters that raise or leave the fast
+ * form.
+ */
+#define LQ_DEFINE_BLOCK_DYNAMIC(CODE, NAME, BLOCK)                                            \
+    static inline int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, int bits,            \
+                           int is_signed, int include_zero, int qmin, int qmax, float *scale, \
+                           ptrdiff_t scale_step, int32_t *zero_point,                         \
+                           ptrdiff_t zero_point_step, CODE *out, int stream)                  \
+    {                                                                                         \
+        __m512 lo[16], hi[16];                                                                \
+        float group_scale[16];                                                                \
+        int32_t group_zero_point[16];                                                         \
+        ptrdiff_t a = 0, b = 0, k, g, len;                                                    \
+        int nan = 0;                                                                          \
+        stream = stream && lq_can_stream(out, block, sizeof(CODE));                           \
+        while (a < n) {                                                                       \
+            const ptrdiff_t start = a;                                                        \
+            for (g = 0; g < 16; g++, a += block) {                                            \
+                if (a < n)                                                                    \
+                    lq_block_range16(x + a, n - a < block ? n - a : block, &lo[g], &hi[g]);   \
+                else                                                                          \
+                    lo[g] = hi[g] = _mm512_setzero_ps();                                      \
+            }                                                                                 \
+            g = (n - start + block - 1) / block;                                              \
+            if (lq_block_params16(lq_reduce_min16(lo), lq_reduce_max16(hi),                   \
+                                  lq_first(g < 16 ? g : 16), bits, is_signed, include_zero,   \
+                                  qmin, qmax, group_scale, group_zero_point))                 \
+                return 1;                                                                     \
+            for (k = 0; k < 16 && start + k * block < n; k++, b++) {                          \
+                const ptrdiff_t at = start + k * block;                                       \
+                const float s = group_scale[k];                                               \
+                const int32_t z = group_zero_point[k];                                        \
+                len = n - at < block ? n - at : block;                                        \
+                scale[b * scale_step] = s;                                                    \
+                zero_point[b * zero_point_step] = z;                                          \
+                nan |= BLOCK(x + at, len, lq_broadcast(s, z, qmin, qmax), out + at, stream);  \
+            }                                                                                 \
+            if (nan)                                                                          \
+                return 1;                                                                     \
+            a = start + 16 * block;                                                           \
+        }                                                                                     \
+        return 0;                                                                             \
+    }
+LQ_DEFINE_BLOCK_DYNAMIC(uint8_t, lq_block_dynamic_u8, lq_quantize_block_u8)
+LQ_DEFINE_BLOCK_DYNAMIC(int8_t, lq_block_dynamic_i8, lq_quantize_block_i8)
+LQ_DEFINE_BLOCK_DYNAMIC(uint16_t, lq_block_dynamic_u16, lq_quantize_block_u16)
+LQ_DEFINE_BLOCK_DYNAMIC(int16_t, lq_block_dynamic_i16, lq_quantize_block_i16)
 #else
 #define LQ_STREAM 0
 #define LQ_DEFINE_QUANTIZE8(CODE, NAME)                                                       \
-    static inline int NAME(const float *x, ptrdiff_t n, float scale, float lo, float hi,     \
-                           int zero_point, CODE *out, ptrdiff_t *begin, ptrdiff_t *end)      \
+    static inline int NAME(const float *x, ptrdiff_t n, float scale, float lo, float hi,      \
+                           int zero_point, CODE *out, ptrdiff_t *begin, ptrdiff_t *end)       \
     {                                                                                         \
-        (void)x, (void)n, (void)scale, (void)lo, (void)hi, (void)zero_point, (void)out;      \
+        (void)x, (void)n, (void)scale, (void)lo, (void)hi, (void)zero_point, (void)out;       \
         *begin = *end = 0;                                                                    \
         return 0;                                                                             \
     }
 #define LQ_DEFINE_QUANTIZE16 LQ_DEFINE_QUANTIZE8
 #define LQ_DEFINE_DEQUANTIZE(CODE, NAME, WIDEN)                                               \
-    static inline void NAME(const CODE *q, ptrdiff_t n, float scale, int zero_point,        \
-                            float *out, ptrdiff_t *begin, ptrdiff_t *end)                    \
+    static inline void NAME(const CODE *q, ptrdiff_t n, float scale, int zero_point,          \
+                            float *out, ptrdiff_t *begin, ptrdiff_t *end)                     \
     {                                                                                         \
         (void)q, (void)n, (void)scale, (void)zero_point, (void)out;                           \
         *begin = *end = 0;                                                                    \
     }
 static inline void lq_stream_fence(void) {}
+/* Builds without AVX-512 have no per-block vector kernels: -1 (not done), the Cython loops do. */
+#define LQ_DEFINE_QUANTIZE_BLOCKS(CODE, NAME)                                                 \
+    static inline int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, const float *scale,  \
+                           ptrdiff_t scale_step, const int32_t *zero_point,                   \
+                           ptrdiff_t zero_point_step, int qmin, int qmax, CODE *out,          \
+                           int stream)                                                        \
+    {                                                                                         \
+        (void)x, (void)n, (void)block, (void)scale, (void)scale_step, (void)zero_point;       \
+        (void)zero_point_step, (void)qmin, (void)qmax, (void)out, (void)stream;               \
+        return -1;                                                                            \
+    }
+#define LQ_DEFINE_BLOCK_DYNAMIC(CODE, NAME)                                                   \
+    static inline int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, int bits,            \
+                           int is_signed, int include_zero, int qmin, int qmax, float *scale, \
+                           ptrdiff_t scale_step, int32_t *zero_point,                         \
+                           ptrdiff_t zero_point_step, CODE *out, int stream)                  \
+    {                                                                                         \
+        (void)x, (void)n, (void)block, (void)bits, (void)is_signed, (void)include_zero;       \
+        (void)qmin, (void)qmax, (void)scale, (void)scale_step, (void)zero_point;              \
+        (void)zero_point_step, (void)out, (void)stream;                                       \
+        return -1;                                                                            \
+    }
+LQ_DEFINE_QUANTIZE_BLOCKS(uint8_t, lq_quantize_blocks_u8)
+LQ_DEFINE_QUANTIZE_BLOCKS(int8_t, lq_quantize_blocks_i8)
+LQ_DEFINE_QUANTIZE_BLOCKS(uint16_t, lq_quantize_blocks_u16)
+LQ_DEFINE_QUANTIZE_BLOCKS(int16_t, lq_quantize_blocks_i16)
+LQ_DEFINE_BLOCK_DYNAMIC(uint8_t, lq_block_dynamic_u8)
+LQ_DEFINE_BLOCK_DYNAMIC(int8_t, lq_block_dynamic_i8)
+LQ_DEFINE_BLOCK_DYNAMIC(uint16_t, lq_block_dynamic_u16)
+LQ_DEFINE_BLOCK_DYNAMIC(int16_t, lq_block_dynamic_i16)
 #endif
 LQ_DEFINE_QUANTIZE8(uint8_t, lq_stream_quantize_u8)
 LQ_DEFINE_QUANTIZE8(int8_t, lq_stream_quantize_i8)
