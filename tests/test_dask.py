@@ -99,6 +99,10 @@ def test_matches_quantize_in_memory_on_a_cluster(
     check_against_memory(sample((11, 12)), CHUNKINGS[chunking], options)
 
 
+# The module's cluster may still be the default client here; this test asks for threads.
+@pytest.mark.filterwarnings(
+    "ignore:Running on a single-machine scheduler when a distributed client is active:UserWarning"
+)
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
 @pytest.mark.parametrize(
     "options", [{"bits": 8}, {"bits": 6, "axis": 2}, {"bits": 8, "axis": 1, "block_size": 3}]
