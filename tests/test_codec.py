@@ -176,6 +176,15 @@ def test_numcodecs_finds_the_codec_without_importing_linquant(python) -> None:
     assert python(code).stdout.split() == ["linquant.codec", "Linquant", "4"]
 
 
+def test_import_linquant_imports_no_optional_dependency(python) -> None:
+    code = (
+        "import sys, linquant\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'numcodecs', 'zarr', 'dask', 'distributed'}))\n"
+    )
+    assert python(code).stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
