@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +45,25 @@ def python() -> PythonRun:
         )
 
     return run
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _imports_available(block: str) -> bool:
+    """Whether every top-level package that ``block`` imports is installed."""
+    names = re.findall(r"^(?:import|from) (\w+)", block, flags=re.MULTILINE)
+    return all(importlib.util.find_spec(name) is not None for name in names)
+
+
+@pytest.fixture
+def readme_python_blocks() -> list[str]:
+    """The README's ``python`` code blocks, in order, but those whose imports are missing.
+
+    The Zarr example needs Zarr, which needs CPython 3.11 (see the ``test`` extra); blocks
+    marked otherwise (e.g. ``python cluster``, which needs a running Dask scheduler) are not
+    taken.
+    """
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
+    assert blocks
+    return [block for block in blocks if _imports_available(block)]

@@ -15,7 +15,6 @@ import importlib.machinery
 import importlib.util
 import os
 import pkgutil
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +25,6 @@ import pytest
 import linquant
 from linquant._backend import available_backends
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 ALLOWLIST = Path(__file__).resolve().parent / "stubtest_allowlist.txt"  # commented, one entry
 # Environment variables that would point mypy at other sources than the installed package.
 _DROPPED = ("PYTHONPATH", "MYPYPATH", "MYPY_CACHE_DIR")
@@ -105,9 +103,10 @@ def test_package_is_mypy_strict_clean(workdir: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_readme_examples_are_mypy_strict_clean(workdir: Path) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
-    assert blocks
+def test_readme_examples_are_mypy_strict_clean(
+    workdir: Path, readme_python_blocks: list[str]
+) -> None:
+    blocks = readme_python_blocks
     # One file, the blocks in order: a reader runs them as one session.
     (workdir / "readme_examples.py").write_text("\n".join(blocks), encoding="utf-8")
     result = _mypy_strict(workdir, "readme_examples.py")

@@ -28,7 +28,7 @@ from ._params import (
 )
 
 
-def _nan_error(
+def nan_error(
     shape: tuple[int, ...], count: int, first: int, hint: bool, groups: Grouping | None = None
 ) -> ValueError:
     index = tuple(int(i) for i in np.unravel_index(first, shape)) if shape else ()
@@ -51,6 +51,20 @@ def _range(x: np.ndarray) -> tuple[np.floating, np.floating, int, int]:
     return lo + zero, hi + zero, nan_count, first_nan
 
 
+def group_range(x: np.ndarray, groups: Grouping | None) -> tuple[Any, Any, bool]:
+    """``(lo, hi, nan_seen)``: the range of ``x`` without NaN (``lo > hi`` if empty).
+
+    Scalars, or with ``groups`` arrays of the range of each channel or block; -0.0 bounds
+    are made +0.0, as :func:`_range` does.
+    """
+    if groups is None:
+        lo, hi, nan_count, _ = _range(x)
+        return lo, hi, bool(nan_count)
+    lo, hi, nan_seen = _backend.active().group_minmax(x, groups)
+    zero = x.dtype.type(0.0)
+    return lo + zero, hi + zero, bool(nan_seen)
+
+
 def _finite_range(
     x: np.ndarray, nan: str, groups: Grouping | None = None, hint: bool = True
 ) -> tuple[Any, Any]:
@@ -58,17 +72,11 @@ def _finite_range(
 
     Scalars, or with ``groups`` arrays of the range of each channel or block.
     """
-    if groups is None:
-        lo, hi, nan_count, first_nan = _range(x)
-        if nan_count and nan == "raise":
-            raise _nan_error(x.shape, nan_count, first_nan, hint)
-        return lo, hi
-    lo, hi, nan_seen = _backend.active().group_minmax(x, groups)
+    lo, hi, nan_seen = group_range(x, groups)
     if nan_seen and nan == "raise":
         _, _, nan_count, first_nan = _range(x)
-        raise _nan_error(x.shape, nan_count, first_nan, hint, groups)
-    zero = x.dtype.type(0.0)  # -0.0 bounds made +0.0, as _range does
-    return lo + zero, hi + zero
+        raise nan_error(x.shape, nan_count, first_nan, hint, groups)
+    return lo, hi
 
 
 def _quantize_into(
@@ -88,7 +96,7 @@ def _quantize_into(
         nan_seen = backend.group_quantize(x, scale, zero_point, qmin, qmax, out, groups)
     if nan_seen and nan == "raise":
         _, _, nan_count, first_nan = _range(x)
-        raise _nan_error(x.shape, nan_count, first_nan, hint=True, groups=groups)
+        raise nan_error(x.shape, nan_count, first_nan, hint=True, groups=groups)
     return out
 
 
@@ -209,6 +217,37 @@ def dequantize_linear(
     return out
 
 
+def dynamic_args(
+    bits: object, scheme: object, include_zero: bool, narrow_range: bool, nan: object
+) -> tuple[int, bool, str]:
+    """``(bits, signed, nan)`` of a dynamic call, checked (SPEC §5)."""
+    n_bits = _checks.bits(bits)
+    signed = _checks.scheme(scheme) == "symmetric"
+    nan = _checks.nan_policy(nan)
+    if signed and not include_zero:
+        raise ValueError("include_zero=False applies to scheme='asymmetric' only")
+    if narrow_range and not signed:
+        raise ValueError("narrow_range=True applies to scheme='symmetric' only")
+    return n_bits, signed, nan
+
+
+def params_from_range(
+    lo: Any, hi: Any, bits: int, signed: bool, include_zero: bool, groups: Grouping | None
+) -> tuple[Any, Any]:
+    """Scale and zero point for the range ``[lo, hi]`` (SPEC §4): scalars, or arrays per group.
+
+    ``lo > hi`` stands for an empty range (the degenerate rule).
+    """
+    if groups is not None and signed:
+        scale = symmetric_scale_per_slice(lo, hi, bits, groups.describe)
+        return scale, np.zeros(scale.shape, np.int32)
+    if groups is not None:
+        return asymmetric_params_per_slice(lo, hi, bits, include_zero, groups.describe)
+    if signed:
+        return symmetric_scale(lo, hi, bits), np.int32(0)
+    return asymmetric_params(lo, hi, bits, include_zero)
+
+
 def dynamic_quantize(
     x: object,
     bits: int,
@@ -225,14 +264,7 @@ def dynamic_quantize(
     applied to its own range; then the scale and zero point are arrays.
     """
     arr = as_float_input(x)
-    n_bits = _checks.bits(bits)
-    scheme = _checks.scheme(scheme)
-    nan = _checks.nan_policy(nan)
-    signed = scheme == "symmetric"
-    if signed and not include_zero:
-        raise ValueError("include_zero=False applies to scheme='asymmetric' only")
-    if narrow_range and not signed:
-        raise ValueError("narrow_range=True applies to scheme='symmetric' only")
+    n_bits, signed, nan = dynamic_args(bits, scheme, include_zero, narrow_range, nan)
     groups = grouping(arr.shape, axis, block_size)
     qmin, qmax = integer_range(n_bits, signed, narrow_range)
     out = _backend.empty_output(arr.shape, storage_dtype(n_bits, signed))
@@ -242,19 +274,7 @@ def dynamic_quantize(
         if params is not None:  # one read of x, each block while it is in the cache
             return out, params[0], params[1]
     lo, hi = _finite_range(arr, nan, groups)
-    scale: np.floating | np.ndarray
-    zero_point: np.int32 | np.ndarray
-    if groups is not None and signed:
-        scale = symmetric_scale_per_slice(lo, hi, n_bits, groups.describe)
-        zero_point = np.zeros(scale.shape, np.int32)
-    elif groups is not None:
-        scale, zero_point = asymmetric_params_per_slice(
-            lo, hi, n_bits, include_zero, groups.describe
-        )
-    elif signed:
-        scale, zero_point = symmetric_scale(lo, hi, n_bits), np.int32(0)
-    else:
-        scale, zero_point = asymmetric_params(lo, hi, n_bits, include_zero)
+    scale, zero_point = params_from_range(lo, hi, n_bits, signed, include_zero, groups)
     zp = zero_point if isinstance(zero_point, np.ndarray) else int(zero_point)
     return _quantize_into(arr, scale, zp, qmin, qmax, nan, out, groups), scale, zero_point
 

@@ -86,23 +86,31 @@ class Grouping:
         return f"block {group} (axis {self.axis}, block_size {self.block_size})"
 
 
-def grouping(shape: tuple[int, ...], axis: object, block_size: object) -> Grouping | None:
-    """The grouping ``axis`` and ``block_size`` ask for, or None for per-tensor parameters."""
+def group_args(axis: object, block_size: object) -> tuple[int | None, int | None]:
+    """``axis`` and ``block_size`` checked as far as they can be without a shape."""
     if axis is None:
         if block_size is not None:
             raise ValueError("block_size needs an axis: pass axis= as well")
-        return None
+        return None, None
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
         raise ValueError(f"axis must be an int or None, got {axis!r}")
-    if not -len(shape) <= axis < len(shape):
-        raise ValueError(f"axis {axis} is out of range for an array of {len(shape)} dimensions")
     if block_size is not None and (
         isinstance(block_size, bool)
         or not isinstance(block_size, (int, np.integer))
         or block_size < 1
     ):
         raise ValueError(f"block_size must be a positive int or None, got {block_size!r}")
-    return Grouping(shape, int(axis) % len(shape), None if block_size is None else int(block_size))
+    return int(axis), None if block_size is None else int(block_size)
+
+
+def grouping(shape: tuple[int, ...], axis: object, block_size: object) -> Grouping | None:
+    """The grouping ``axis`` and ``block_size`` ask for, or None for per-tensor parameters."""
+    checked_axis, checked_block_size = group_args(axis, block_size)
+    if checked_axis is None:
+        return None
+    if not -len(shape) <= checked_axis < len(shape):
+        raise ValueError(f"axis {axis} is out of range for an array of {len(shape)} dimensions")
+    return Grouping(shape, checked_axis % len(shape), checked_block_size)
 
 
 def _merged(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, int] | None:

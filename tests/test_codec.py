@@ -1,0 +1,356 @@
+"""The numcodecs codec (``linquant.codec``) and its use in Zarr arrays (``linquant.zarr``).
+
+- every encoded chunk decodes, bit for bit, to what ``lq.quantize(chunk)`` then
+  ``dequantize`` give in memory (dynamic parameters), or ``quantize_linear`` then
+  ``dequantize_linear`` (fixed ones); the encoded chunk carries the codes and parameters;
+- out-of-range values saturate where numcodecs' FixedScaleOffset wraps;
+- configurations round-trip, numcodecs and Zarr find the codec by their entry points in an
+  interpreter that has not imported linquant; bad configurations and corrupted chunks raise;
+- real Zarr arrays on disk, format 3 (serializer) and format 2 (filter, compressor).
+
+numcodecs and Zarr 3 need CPython 3.11 or later and have no wheels for musl libc or Windows
+ARM64; there the ``test`` extra leaves them out and this module skips.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import linquant as lq
+
+numcodecs = pytest.importorskip("numcodecs")
+zarr = pytest.importorskip("zarr")
+
+from linquant.codec import Linquant, decode_chunk  # noqa: E402
+from linquant.zarr import Linquant as ZarrLinquant  # noqa: E402
+
+# Zarr warns on every use of a numcodecs codec in a format 3 array that other Zarr
+# implementations may not read it; that is so, and these tests use one on purpose.
+ZARR3_NUMCODECS = pytest.mark.filterwarnings(
+    "ignore:Numcodecs codecs are not in the Zarr version 3 specification"
+    ":zarr.errors.ZarrUserWarning"
+)
+
+
+def bitwise_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def sample(shape: tuple[int, ...], dtype: str = "float32", seed: int = 0) -> np.ndarray:
+    """Values of both signs, exact zeros, negative zeros and ties at 0.5 steps."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(3.0, 20.0, size=shape)
+    flat = x.reshape(-1)
+    flat[::7] = np.round(flat[::7]) + 0.5
+    flat[3::11] = 0.0
+    flat[5::13] = -0.0
+    return x.astype(dtype)
+
+
+DYNAMIC = [
+    {"bits": 8},
+    {"bits": 2},
+    {"bits": 12, "include_zero": False},
+    {"bits": 16, "scheme": "symmetric"},
+    {"bits": 4, "scheme": "symmetric", "narrow_range": True},
+    {"bits": 8, "axis": 0},
+    {"bits": 8, "axis": -1, "scheme": "symmetric"},
+    {"bits": 6, "axis": 1, "block_size": 4},
+    {"bits": 10, "axis": 0, "block_size": 3, "include_zero": False},
+]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("options", DYNAMIC)
+def test_dynamic_chunk_decodes_to_quantize_then_dequantize(options: dict, dtype: str) -> None:
+    x = sample((7, 10), dtype)
+    astype = "float64" if dtype == "float64" else "float32"
+    codec = Linquant(**options, astype=astype)
+    encoded = codec.encode(x)
+    expected = lq.quantize(x, **options)
+    codes, scale, zero_point, axis, block_size = decode_chunk(encoded)
+    assert bitwise_equal(codes, expected.data)
+    assert bitwise_equal(np.asarray(scale), np.asarray(expected.scale))
+    assert bitwise_equal(np.asarray(zero_point, np.int32), np.asarray(expected.zero_point))
+    assert (axis, block_size) == (expected.axis, expected.block_size)
+    decoded = codec.decode(encoded)
+    assert bitwise_equal(decoded, expected.dequantize(astype).reshape(-1))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"scale": 0.25, "zero_point": 100},
+        {"scale": 1e-3, "zero_point": -40000, "bits": 16},
+        {"scale": 3.0, "bits": 4, "scheme": "symmetric", "narrow_range": True},
+        {"scale": 0.1, "zero_point": 3, "bits": 12, "scheme": "symmetric"},
+    ],
+)
+def test_fixed_chunk_decodes_to_quantize_linear_then_dequantize_linear(options: dict) -> None:
+    x = sample((5, 6, 4), "float32")
+    x.reshape(-1)[:3] = [np.inf, -np.inf, 1e30]  # saturate with given parameters
+    codec = Linquant(**options)
+    bits = options.get("bits", 8)
+    signed = options.get("scheme") == "symmetric"
+    dtype = {(False, 8): "uint8", (True, 8): "int8", (False, 16): "uint16", (True, 16): "int16"}[
+        (signed, 8 if bits <= 8 else 16)
+    ]
+    scale, zero_point = options["scale"], options.get("zero_point", 0)
+    narrow_range = options.get("narrow_range", False)
+    q = lq.quantize_linear(x, scale, zero_point, dtype=dtype, bits=bits, narrow_range=narrow_range)
+    codes, *_ = decode_chunk(codec.encode(x))
+    assert bitwise_equal(codes, q)
+    expected = lq.dequantize_linear(q, scale, zero_point).reshape(-1)
+    assert bitwise_equal(codec.decode(codec.encode(x)), expected)
+
+
+def test_out_of_range_values_saturate_where_fixedscaleoffset_wraps() -> None:
+    x = np.array([-1.0, 0.0, 1.0, 254.0, 300.0])
+    wrapped = numcodecs.FixedScaleOffset(offset=0, scale=1, dtype="f8", astype="u1").encode(x)
+    codec = Linquant(scale=1.0, zero_point=0, astype="float64")
+    codes, *_ = decode_chunk(codec.encode(x))
+    assert wrapped.tolist() == [255, 0, 1, 254, 44]  # -1 and 300 wrap around
+    assert codes.tolist() == [0, 0, 1, 254, 255]  # saturated to [0, 255] (SPEC §2)
+    assert codec.decode(codec.encode(x)).tolist() == [0.0, 0.0, 1.0, 254.0, 255.0]
+
+
+def test_decode_writes_into_out() -> None:
+    x = sample((6, 5), "float64")
+    codec = Linquant(bits=8, axis=1, astype="float64")
+    out = np.full(x.shape, np.nan)
+    result = codec.decode(codec.encode(x), out=out)
+    assert result is out
+    assert bitwise_equal(out, lq.quantize(x, axis=1).dequantize("float64"))
+
+
+def test_nan_raises_or_is_quantized_as_zero() -> None:
+    x = sample((4, 5), "float32")
+    x[2, 3] = np.nan
+    with pytest.raises(ValueError, match=r"1 NaN value, the first at index \(2, 3\)"):
+        Linquant().encode(x)
+    codec = Linquant(nan="zero")
+    expected = lq.quantize(x, nan="zero").dequantize().reshape(-1)
+    assert bitwise_equal(codec.decode(codec.encode(x)), expected)
+
+
+def test_non_float_chunks_raise_type_error() -> None:
+    with pytest.raises(TypeError, match="float16, float32 or float64"):
+        Linquant().encode(np.arange(4))
+
+
+CONFIGS = [
+    {},
+    {"bits": 4, "scheme": "symmetric", "narrow_range": True, "nan": "zero"},
+    {"bits": 12, "axis": 1, "block_size": 32, "include_zero": False, "astype": "float64"},
+    {"scale": 0.125, "zero_point": -3, "bits": 16},
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_config_round_trips_through_json_and_the_registry(config: dict) -> None:
+    codec = Linquant(**config)
+    stored = json.loads(json.dumps(codec.get_config()))
+    assert stored["id"] == "linquant"
+    assert {key: stored[key] for key in config} == config
+    again = numcodecs.get_codec(stored)
+    assert type(again) is Linquant
+    assert again == codec
+    assert again.get_config() == codec.get_config()
+    assert Linquant.from_config({k: v for k, v in stored.items() if k != "id"}) == codec
+    assert codec != Linquant(**{**config, "bits": 3})
+
+
+def test_numcodecs_finds_the_codec_without_importing_linquant(python) -> None:
+    code = (
+        "import sys, numcodecs\n"
+        "assert 'linquant' not in sys.modules\n"
+        "codec = numcodecs.get_codec({'id': 'linquant', 'bits': 4})\n"
+        "print(type(codec).__module__, type(codec).__name__, codec.bits)\n"
+    )
+    assert python(code).stdout.split() == ["linquant.codec", "Linquant", "4"]
+
+
+def test_import_linquant_imports_no_optional_dependency(python) -> None:
+    code = (
+        "import sys, linquant\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'numcodecs', 'zarr', 'dask', 'distributed'}))\n"
+    )
+    assert python(code).stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"bits": 1}, "bits must be an int from 2 to 16"),
+        ({"bits": 17}, "bits must be an int from 2 to 16"),
+        ({"bits": 8.0}, "bits must be an int"),
+        ({"scheme": "affine"}, "scheme must be one of"),
+        ({"nan": "ignore"}, "nan must be one of"),
+        ({"astype": "float16"}, "dtype must be one of"),
+        ({"axis": "0"}, "axis must be an int"),
+        ({"axis": 0, "block_size": 0}, "block_size must be a positive int"),
+        ({"block_size": 8}, "block_size needs an axis"),
+        ({"scheme": "symmetric", "include_zero": False}, "include_zero=False applies"),
+        ({"narrow_range": True}, "narrow_range=True applies"),
+        ({"zero_point": 3}, "zero_point applies to fixed parameters"),
+        ({"scale": 0.0}, "scale must be positive and finite"),
+        ({"scale": -1.0}, "scale must be positive and finite"),
+        ({"scale": math.nan}, "scale must be positive and finite"),
+        ({"scale": math.inf}, "scale must be positive and finite"),
+        ({"scale": "0.1"}, "scale must be a real number"),
+        ({"scale": 0.1, "zero_point": 2**31}, "zero_point must fit in int32"),
+        ({"scale": 0.1, "axis": 0}, "apply to dynamic parameters only"),
+        ({"scale": 0.1, "narrow_range": True}, "narrow_range=True needs a signed dtype"),
+    ],
+)
+def test_bad_configuration_raises_at_construction(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Linquant(**options)
+
+
+def _corruptions(chunk: bytes) -> dict[str, bytes]:
+    header = bytearray(chunk)
+    bad_version, bad_dtype, bad_axis, bad_block = (bytearray(chunk) for _ in range(4))
+    bad_version[4] = 99
+    bad_dtype[5] = 9
+    bad_axis[8] = 5  # axis 5 of a 2-d chunk
+    bad_block[16] = 3  # a block size without an axis
+    header[:4] = b"LQNX"
+    return {
+        "empty": b"",
+        "header cut": chunk[:10],
+        "shape cut": chunk[:30],
+        "one byte short": chunk[:-1],
+        "one byte more": chunk + b"\0",
+        "magic": bytes(header),
+        "version": bytes(bad_version),
+        "dtype": bytes(bad_dtype),
+        "axis": bytes(bad_axis),
+        "block size": bytes(bad_block),
+    }
+
+
+CORRUPTIONS = ["empty", "header cut", "shape cut", "one byte short", "one byte more", "magic"]
+CORRUPTIONS += ["version", "dtype", "axis", "block size"]
+
+
+@pytest.mark.parametrize("what", CORRUPTIONS)
+def test_corrupted_or_truncated_chunk_raises_value_error(what: str) -> None:
+    codec = Linquant()
+    chunk = codec.encode(sample((3, 4)))
+    assert codec.decode(chunk).shape == (12,)
+    with pytest.raises(ValueError, match="linquant chunk"):
+        codec.decode(_corruptions(chunk)[what])
+
+
+# --- Zarr ----------------------------------------------------------------------------------
+
+
+def expected_chunks(
+    x: np.ndarray, chunks: tuple[int, ...], fill: float, decode: object
+) -> np.ndarray:
+    """``decode(chunk)`` of every chunk, chunks at the edge padded with ``fill`` as Zarr does."""
+    padded_shape = tuple(math.ceil(n / c) * c for n, c in zip(x.shape, chunks, strict=True))
+    padded = np.full(padded_shape, fill, x.dtype)
+    padded[tuple(slice(0, n) for n in x.shape)] = x
+    result = np.empty(padded_shape, x.dtype)
+    for index in itertools.product(
+        *(range(0, n, c) for n, c in zip(padded_shape, chunks, strict=True))
+    ):
+        region = tuple(slice(i, i + c) for i, c in zip(index, chunks, strict=True))
+        result[region] = decode(padded[region])
+    return result[tuple(slice(0, n) for n in x.shape)]
+
+
+@ZARR3_NUMCODECS
+@pytest.mark.parametrize(
+    "options", [{"bits": 8}, {"bits": 4, "axis": 1}, {"bits": 12, "axis": 0, "block_size": 5}]
+)
+def test_zarr3_array_stores_dynamically_quantized_chunks(tmp_path: Path, options: dict) -> None:
+    x = sample((23, 30), "float64")
+    path = tmp_path / "a.zarr"
+    z = zarr.create_array(
+        store=path, shape=x.shape, chunks=(10, 12), dtype="float64",
+        serializer=ZarrLinquant(**options), compressors=None,
+    )  # fmt: skip
+    z[:] = x
+    assert (path / "c" / "0" / "0").read_bytes()[:4] == b"LQNT"  # the codec wrote the chunk
+    stored = json.loads((path / "zarr.json").read_text())["codecs"][0]
+    assert stored["name"] == "numcodecs.linquant"
+    assert stored["configuration"]["astype"] == "float64"  # from the array's dtype
+    expected = expected_chunks(
+        x, (10, 12), 0.0, lambda chunk: lq.quantize(chunk, **options).dequantize("float64")
+    )
+    assert bitwise_equal(zarr.open_array(path, mode="r")[:], expected)
+
+
+@ZARR3_NUMCODECS
+def test_zarr3_array_with_fixed_parameters_and_a_compressor(tmp_path: Path) -> None:
+    x = sample((40, 16), "float32")
+    path = tmp_path / "fixed.zarr"
+    z = zarr.create_array(
+        store=path, shape=x.shape, chunks=(16, 16), dtype="float32",
+        serializer=ZarrLinquant(scale=0.2, zero_point=128), compressors=zarr.codecs.ZstdCodec(),
+    )  # fmt: skip
+    z[:] = x
+    q = lq.quantize_linear(x, 0.2, 128)
+    assert bitwise_equal(zarr.open_array(path, mode="r")[:], lq.dequantize_linear(q, 0.2, 128))
+
+
+def test_zarr3_reads_the_array_without_importing_linquant(tmp_path: Path, python) -> None:
+    x = sample((12, 9), "float32")
+    path = tmp_path / "b.zarr"
+    with pytest.warns(zarr.errors.ZarrUserWarning, match="not in the Zarr version 3"):
+        serializer = ZarrLinquant(bits=6, scheme="symmetric")
+    with pytest.warns(zarr.errors.ZarrUserWarning, match="not in the Zarr version 3"):
+        z = zarr.create_array(
+            store=path, shape=x.shape, chunks=(5, 9), dtype="float32", serializer=serializer
+        )
+    z[:] = x
+    code = (
+        "import sys, warnings, numpy as np, zarr\n"
+        "warnings.simplefilter('ignore', zarr.errors.ZarrUserWarning)\n"
+        f"values = zarr.open_array({str(path)!r}, mode='r')[:]\n"
+        "assert 'linquant.zarr' in sys.modules  # loaded by its entry point\n"
+        "sys.stdout.write(values.tobytes().hex())\n"
+    )
+    assert "linquant" not in code.split("assert")[0]
+    values = np.frombuffer(bytes.fromhex(python(code).stdout), np.float32).reshape(x.shape)
+    expected = expected_chunks(
+        x, (5, 9), 0.0, lambda c: lq.quantize(c, bits=6, scheme="symmetric").dequantize()
+    )
+    assert bitwise_equal(values, expected)
+
+
+@ZARR3_NUMCODECS
+def test_zarr3_bad_configuration_raises_at_construction() -> None:
+    with pytest.raises(ValueError, match="bits must be an int from 2 to 16"):
+        ZarrLinquant(bits=20)
+
+
+@pytest.mark.parametrize("role", ["filter", "compressor"])
+def test_zarr2_array_with_the_codec_as_filter_or_compressor(tmp_path: Path, role: str) -> None:
+    x = sample((20, 14), "float32")
+    path = tmp_path / "v2.zarr"
+    codec = Linquant(bits=8, axis=0)
+    if role == "filter":
+        encoding = {"filters": [codec], "compressors": None}
+    else:
+        encoding = {"filters": None, "compressors": codec}
+    z = zarr.create_array(
+        store=path, shape=x.shape, chunks=(8, 7), dtype="float32", zarr_format=2, **encoding
+    )
+    z[:] = x
+    assert (path / "0.0").read_bytes()[:4] == b"LQNT"
+    metadata = json.loads((path / ".zarray").read_text())
+    stored = metadata["filters"][0] if role == "filter" else metadata["compressor"]
+    assert stored == codec.get_config()
+    expected = expected_chunks(x, (8, 7), 0.0, lambda c: lq.quantize(c, axis=0).dequantize())
+    assert bitwise_equal(zarr.open_array(path, mode="r")[:], expected)

@@ -1,0 +1,178 @@
+"""``linquant.dask``: Dask arrays quantized bit for bit as ``lq.quantize`` on the whole array.
+
+Over several chunkings (one chunk, irregular chunks, chunks of one element along the axis,
+chunks that split blocks), schemes, bit widths, per tensor, per channel and per block:
+codes, scales and zero points equal those of ``lq.quantize(x.compute(), ...)``, and
+dequantization equals ``QuantizedArray.dequantize``. Most cases run on a real
+``distributed.LocalCluster`` of two worker processes, some on Dask's threaded scheduler.
+NaN and ±inf raise the errors that ``lq.quantize`` raises on the whole array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+
+import linquant as lq
+import linquant.dask as lqd
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    """Two single-threaded worker processes on this machine; the default scheduler meanwhile."""
+    with (
+        LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def bitwise_equal(a: object, b: object) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def sample(shape: tuple[int, ...], dtype: str = "float32", seed: int = 0) -> np.ndarray:
+    """Values of both signs, exact and negative zeros, ties at 0.5 steps, one channel of zeros."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(1.0, 30.0, size=shape)
+    flat = x.reshape(-1)
+    flat[::7] = np.round(flat[::7]) + 0.5
+    flat[3::11] = 0.0
+    flat[5::13] = -0.0
+    if x.ndim == 2:
+        x[:, 1] = 0.0  # a degenerate channel along axis 1
+    return x.astype(dtype)
+
+
+CHUNKINGS = {
+    "one chunk": (11, 12),
+    "irregular": ((3, 5, 3), (4, 1, 7)),
+    "single rows": (1, 12),
+    "single columns": (11, 1),
+}
+OPTIONS = [
+    {"bits": 8},
+    {"bits": 3, "scheme": "symmetric"},
+    {"bits": 16, "include_zero": False},
+    {"bits": 8, "axis": 0},
+    {"bits": 5, "axis": 1, "scheme": "symmetric", "narrow_range": True},
+    {"bits": 12, "axis": -1, "include_zero": False},
+    {"bits": 8, "axis": 1, "block_size": 4},  # blocks split by the irregular chunks
+    {"bits": 4, "axis": 0, "block_size": 2, "scheme": "symmetric"},
+    {"bits": 10, "axis": 1, "block_size": 5, "include_zero": False},
+]
+
+
+def check_against_memory(x: np.ndarray, chunks: object, options: dict) -> None:
+    qa = lqd.quantize(da.from_array(x, chunks=chunks), **options)
+    expected = lq.quantize(x, **options)
+    assert bitwise_equal(qa.scale, expected.scale)
+    assert bitwise_equal(qa.zero_point, expected.zero_point)
+    assert bitwise_equal(qa.data.compute(), expected.data)
+    assert (qa.axis, qa.block_size, qa.bits, qa.scheme) == (
+        expected.axis, expected.block_size, expected.bits, expected.scheme,
+    )  # fmt: skip
+    for dtype in ("float32", "float64"):
+        assert bitwise_equal(qa.dequantize(dtype).compute(), expected.dequantize(dtype))
+    if options.get("block_size"):  # blocks do not straddle chunks of the codes
+        axis = expected.axis
+        assert all(size % options["block_size"] == 0 for size in qa.data.chunks[axis][:-1])
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+@pytest.mark.parametrize("chunking", list(CHUNKINGS))
+def test_matches_quantize_in_memory_on_a_cluster(
+    client: Client, chunking: str, options: dict
+) -> None:
+    check_against_memory(sample((11, 12)), CHUNKINGS[chunking], options)
+
+
+# The module's cluster may still be the default client here; this test asks for threads.
+@pytest.mark.filterwarnings(
+    "ignore:Running on a single-machine scheduler when a distributed client is active:UserWarning"
+)
+@pytest.mark.parametrize("dtype", ["float16", "float64"])
+@pytest.mark.parametrize(
+    "options", [{"bits": 8}, {"bits": 6, "axis": 2}, {"bits": 8, "axis": 1, "block_size": 3}]
+)
+def test_matches_quantize_in_memory_on_threads(dtype: str, options: dict) -> None:
+    x = sample((4, 10, 6), dtype, seed=1)
+    with dask.config.set(scheduler="threads"):
+        check_against_memory(x, (3, 4, 5), options)
+
+
+def test_compute_gives_the_quantized_array(client: Client) -> None:
+    x = sample((9, 8))
+    qa = lqd.quantize(da.from_array(x, chunks=(4, 3)), bits=6, axis=1).compute()
+    expected = lq.quantize(x, bits=6, axis=1)
+    assert isinstance(qa, lq.QuantizedArray)
+    assert repr(qa) == repr(expected)
+    assert bitwise_equal(qa.data, expected.data)
+
+
+@pytest.mark.parametrize("options", [{}, {"axis": 0}, {"axis": 1, "block_size": 3}])
+def test_nan_raises_as_in_memory_or_is_quantized_as_zero(client: Client, options: dict) -> None:
+    x = sample((8, 9))
+    x[5, 7] = x[6, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN") as in_memory:
+        lq.quantize(x, **options)
+    with pytest.raises(ValueError, match="2 NaN values, the first at index") as chunked:
+        lqd.quantize(da.from_array(x, chunks=(3, 4)), **options)
+    assert str(chunked.value) == str(in_memory.value)
+    check_against_memory(x, (3, 4), {**options, "nan": "zero"})
+
+
+def test_inf_raises_as_in_memory() -> None:
+    x = sample((6, 6))
+    x[4, 4] = np.inf
+    with pytest.raises(ValueError, match="infinite values") as in_memory:
+        lq.quantize(x, axis=0)
+    with pytest.raises(ValueError, match="infinite values") as chunked:
+        lqd.quantize(da.from_array(x, chunks=3), axis=0)
+    assert str(chunked.value) == str(in_memory.value)
+
+
+@pytest.mark.parametrize("options", [{}, {"axis": 1}, {"axis": 1, "block_size": 2}])
+def test_empty_and_zero_d_arrays(options: dict) -> None:
+    check_against_memory(np.zeros((0, 5), np.float32), 2, options)
+    if not options:
+        check_against_memory(np.array(-2.5), (), options)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"bits": 1}, ValueError, "bits must be an int from 2 to 16"),
+        ({"scheme": "affine"}, ValueError, "scheme must be one of"),
+        ({"axis": 2}, ValueError, "axis 2 is out of range"),
+        ({"block_size": 4}, ValueError, "block_size needs an axis"),
+        ({"nan": "skip"}, ValueError, "nan must be one of"),
+        ({"scheme": "symmetric", "include_zero": False}, ValueError, "include_zero=False"),
+    ],
+)
+def test_bad_arguments_raise_before_any_computation(
+    options: dict, error: type[Exception], message: str
+) -> None:
+    def fail(block: np.ndarray) -> np.ndarray:
+        raise AssertionError("computed")
+
+    x = da.zeros((4, 4), chunks=2, dtype=np.float32).map_blocks(fail, dtype=np.float32)
+    with pytest.raises(error, match=message):
+        lqd.quantize(x, **options)
+
+
+def test_integer_arrays_raise_type_error() -> None:
+    with pytest.raises(TypeError, match="float16, float32 or float64"):
+        lqd.quantize(da.arange(6, chunks=3))
