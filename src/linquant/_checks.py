@@ -120,7 +120,10 @@ def out_array(out: object, shape: tuple[int, ...], dtype: np.dtype, inputs: np.n
 
 
 def scales(value: object, shape: tuple[int, ...], wf: type[np.floating]) -> np.ndarray:
-    """Per-axis or per-block scales: an array of ``shape``, positive and finite in ``wf``."""
+    """Per-axis or per-block scales: an array of ``shape``, positive and finite in ``wf``.
+
+    Returned C-contiguous, whatever the layout given: the kernels view it as 3-D.
+    """
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu" or isinstance(value, (bool, np.bool_)):
         raise ValueError(f"scale must be an array of real numbers, got dtype {arr.dtype}")
@@ -129,14 +132,17 @@ def scales(value: object, shape: tuple[int, ...], wf: type[np.floating]) -> np.n
             f"scale must have shape {shape} for this axis and block_size, got {arr.shape}"
         )
     with np.errstate(over="ignore"):
-        converted = arr.astype(wf)
+        converted = arr.astype(wf, order="C")
     if not (np.isfinite(converted) & (converted > 0)).all():
         raise ValueError(f"every scale must be positive and finite in {np.dtype(wf).name}")
     return converted
 
 
 def zero_points(value: object, shape: tuple[int, ...]) -> np.ndarray:
-    """Per-axis or per-block zero points: an integer scalar or array of ``shape`` in int32."""
+    """Per-axis or per-block zero points: an integer scalar or array of ``shape`` in int32.
+
+    Returned as a C-contiguous int64 array of ``shape`` (a broadcast one for a scalar).
+    """
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":
         raise ValueError(f"zero_point must be an integer or an array of integers, got {value!r}")
@@ -147,4 +153,4 @@ def zero_points(value: object, shape: tuple[int, ...]) -> np.ndarray:
         )
     if arr.size and not (arr.min() >= INT32_MIN and arr.max() <= INT32_MAX):
         raise ValueError("every zero_point must fit in int32")
-    return np.broadcast_to(arr.astype(np.int64), shape)
+    return np.broadcast_to(arr.astype(np.int64, order="C"), shape)
