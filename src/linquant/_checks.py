@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ._layout import native_aligned
+from ._layout import FLOAT_DTYPES, native_aligned
 from ._params import INT32_MAX, INT32_MIN, STORAGE_DTYPES
 
 SCHEMES = ("asymmetric", "symmetric")
@@ -60,6 +60,11 @@ def code_dtype(value: object) -> np.dtype:
 def output_float(value: object) -> np.dtype:
     """The output dtype of dequantization: float32 or float64."""
     return _dtype("dtype", value, OUTPUT_FLOATS)
+
+
+def source_float(value: object) -> np.dtype:
+    """The dtype of quantized input: float16, float32 or float64."""
+    return _dtype("source_dtype", value, FLOAT_DTYPES)
 
 
 def scale(value: object, wf: type[np.floating]) -> np.floating:
