@@ -717,6 +717,24 @@ def test_block_size_larger_than_the_axis_is_one_block() -> None:
         )
 
 
+@pytest.mark.parametrize("layout", ["F", "swapped"])
+def test_per_block_parameters_in_any_memory_order(backend: str, layout: str) -> None:
+    """3-d parameters whose axes after the axis do not merge in memory still work."""
+    x = np.random.default_rng(8).normal(size=(6, 3, 8)).astype(np.float32)
+    qa = lq.quantize(x, axis=0, block_size=2)
+
+    def arranged(params: np.ndarray) -> np.ndarray:
+        if layout == "F":
+            return np.asfortranarray(params)
+        return np.ascontiguousarray(params.swapaxes(1, 2)).swapaxes(1, 2)
+
+    scale, zero_point = arranged(np.array(qa.scale)), arranged(np.array(qa.zero_point))
+    codes = lq.quantize_linear(x, scale, zero_point, axis=0, block_size=2)
+    np.testing.assert_array_equal(codes, qa.data)
+    decoded = lq.dequantize_linear(codes, scale, zero_point, axis=0, block_size=2)
+    np.testing.assert_array_equal(decoded, qa.dequantize())
+
+
 # --- 5: QuantizedArray ---------------------------------------------------------------------------
 
 

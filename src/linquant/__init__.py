@@ -12,6 +12,7 @@ array([  0,  85, 255], dtype=uint8)
 
 from ._api import dequantize_linear, dynamic_quantize_linear, minmax, quantize_linear
 from ._backend import get_backend, get_cpu_level, set_backend
+from ._io import load, save
 from ._metrics import error_metrics, quantization_error
 from ._notebook import (
     asymmetric_dequantization,
@@ -34,10 +35,12 @@ __all__ = [
     "get_backend",
     "get_cpu_level",
     "get_num_threads",
+    "load",
     "minmax",
     "quantization_error",
     "quantize",
     "quantize_linear",
+    "save",
     "set_backend",
     "set_num_threads",
     "symmetric_dequantization",

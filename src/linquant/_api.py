@@ -217,10 +217,10 @@ def dequantize_linear(
     return out
 
 
-def dynamic_args(
-    bits: object, scheme: object, include_zero: bool, narrow_range: bool, nan: object
-) -> tuple[int, bool, str]:
-    """``(bits, signed, nan)`` of a dynamic call, checked (SPEC §5)."""
+def dynamic_settings(
+    bits: object, scheme: object, nan: object, include_zero: bool, narrow_range: bool
+) -> tuple[int, bool, str, int, int]:
+    """Checked ``(bits, signed, nan, qmin, qmax)`` of a dynamic quantization (SPEC §1, §5)."""
     n_bits = _checks.bits(bits)
     signed = _checks.scheme(scheme) == "symmetric"
     nan = _checks.nan_policy(nan)
@@ -228,15 +228,17 @@ def dynamic_args(
         raise ValueError("include_zero=False applies to scheme='asymmetric' only")
     if narrow_range and not signed:
         raise ValueError("narrow_range=True applies to scheme='symmetric' only")
-    return n_bits, signed, nan
+    qmin, qmax = integer_range(n_bits, signed, narrow_range)
+    return n_bits, signed, nan, qmin, qmax
 
 
-def params_from_range(
+def range_params(
     lo: Any, hi: Any, bits: int, signed: bool, include_zero: bool, groups: Grouping | None
 ) -> tuple[Any, Any]:
-    """Scale and zero point for the range ``[lo, hi]`` (SPEC §4): scalars, or arrays per group.
+    """Scale and zero point of SPEC §4 for the range ``[lo, hi]`` (``lo > hi``: empty).
 
-    ``lo > hi`` stands for an empty range (the degenerate rule).
+    Scalars per tensor; with ``groups``, ``lo`` and ``hi`` are arrays of the range of each
+    channel or block and so are the results (errors name the channel or block).
     """
     if groups is not None and signed:
         scale = symmetric_scale_per_slice(lo, hi, bits, groups.describe)
@@ -264,9 +266,10 @@ def dynamic_quantize(
     applied to its own range; then the scale and zero point are arrays.
     """
     arr = as_float_input(x)
-    n_bits, signed, nan = dynamic_args(bits, scheme, include_zero, narrow_range, nan)
+    n_bits, signed, nan, qmin, qmax = dynamic_settings(
+        bits, scheme, nan, include_zero, narrow_range
+    )
     groups = grouping(arr.shape, axis, block_size)
-    qmin, qmax = integer_range(n_bits, signed, narrow_range)
     out = _backend.empty_output(arr.shape, storage_dtype(n_bits, signed))
     fused = getattr(_backend.active(), "block_dynamic_quantize", None)
     if groups is not None and fused is not None:
@@ -274,7 +277,7 @@ def dynamic_quantize(
         if params is not None:  # one read of x, each block while it is in the cache
             return out, params[0], params[1]
     lo, hi = _finite_range(arr, nan, groups)
-    scale, zero_point = params_from_range(lo, hi, n_bits, signed, include_zero, groups)
+    scale, zero_point = range_params(lo, hi, n_bits, signed, include_zero, groups)
     zp = zero_point if isinstance(zero_point, np.ndarray) else int(zero_point)
     return _quantize_into(arr, scale, zp, qmin, qmax, nan, out, groups), scale, zero_point
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ._layout import native_aligned
+from ._layout import FLOAT_DTYPES, native_aligned
 from ._params import INT32_MAX, INT32_MIN, STORAGE_DTYPES
 
 SCHEMES = ("asymmetric", "symmetric")
@@ -60,6 +60,11 @@ def code_dtype(value: object) -> np.dtype:
 def output_float(value: object) -> np.dtype:
     """The output dtype of dequantization: float32 or float64."""
     return _dtype("dtype", value, OUTPUT_FLOATS)
+
+
+def source_float(value: object) -> np.dtype:
+    """The dtype of quantized input: float16, float32 or float64."""
+    return _dtype("source_dtype", value, FLOAT_DTYPES)
 
 
 def scale(value: object, wf: type[np.floating]) -> np.floating:
@@ -120,7 +125,10 @@ def out_array(out: object, shape: tuple[int, ...], dtype: np.dtype, inputs: np.n
 
 
 def scales(value: object, shape: tuple[int, ...], wf: type[np.floating]) -> np.ndarray:
-    """Per-axis or per-block scales: an array of ``shape``, positive and finite in ``wf``."""
+    """Per-axis or per-block scales: an array of ``shape``, positive and finite in ``wf``.
+
+    Returned C-contiguous, whatever the layout given: the kernels view it as 3-D.
+    """
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu" or isinstance(value, (bool, np.bool_)):
         raise ValueError(f"scale must be an array of real numbers, got dtype {arr.dtype}")
@@ -129,14 +137,17 @@ def scales(value: object, shape: tuple[int, ...], wf: type[np.floating]) -> np.n
             f"scale must have shape {shape} for this axis and block_size, got {arr.shape}"
         )
     with np.errstate(over="ignore"):
-        converted = arr.astype(wf, copy=False)
+        converted = arr.astype(wf, order="C", copy=False)  # C order: see _groups.params_3d
     if converted.size and not (converted.min() > 0 and converted.max() < np.inf):  # NaN fails
         raise ValueError(f"every scale must be positive and finite in {np.dtype(wf).name}")
     return converted
 
 
 def zero_points(value: object, shape: tuple[int, ...]) -> np.ndarray:
-    """Per-axis or per-block zero points: an integer scalar or array of ``shape`` in int32."""
+    """Per-axis or per-block zero points: an integer scalar or array of ``shape`` in int32.
+
+    Returned as a C-contiguous int64 array of ``shape`` (a broadcast one for a scalar).
+    """
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":
         raise ValueError(f"zero_point must be an integer or an array of integers, got {value!r}")
@@ -148,4 +159,4 @@ def zero_points(value: object, shape: tuple[int, ...]) -> np.ndarray:
     fits = arr.dtype.itemsize < 4 or arr.dtype == np.int32  # else look at the values
     if arr.size and not fits and not (arr.min() >= INT32_MIN and arr.max() <= INT32_MAX):
         raise ValueError("every zero_point must fit in int32")
-    return np.broadcast_to(arr.astype(np.int32, copy=False), shape)
+    return np.broadcast_to(arr.astype(np.int32, order="C", copy=False), shape)

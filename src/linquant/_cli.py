@@ -1,9 +1,40 @@
-"""Command line: ``linquant demo`` (also ``python -m linquant demo``)."""
+"""Command line: ``linquant quantize|dequantize|info|demo|bench`` (also ``python -m linquant``).
+
+Exit status: 0 on success, 2 on a usage error (bad options or option values), 1 on a data
+error (a missing or bad file, NaN under ``--nan raise``, non-float input...), reported on one
+line ``linquant: error: ...`` without a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import sys
+import time
 from collections.abc import Sequence
+
+import numpy as np
+
+from . import _checks
+from ._chunked import CHUNK_BYTES, dequantize_file, quantize_file
+
+
+def _bits(text: str) -> int:
+    try:
+        return _checks.bits(int(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -11,19 +42,215 @@ def _parser() -> argparse.ArgumentParser:
         prog="linquant", description="Fast, exact linear quantization of NumPy arrays."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("--quiet", action="store_true", help="print nothing, show no progress")
+    quiet.add_argument(
+        "--chunk-bytes",
+        type=_positive,
+        default=CHUNK_BYTES,
+        help=f"bytes of floats processed at a time (default {CHUNK_BYTES}): bounds the memory",
+    )
+
+    quantize = commands.add_parser(
+        "quantize", parents=[quiet], help="quantize a .npy file into a linquant .npz file"
+    )
+    quantize.add_argument("input", metavar="IN.npy")
+    quantize.add_argument("-o", "--output", metavar="OUT.npz", required=True)
+    quantize.add_argument("--bits", type=_bits, default=8, help="2 to 16 (default 8)")
+    quantize.add_argument("--scheme", choices=_checks.SCHEMES, default="asymmetric")
+    quantize.add_argument("--axis", type=int, help="a scale and zero point per channel along it")
+    quantize.add_argument(
+        "--block-size", type=_positive, help="with --axis: per block of this many elements"
+    )
+    quantize.add_argument(
+        "--nan", choices=_checks.NAN_POLICIES, default="raise", help="zero: quantize NaN as 0.0"
+    )
+    quantize.set_defaults(usage_error=quantize.error)
+
+    dequantize = commands.add_parser(
+        "dequantize", parents=[quiet], help="dequantize a linquant .npz file into a .npy file"
+    )
+    dequantize.add_argument("input", metavar="IN.npz")
+    dequantize.add_argument("-o", "--output", metavar="OUT.npy", required=True)
+    dequantize.add_argument(
+        "--dtype",
+        choices=[d.name for d in _checks.OUTPUT_FLOATS],
+        help="default: float64 if the quantized array was float64, else float32",
+    )
+
+    info = commands.add_parser("info", help="print the parameters of a linquant .npz file")
+    info.add_argument("input", metavar="FILE.npz")
+    info.add_argument(
+        "--compare", metavar="ORIGINAL.npy", help="error metrics against the original array"
+    )
+
     demo = commands.add_parser(
         "demo", help="quantize the notebook's data and a generated array; print a table"
     )
     demo.add_argument("--size", type=int, default=1_000_000, help="generated array size")
     demo.add_argument("--repeat", type=int, default=5, help="timed runs per backend")
+
+    bench = commands.add_parser(
+        "bench", help="time linquant against NumPy (and ONNX Runtime, PyTorch if installed)"
+    )
+    bench.add_argument("--size", type=_positive, default=4 * 2**20, help="float32 elements")
+    bench.add_argument("--repeat", type=_positive, default=7, help="timed runs per method")
     return parser
+
+
+class _Progress:
+    """A carriage-return progress bar on stderr, drawn only when stderr is a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.drawn: tuple[str, int] | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        percent = 100 * done // total if total else 100
+        if not self.enabled or self.drawn == (stage, percent):
+            return
+        self.drawn = (stage, percent)
+        filled = self.WIDTH * percent // 100
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        sys.stderr.write(f"\r{stage:<10} [{bar}] {percent:3d}%")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.drawn is not None:
+            sys.stderr.write("\n")
+
+
+def _size(nbytes: float) -> str:
+    if nbytes < 1024:
+        return f"{nbytes:.0f} B"
+    for unit in ("KiB", "MiB"):
+        nbytes /= 1024
+        if nbytes < 1024:
+            return f"{nbytes:.1f} {unit}"
+    return f"{nbytes / 1024:.1f} GiB"
+
+
+def _summary(values: np.ndarray) -> str:
+    if values.ndim == 0:
+        return f"{values[()]!r}".removeprefix("np.")
+    if values.size == 0:
+        return f"{values.shape} {values.dtype} (empty)"
+    return (
+        f"{values.shape} {values.dtype}, min {values.min()}, max {values.max()}, "
+        f"mean {values.astype(np.float64).mean():.6g}"
+    )
+
+
+def _quantize(args: argparse.Namespace) -> None:
+    progress = _Progress(not args.quiet)
+    start = time.perf_counter()
+    try:
+        header = quantize_file(
+            args.input,
+            args.output,
+            bits=args.bits,
+            scheme=args.scheme,
+            axis=args.axis,
+            block_size=args.block_size,
+            nan=args.nan,
+            chunk_bytes=args.chunk_bytes,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    if not args.quiet:
+        size = math.prod(header.shape) * header.source_dtype.itemsize
+        print(
+            f"{args.input} -> {args.output}: {header.shape} {header.source_dtype} to "
+            f"{header.bits}-bit {header.scheme} {header.code_dtype}, {_size(size)} -> "
+            f"{_size(os.path.getsize(args.output))} in {time.perf_counter() - start:.2f} s"
+        )
+
+
+def _dequantize(args: argparse.Namespace) -> None:
+    progress = _Progress(not args.quiet)
+    try:
+        header = dequantize_file(
+            args.input, args.output, args.dtype, chunk_bytes=args.chunk_bytes, progress=progress
+        )
+    finally:
+        progress.close()
+    if not args.quiet:
+        print(f"{args.input} -> {args.output}: {header.shape}")
+
+
+def _info(args: argparse.Namespace) -> None:
+    from ._io import load
+    from ._metrics import error_metrics
+
+    qa = load(args.input)
+    groups = "per tensor" if qa.axis is None else f"axis {qa.axis}"
+    if qa.block_size is not None:
+        groups += f", block size {qa.block_size}"
+    file_size = os.path.getsize(args.input)
+    source_size = math.prod(qa.shape) * qa.source_dtype.itemsize
+    lines = [
+        f"file:        {args.input} ({_size(file_size)})",
+        f"shape:       {qa.shape}",
+        f"source:      {qa.source_dtype} ({_size(source_size)})",
+        f"codes:       {qa.dtype}, {qa.bits}-bit {qa.scheme} ({_size(qa.data.nbytes)})",
+        f"grouping:    {groups}",
+        f"scale:       {_summary(np.asarray(qa.scale))}",
+        f"zero point:  {_summary(np.asarray(qa.zero_point))}",
+    ]
+    if args.compare is not None:
+        try:
+            original = np.load(args.compare, mmap_mode="r", allow_pickle=False)
+        except (ValueError, EOFError) as error:
+            raise ValueError(f"{args.compare}: not a .npy file ({error})") from None
+        if not isinstance(original, np.ndarray):
+            original.close()
+            raise ValueError(f"{args.compare}: not a .npy file (an .npz archive)")
+        if original.shape != qa.shape:
+            raise ValueError(
+                f"{args.compare} has shape {original.shape}, {args.input} has {qa.shape}"
+            )
+        dtype = np.float64 if qa.source_dtype == np.float64 else np.float32
+        metrics = error_metrics(original, qa.dequantize(dtype))
+        lines.append(
+            f"compared with {args.compare} ({original.dtype}, dequantized to "
+            f"{np.dtype(dtype).name}):"
+        )
+        lines += [f"  {name:<14} {value:.6g}" for name, value in metrics.items()]
+    print("\n".join(lines))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (argparse exits with 2 on usage errors)."""
-    args = _parser().parse_args(argv)
-    if args.command == "demo":
-        from ._demo import run
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "quantize" and args.block_size is not None and args.axis is None:
+        args.usage_error("--block-size needs --axis")
+    try:
+        if args.command == "quantize":
+            _quantize(args)
+        elif args.command == "dequantize":
+            _dequantize(args)
+        elif args.command == "info":
+            _info(args)
+        elif args.command == "demo":
+            from ._demo import run
 
-        print(run(size=args.size, repeat=args.repeat))
+            print(run(size=args.size, repeat=args.repeat))
+        else:
+            from ._bench import run as bench
+
+            print(bench(size=args.size, repeat=args.repeat))
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"linquant: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"linquant: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("linquant: interrupted", file=sys.stderr)
+        return 130
     return 0

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _checks
 from ._api import dequantize_linear, dynamic_quantize
+
+FLOAT32 = np.dtype(np.float32)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -16,6 +19,8 @@ class QuantizedArray:
     Immutable: ``data`` (and array parameters) are read-only views.
     ``x_hat = (data - zero_point) * scale``: per tensor, or per channel along ``axis``, or per
     block of ``block_size`` elements along it (then ``scale`` and ``zero_point`` are arrays).
+    ``source_dtype`` is the float dtype of the array that was quantized (float16, float32 or
+    float64; float32 unless given), recorded by :func:`linquant.quantize` and kept in files.
 
     >>> import numpy as np, linquant as lq
     >>> qa = lq.quantize(np.array([-1.0, 0.5, 2.0]), bits=2)
@@ -32,8 +37,10 @@ class QuantizedArray:
     scheme: str
     axis: int | None = None
     block_size: int | None = None
+    source_dtype: np.dtype = FLOAT32
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "source_dtype", _checks.source_float(self.source_dtype))
         for name in ("data", "scale", "zero_point"):
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
@@ -106,11 +113,12 @@ def quantize(
 
     >>> import numpy as np, linquant as lq
     >>> qa = lq.quantize(np.array([-2.0, 0.5, 4.0]), bits=4, scheme="symmetric")
-    >>> qa.data, qa.scale
-    (array([-4,  1,  7], dtype=int8), np.float64(0.5714285714285714))
+    >>> qa.data, qa.scale, qa.source_dtype
+    (array([-4,  1,  7], dtype=int8), np.float64(0.5714285714285714), dtype('float64'))
     """
+    arr = np.asarray(x)
     data, scale, zero_point = dynamic_quantize(
-        x,
+        arr,
         bits,
         scheme,
         include_zero=include_zero,
@@ -120,4 +128,7 @@ def quantize(
         block_size=block_size,
     )
     axis = None if axis is None else int(axis) % data.ndim
-    return QuantizedArray(data, scale, zero_point, int(bits), scheme, axis, block_size)
+    source_dtype = arr.dtype.newbyteorder("=")  # a float dtype: dynamic_quantize checked it
+    return QuantizedArray(
+        data, scale, zero_point, int(bits), scheme, axis, block_size, source_dtype
+    )

@@ -49,7 +49,7 @@ except ImportError as error:  # pragma: no cover - numcodecs is in the test extr
     ) from error
 
 from . import _checks
-from ._api import dequantize_linear, dynamic_args, quantize_linear
+from ._api import dequantize_linear, dynamic_settings, quantize_linear
 from ._groups import group_args, grouping
 from ._params import storage_dtype
 from ._quantized import quantize
@@ -199,7 +199,7 @@ class Linquant(Codec):  # type: ignore[misc]
         if self.scale is None:
             if self.zero_point:
                 raise ValueError("zero_point applies to fixed parameters (scale=) only")
-            dynamic_args(self.bits, self.scheme, self.include_zero, self.narrow_range, self.nan)
+            dynamic_settings(self.bits, self.scheme, self.nan, self.include_zero, self.narrow_range)
         elif self.axis is not None or not self.include_zero:
             raise ValueError("axis, block_size and include_zero apply to dynamic parameters only")
         else:  # the checks of quantize_linear: narrow_range, and the scale in float64

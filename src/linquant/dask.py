@@ -45,11 +45,11 @@ except ImportError as error:  # pragma: no cover - dask is in the test extra
 
 from ._api import (
     dequantize_linear,
-    dynamic_args,
+    dynamic_settings,
     group_range,
     nan_error,
-    params_from_range,
     quantize_linear,
+    range_params,
 )
 from ._groups import Grouping, grouping
 from ._layout import as_float_input, working_float
@@ -128,7 +128,7 @@ def quantize(
     ``nan="zero"``.
     """
     arr = _asarray(x)
-    n_bits, signed, nan = dynamic_args(bits, scheme, include_zero, narrow_range, nan)
+    n_bits, signed, nan, _, _ = dynamic_settings(bits, scheme, nan, include_zero, narrow_range)
     wf = working_float(as_float_input(np.empty(0, arr.dtype)))  # TypeError unless float
     groups = grouping(arr.shape, axis, block_size)
     if groups is not None and groups.block_size is not None:
@@ -136,7 +136,7 @@ def quantize(
     lo, hi, nan_seen = _ranges(arr, groups, wf)
     if nan_seen and nan == "raise":
         raise _nan_error(arr, groups)
-    scale, zero_point = params_from_range(lo, hi, n_bits, signed, include_zero, groups)
+    scale, zero_point = range_params(lo, hi, n_bits, signed, include_zero, groups)
     codes = _map_with_params(
         _quantize_block,
         arr,

@@ -1,0 +1,324 @@
+"""``.npy`` files to linquant files and back, chunk by chunk: the engine of the CLI.
+
+Memory stays bounded whatever the size of the array: the ``.npy`` input is memory-mapped one
+chunk at a time (each window is unmapped before the next, so mapped pages do not pile up in
+the resident set), codes are written to the ``.npz`` member as each chunk is quantized, and
+dequantized values are written to the ``.npy`` output as each chunk of codes is read.
+
+Chunks are boxes of consecutive elements in memory order: a range of indices along one axis
+``s`` (the first axis whose trailing elements fit in a chunk), every index of the axes after
+it, and one index of each axis before it. Per-axis and per-block parameters then slice
+cleanly: the chunk's own channels or blocks are a box of the parameter array, since along
+the quantization axis a chunk is one index, the whole axis, or (when it is ``s``) a range that
+starts on a block boundary. Fortran-ordered files are read as the C-ordered transpose, with
+the axis and per-block parameters transposed to match.
+
+Dynamic parameters take two passes: the range of every chunk (per tensor, channel or block),
+combined into the range of the whole array, gives the parameters through the same code as
+:func:`linquant.quantize` (``_api.range_params``); then each chunk is quantized with them.
+Minimum and maximum do not depend on how the array is cut, so the codes and parameters are
+bit-identical to quantizing the whole array in memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+from . import _checks, _io
+from ._api import (
+    _finite_range,
+    dequantize_linear,
+    dynamic_settings,
+    nan_error,
+    quantize_linear,
+    range_params,
+)
+from ._groups import Grouping, grouping
+from ._layout import as_float_input, working_float
+from ._params import storage_dtype
+from ._version import __version__
+
+CHUNK_BYTES = 32 * 2**20
+"""The default size of a chunk of the float array (input of quantize, output of dequantize)."""
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: elements of ``total`` processed in ``stage``."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A box of consecutive elements of a C-ordered array: ``slices`` of it, ``start`` the
+    flat index of its first element."""
+
+    slices: tuple[slice, ...]
+    start: int
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+def chunks(shape: tuple[int, ...], groups: Grouping | None, max_elements: int) -> Iterator[Chunk]:
+    """The chunks of a C-ordered array of ``shape``, in memory order, that cover it once.
+
+    Each holds at most ``max_elements`` elements, or one block along the quantization axis
+    when a block alone is larger. An empty array has none; a 0-d array one.
+    """
+    if 0 in shape:
+        return
+    trailing = [math.prod(shape[axis + 1 :]) for axis in range(len(shape))]
+    split = next((axis for axis, n in enumerate(trailing) if n <= max_elements), None)
+    if split is None:  # a 0-d array
+        yield Chunk((), 0, ())
+        return
+    step = max(1, max_elements // trailing[split])
+    if groups is not None and groups.axis == split and groups.block_size is not None:
+        step = max(groups.block_size, step - step % groups.block_size)
+    rest = (slice(None),) * (len(shape) - split - 1)
+    for prefix in np.ndindex(*shape[:split]):
+        for first in range(0, shape[split], step):
+            last = min(first + step, shape[split])
+            slices = (*(slice(i, i + 1) for i in prefix), slice(first, last), *rest)
+            start = int(np.ravel_multi_index((*prefix, first, *([0] * len(rest))), shape))
+            yield Chunk(slices, start, (*([1] * split), last - first, *shape[split + 1 :]))
+
+
+def param_slices(chunk: Chunk, groups: Grouping) -> tuple[slice, ...]:
+    """The box of the parameter array that holds the channels or blocks of ``chunk``."""
+    along = chunk.slices[groups.axis]
+    first, last, _ = along.indices(groups.length)
+    if groups.block_size is None:
+        return (slice(first, last),)
+    blocks = slice(first // groups.block_size, -(-last // groups.block_size))
+    return (*chunk.slices[: groups.axis], blocks, *chunk.slices[groups.axis + 1 :])
+
+
+class _Layout:
+    """An array of ``shape`` seen in memory order: as itself, or as its C-ordered transpose."""
+
+    def __init__(
+        self, shape: tuple[int, ...], fortran_order: bool, axis: object, block_size: object
+    ) -> None:
+        self.shape, self.fortran_order = shape, fortran_order
+        self.groups = grouping(shape, axis, block_size)
+        self.memory_shape = shape[::-1] if fortran_order else shape
+        self.memory_groups = self.groups
+        if fortran_order and self.groups is not None:
+            self.memory_groups = grouping(
+                self.memory_shape, len(shape) - 1 - self.groups.axis, self.groups.block_size
+            )
+
+    @property
+    def axis(self) -> int | None:
+        """The quantization axis in the memory-order view."""
+        return None if self.memory_groups is None else self.memory_groups.axis
+
+    @property
+    def block_size(self) -> int | None:
+        return None if self.groups is None else self.groups.block_size
+
+    def to_memory(self, params: Any) -> Any:
+        """Parameters of the array as parameters of its memory-order view (and back)."""
+        blocks = self.groups is not None and self.groups.block_size is not None
+        return params.T if self.fortran_order and blocks else params
+
+    def chunks(self, max_elements: int) -> Iterator[Chunk]:
+        return chunks(self.memory_shape, self.memory_groups, max_elements)
+
+    def index(self, chunk: Chunk, local: tuple[int, ...]) -> tuple[int, ...]:
+        """The index in the array of the element at ``local`` in ``chunk``."""
+        index = tuple(s.indices(n)[0] + i for s, n, i in
+                      zip(chunk.slices, self.memory_shape, local, strict=True))  # fmt: skip
+        return index[::-1] if self.fortran_order else index
+
+    def params_of(self, chunk: Chunk, scale: Any, zero_point: Any) -> tuple[Any, Any]:
+        """The memory-order parameters of ``chunk``, given those of the memory-order view."""
+        if self.memory_groups is None:
+            return scale, zero_point
+        box = param_slices(chunk, self.memory_groups)
+        return scale[box], zero_point[box]
+
+
+class NpyInput:
+    """A ``.npy`` file of floats, read by memory-mapping one chunk at a time."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        with open(self.path, "rb") as file:
+            if file.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+                raise ValueError(f"{self.path}: not a .npy file")
+        try:
+            array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, EOFError) as error:
+            raise ValueError(f"{self.path}: damaged .npy file ({error})") from None
+        self.shape, self.dtype, self.offset = array.shape, array.dtype, array.offset
+        self.fortran_order = not array.flags.c_contiguous
+        del array  # nothing of it was read
+        try:
+            as_float_input(np.empty(0, self.dtype))
+        except TypeError as error:
+            raise ValueError(f"{self.path}: {error}") from None
+
+    def windows(self, file: IO[bytes], chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, Any]]:
+        """Each chunk with its values, a native float32 or float64 array (SPEC §1)."""
+        for chunk in chunks:
+            offset = self.offset + chunk.start * self.dtype.itemsize
+            window = np.memmap(file, self.dtype, "r", offset, (chunk.size,))
+            yield chunk, as_float_input(window.reshape(chunk.shape))
+            del window
+
+
+def _file_nan_error(source: NpyInput, layout: _Layout, max_elements: int) -> ValueError:
+    """The error of the in-memory call: how many NaN, and the first in C order of the array."""
+    count, first = 0, None
+    with open(source.path, "rb") as file:
+        for chunk, x in source.windows(file, layout.chunks(max_elements)):
+            for local in np.argwhere(np.isnan(x)):
+                count += 1
+                index = layout.index(chunk, tuple(int(i) for i in local))
+                first = index if first is None else min(first, index)
+    assert first is not None  # called when a chunk held a NaN
+    flat = int(np.ravel_multi_index(first, layout.shape)) if layout.shape else 0
+    error = nan_error(layout.shape, count, flat, hint=False, groups=layout.groups)
+    return ValueError(f"{source.path}: {error}; pass --nan zero to quantize NaN as 0.0")
+
+
+def quantize_file(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    bits: int = 8,
+    scheme: str = "asymmetric",
+    axis: int | None = None,
+    block_size: int | None = None,
+    nan: str = "raise",
+    chunk_bytes: int = CHUNK_BYTES,
+    progress: Progress | None = None,
+) -> _io.Header:
+    """Quantize the ``.npy`` file ``source`` into the linquant file ``target`` (SPEC §4).
+
+    The result is what ``lq.save(target, lq.quantize(np.load(source), ...))`` writes, in
+    memory bounded by ``chunk_bytes``. Errors name the file; ``target`` is left as it was.
+    """
+    n_bits, signed, nan, _, _ = dynamic_settings(bits, scheme, nan, True, False)
+    npy = NpyInput(source)
+    try:
+        layout = _Layout(npy.shape, npy.fortran_order, axis, block_size)
+    except ValueError as error:
+        raise ValueError(f"{npy.path}: {error}") from None
+    wf = working_float(np.empty(0, npy.dtype.newbyteorder("=")))
+    max_elements = max(1, chunk_bytes // max(npy.dtype.itemsize, np.dtype(wf).itemsize))
+    report = progress or (lambda stage, done, total: None)
+    total = math.prod(npy.shape)
+    groups = layout.memory_groups
+    with open(npy.path, "rb") as file:
+        lo = np.full(() if groups is None else groups.param_shape, np.inf, wf)
+        hi = np.full(lo.shape, -np.inf, wf)
+        done = 0
+        for chunk, x in npy.windows(file, layout.chunks(max_elements)):
+            try:
+                chunk_lo, chunk_hi = _finite_range(
+                    x, nan, grouping(x.shape, layout.axis, layout.block_size)
+                )
+            except ValueError:  # the only error it raises: NaN
+                raise _file_nan_error(npy, layout, max_elements) from None
+            box = () if groups is None else param_slices(chunk, groups)
+            lo[box] = np.minimum(lo[box], chunk_lo)
+            hi[box] = np.maximum(hi[box], chunk_hi)
+            done += chunk.size
+            report("range", done, total)
+        lo, hi = layout.to_memory(lo)[()], layout.to_memory(hi)[()]  # scalars per tensor
+        try:
+            scale, zero_point = range_params(lo, hi, n_bits, signed, True, layout.groups)
+        except ValueError as error:
+            raise ValueError(f"{npy.path}: {error}") from None
+        header = _io.Header(
+            os.fspath(target),
+            npy.shape,
+            storage_dtype(n_bits, signed),
+            npy.fortran_order,
+            scale,
+            zero_point,
+            n_bits,
+            scheme,
+            None if layout.groups is None else layout.groups.axis,
+            layout.block_size,
+            npy.dtype.newbyteorder("="),
+            __version__,
+        )
+        params = layout.to_memory(scale), layout.to_memory(zero_point)
+        buffer = np.empty(0, header.code_dtype)  # the codes of a chunk; grows to the largest
+        done = 0
+        with _io.writer(target, header) as member:
+            for chunk, x in npy.windows(file, layout.chunks(max_elements)):
+                if buffer.size < chunk.size:
+                    buffer = np.empty(chunk.size, buffer.dtype)
+                codes = quantize_linear(
+                    x,
+                    *layout.params_of(chunk, *params),
+                    axis=layout.axis,
+                    block_size=layout.block_size,
+                    dtype=header.code_dtype,
+                    bits=n_bits,
+                    nan=nan,
+                    out=buffer[: chunk.size].reshape(chunk.shape),
+                )
+                member.write(codes.reshape(-1).data)
+                done += chunk.size
+                report("quantize", done, total)
+    return header
+
+
+def dequantize_file(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    dtype: object = None,
+    chunk_bytes: int = CHUNK_BYTES,
+    progress: Progress | None = None,
+) -> _io.Header:
+    """Dequantize the linquant file ``source`` into the ``.npy`` file ``target`` (SPEC §3).
+
+    ``dtype`` float32 or float64; None: float64 for a float64 source array, else float32.
+    The result is ``lq.load(source).dequantize(dtype)``, in memory bounded by ``chunk_bytes``.
+    """
+    report = progress or (lambda stage, done, total: None)
+    with _io.Reader(source) as reader:
+        header = reader.header
+        if dtype is None:
+            dtype = np.float64 if header.source_dtype == np.float64 else np.float32
+        out_dtype = _checks.output_float(dtype)
+        layout = _Layout(header.shape, header.fortran_order, header.axis, header.block_size)
+        params = layout.to_memory(header.scale), layout.to_memory(header.zero_point)
+        max_elements = max(1, chunk_bytes // out_dtype.itemsize)
+        total = math.prod(header.shape)
+        buffer = np.empty(0, out_dtype)  # the values of a chunk; grows to the largest
+        done = 0
+        with _io.replacing(target) as file:
+            npy_header = {
+                "descr": np.lib.format.dtype_to_descr(out_dtype),
+                "fortran_order": header.fortran_order,
+                "shape": header.shape,
+            }
+            np.lib.format.write_array_header_1_0(file, npy_header)
+            for chunk in layout.chunks(max_elements):
+                if buffer.size < chunk.size:
+                    buffer = np.empty(chunk.size, buffer.dtype)
+                values = dequantize_linear(
+                    reader.read(chunk.size).reshape(chunk.shape),
+                    *layout.params_of(chunk, *params),
+                    axis=layout.axis,
+                    block_size=layout.block_size,
+                    dtype=out_dtype,
+                    out=buffer[: chunk.size].reshape(chunk.shape),
+                )
+                file.write(values.reshape(-1).data)
+                done += chunk.size
+                report("dequantize", done, total)
+            reader.verify()
+    return header

@@ -1,0 +1,429 @@
+"""linquant files: a :class:`QuantizedArray` in one ``.npz`` archive, read without pickle.
+
+Layout (format version 1), an uncompressed zip archive that ``np.load(path,
+allow_pickle=False)`` reads:
+
+- ``codes``: the integer codes (uint8/int8 up to 8 bits, uint16/int16 up to 16), with the
+  array's shape, in C order (or Fortran order, as the header of the member says);
+- ``scale``: float32 or float64, 0-d per tensor, else the shape of per-axis or per-block
+  parameters (``_groups``);
+- ``zero_point``: int32, the shape of ``scale``;
+- ``metadata``: a 0-d string array holding a JSON object: ``format``
+  (``"linquant.QuantizedArray"``), ``format_version``, ``linquant_version``, ``bits``,
+  ``scheme``, ``axis`` and ``block_size`` (null for none), ``source_dtype`` and ``shape``.
+
+Reading checks every field with the checks of the public API (``_checks``, ``_groups``), so a
+file is valid exactly when its parameters would be accepted by a call. A file that is not
+a linquant file, is damaged, or comes from a newer format raises ValueError naming the file.
+Members are read through their ``.npy`` headers, never unpickled: an object array is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+from . import _checks
+from ._groups import grouping
+from ._params import integer_range, storage_dtype
+from ._quantized import QuantizedArray
+from ._version import __version__
+
+FORMAT = "linquant.QuantizedArray"
+FORMAT_VERSION = 1
+MEMBERS = ("codes", "scale", "zero_point", "metadata")
+
+# What reading damaged bytes can raise from zipfile, zlib and numpy's .npy header parser;
+# each becomes a ValueError naming the file.
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    EOFError,
+    OSError,
+    NotImplementedError,  # an unknown compression method
+    RuntimeError,  # an encrypted member
+    ValueError,
+    OverflowError,
+)
+
+
+@dataclass(frozen=True)
+class Header:
+    """Everything in a linquant file but the codes: checked parameters and the codes' layout."""
+
+    path: str
+    shape: tuple[int, ...]
+    code_dtype: np.dtype
+    fortran_order: bool
+    scale: Any
+    zero_point: Any
+    bits: int
+    scheme: str
+    axis: int | None
+    block_size: int | None
+    source_dtype: np.dtype
+    linquant_version: str
+
+    def quantized(self, codes: np.ndarray) -> QuantizedArray:
+        """A QuantizedArray of these parameters and ``codes``."""
+        return QuantizedArray(
+            codes,
+            self.scale,
+            self.zero_point,
+            self.bits,
+            self.scheme,
+            self.axis,
+            self.block_size,
+            self.source_dtype,
+        )
+
+    def check_codes(self, codes: np.ndarray) -> None:
+        """ValueError if ``codes`` fall outside the range of ``bits``-bit codes (SPEC §1)."""
+        qmin, qmax = integer_range(self.bits, self.scheme == "symmetric")
+        if codes.size and (int(codes.min()) < qmin or int(codes.max()) > qmax):
+            raise ValueError(
+                f"{self.path}: codes outside [{qmin}, {qmax}], the range of {self.bits}-bit "
+                f"{self.scheme} codes"
+            )
+
+
+def _checked(
+    path: str,
+    shape: tuple[int, ...],
+    code_dtype: np.dtype,
+    scale: np.ndarray,
+    zero_point: np.ndarray,
+    meta: dict[str, Any],
+) -> tuple[Any, Any, int, str, int | None, int | None, np.dtype]:
+    """The parameters, checked as the API checks arguments; ValueError names the file."""
+    try:
+        bits = _checks.bits(meta["bits"])
+        scheme = _checks.scheme(meta["scheme"])
+        source_dtype = _checks.source_float(meta["source_dtype"])
+        groups = grouping(shape, meta["axis"], meta["block_size"])
+        signed = scheme == "symmetric"
+        if code_dtype.newbyteorder("=") != storage_dtype(bits, signed):
+            raise ValueError(
+                f"codes have dtype {code_dtype}, not {storage_dtype(bits, signed)} "
+                f"of {bits}-bit {scheme} codes"
+            )
+        if scale.dtype.newbyteorder("=") not in _checks.OUTPUT_FLOATS:
+            raise ValueError(f"scale must be float32 or float64, got dtype {scale.dtype}")
+        wf = scale.dtype.newbyteorder("=").type
+        if groups is None:
+            if scale.shape != () or zero_point.shape != ():
+                raise ValueError(
+                    f"scale and zero_point must be 0-d without an axis, got shapes "
+                    f"{scale.shape} and {zero_point.shape}"
+                )
+            checked_scale: Any = _checks.scale(scale[()], wf)
+            checked_zero_point: Any = np.int32(_checks.zero_point(zero_point[()]))
+        else:
+            checked_scale = _checks.scales(scale, groups.param_shape, wf)
+            if zero_point.shape != scale.shape:
+                raise ValueError(
+                    f"zero_point must have the shape of scale, {scale.shape}, "
+                    f"got {zero_point.shape}"
+                )
+            checked_zero_point = _checks.zero_points(zero_point, scale.shape).astype(np.int32)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    axis = None if groups is None else groups.axis
+    block_size = None if groups is None else groups.block_size
+    return checked_scale, checked_zero_point, bits, scheme, axis, block_size, source_dtype
+
+
+def _metadata(path: str, value: np.ndarray) -> dict[str, Any]:
+    """The JSON object of the ``metadata`` member, its format marker and version checked."""
+    if value.dtype.kind != "U" or value.shape != ():
+        raise ValueError(f"{path}: metadata must be a 0-d string array, got {value.dtype}")
+    try:
+        meta = json.loads(str(value[()]))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: metadata is not valid JSON ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a linquant file (its metadata has no linquant format)")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"{path}: format_version must be a positive int, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: written in linquant file format version {version}, by linquant "
+            f"{meta.get('linquant_version')}; linquant {__version__} reads versions up to "
+            f"{FORMAT_VERSION}: upgrade linquant to read it"
+        )
+    missing = [key for key in ("bits", "scheme", "axis", "block_size", "source_dtype", "shape",
+                               "linquant_version") if key not in meta]  # fmt: skip
+    if missing:
+        raise ValueError(f"{path}: metadata lacks {', '.join(missing)}")
+    if not isinstance(meta["linquant_version"], str):
+        raise ValueError(f"{path}: linquant_version must be a string")
+    shape = meta["shape"]
+    if not (
+        isinstance(shape, list)
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+    ):
+        raise ValueError(f"{path}: shape must be a list of non-negative ints, got {shape!r}")
+    return meta
+
+
+def _read_npy_header(member: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(member)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(member)
+    raise ValueError(f".npy format version {version} is not supported")
+
+
+class Reader:
+    """An open linquant file: its checked :class:`Header`, and its codes read in order.
+
+    ``read(count)`` returns the next ``count`` codes (1-D, in the order of
+    ``header.fortran_order``); the archive's checksum is verified with the last of them.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._file = open(self.path, "rb")  # noqa: SIM115 (closed by close())
+        try:
+            try:
+                self._archive = zipfile.ZipFile(self._file)
+            except _READ_ERRORS as error:
+                raise ValueError(
+                    f"{self.path}: not a linquant file (not a .npz archive: {error})"
+                ) from None
+            self._codes = self._open_codes()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _open(self, name: str) -> IO[bytes]:
+        try:
+            return self._archive.open(f"{name}.npy")
+        except _READ_ERRORS as error:
+            raise ValueError(f"{self.path}: damaged member {name!r} ({error})") from None
+
+    def _npy_header(self, name: str, member: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+        """The member's ``.npy`` header, its data size checked against the member's size."""
+        try:
+            shape, fortran_order, dtype = _read_npy_header(member)
+            offset = member.tell()
+        except _READ_ERRORS as error:
+            raise ValueError(f"{self.path}: damaged member {name!r} ({error})") from None
+        if dtype.hasobject or dtype.kind not in "iufU":
+            raise ValueError(
+                f"{self.path}: member {name!r} has dtype {dtype}: linquant files hold numbers "
+                "and text only (no Python objects)"
+            )
+        size = self._archive.getinfo(f"{name}.npy").file_size
+        if offset + math.prod(shape) * dtype.itemsize != size:
+            raise ValueError(
+                f"{self.path}: damaged member {name!r} (its header says {shape} {dtype}, "
+                f"which does not fit its {size} bytes)"
+            )
+        return shape, fortran_order, dtype
+
+    def _read_bytes(self, name: str, member: IO[bytes], size: int, last: bool) -> bytes:
+        """``size`` bytes; ``last``: the member must end there (zipfile checks its CRC then)."""
+        try:
+            data = member.read(size)
+            extra = member.read(1) if last else b""
+        except _READ_ERRORS as error:
+            raise ValueError(f"{self.path}: damaged member {name!r} ({error})") from None
+        if len(data) != size or extra:
+            raise ValueError(f"{self.path}: damaged member {name!r} (its size is wrong)")
+        return data
+
+    def _read_member(self, name: str) -> np.ndarray:
+        with self._open(name) as member:
+            shape, fortran_order, dtype = self._npy_header(name, member)
+            data = self._read_bytes(name, member, math.prod(shape) * dtype.itemsize, last=True)
+        return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran_order else "C")
+
+    def _open_codes(self) -> IO[bytes]:
+        """Check the metadata and parameters, set ``header``; the codes member after its header."""
+        names = self._archive.namelist()
+        if "metadata.npy" not in names:
+            raise ValueError(
+                f"{self.path}: not a linquant file (an archive without linquant metadata; "
+                f"it holds {', '.join(names) or 'nothing'})"
+            )
+        meta = _metadata(self.path, self._read_member("metadata"))
+        missing = [name for name in MEMBERS if f"{name}.npy" not in names]
+        if missing:
+            raise ValueError(f"{self.path}: damaged linquant file, no {', '.join(missing)}")
+        scale, zero_point = self._read_member("scale"), self._read_member("zero_point")
+        codes = self._open("codes")
+        try:
+            shape, fortran_order, code_dtype = self._npy_header("codes", codes)
+            if list(shape) != meta["shape"]:
+                raise ValueError(
+                    f"{self.path}: codes have shape {shape}, the metadata says "
+                    f"{tuple(meta['shape'])}"
+                )
+            checked = _checked(self.path, shape, code_dtype, scale, zero_point, meta)
+        except BaseException:
+            codes.close()
+            raise
+        self.header = Header(
+            self.path, shape, code_dtype, fortran_order, *checked, meta["linquant_version"]
+        )
+        return codes
+
+    def read(self, count: int) -> np.ndarray:
+        """The next ``count`` codes, 1-D, native, checked against the range of ``bits``."""
+        dtype = self.header.code_dtype
+        data = self._read_bytes("codes", self._codes, count * dtype.itemsize, last=False)
+        codes = np.frombuffer(data, dtype)
+        self.header.check_codes(codes)
+        return codes.astype(dtype.newbyteorder("="), copy=False)
+
+    def verify(self) -> None:
+        """ValueError unless the codes read so far end the member and match its checksum."""
+        self._read_bytes("codes", self._codes, 0, last=True)
+
+    def close(self) -> None:
+        self._codes.close()
+        self._archive.close()
+        self._file.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def load(path: str | os.PathLike[str]) -> QuantizedArray:
+    """Read a :class:`QuantizedArray` written by :func:`save`, exactly as it was saved.
+
+    Every field is checked as the API checks its arguments (SPEC §1, §5): a file that is not
+    a linquant file (a plain ``.npz``, a ``.npy``, text), is truncated or damaged, holds
+    invalid parameters or codes outside the range of its ``bits``, or was written in a newer
+    format raises ValueError naming the file and what is wrong. Nothing is unpickled. A
+    missing file raises FileNotFoundError.
+
+    >>> import numpy as np, linquant as lq, tempfile, os
+    >>> qa = lq.quantize(np.array([-1.0, 0.5, 2.0], np.float32), bits=2)
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.npz")
+    >>> lq.save(path, qa)
+    >>> lq.load(path)
+    QuantizedArray(shape=(3,), dtype=uint8, bits=2, scheme='asymmetric', scale=1.0, zero_point=1)
+    >>> np.load(path, allow_pickle=False)["codes"]
+    array([0, 1, 3], dtype=uint8)
+    """
+    with Reader(path) as reader:
+        header = reader.header
+        codes = reader.read(math.prod(header.shape))
+        reader.verify()
+    return header.quantized(codes.reshape(header.shape, order="F" if header.fortran_order else "C"))
+
+
+@contextmanager
+def replacing(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """A new file that replaces ``path`` once written in full: an error leaves ``path`` as it
+    was. It is created with the permissions of a new file (0o666 less the umask)."""
+    target = os.path.abspath(os.fspath(path))
+    directory, name = os.path.split(target)
+    temporary = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    descriptor = os.open(temporary, flags, 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            yield file
+        os.replace(temporary, target)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _write_npy(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, array, allow_pickle=False)
+
+
+@contextmanager
+def writer(
+    path: str | os.PathLike[str],
+    header: Header,
+) -> Iterator[IO[bytes]]:
+    """Write a linquant file of ``header``; the caller writes the codes' bytes, in the order
+    of ``header.fortran_order``, to the stream it yields. ``path`` is replaced at the end."""
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "linquant_version": __version__,
+        "bits": header.bits,
+        "scheme": header.scheme,
+        "axis": header.axis,
+        "block_size": header.block_size,
+        "source_dtype": header.source_dtype.name,
+        "shape": list(header.shape),
+    }
+    with replacing(path) as file, zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
+        _write_npy(archive, "metadata", np.array(json.dumps(meta)))
+        _write_npy(archive, "scale", np.asarray(header.scale))
+        _write_npy(archive, "zero_point", np.asarray(header.zero_point, np.int32))
+        with archive.open("codes.npy", "w", force_zip64=True) as member:
+            npy_header = {
+                "descr": np.lib.format.dtype_to_descr(header.code_dtype),
+                "fortran_order": header.fortran_order,
+                "shape": header.shape,
+            }
+            np.lib.format.write_array_header_1_0(member, npy_header)
+            yield member
+
+
+def save(path: str | os.PathLike[str], qa: QuantizedArray) -> None:
+    """Write ``qa`` to ``path`` (str or path-like) as a linquant ``.npz`` file.
+
+    The file is written to exactly ``path``: unlike ``np.savez``, no ``.npz`` is appended. It
+    replaces ``path`` only once complete (an error leaves an existing file as it was). The
+    codes, the scale's bits, the zero points and every field of ``qa`` (``source_dtype``
+    included) come back from :func:`load` unchanged; the parameters are checked first, as
+    :func:`load` checks them, so a file that ``save`` writes ``load`` reads. The layout is an
+    uncompressed ``.npz`` that ``np.load(path, allow_pickle=False)`` opens (see the module
+    ``linquant._io``).
+
+    >>> import numpy as np, linquant as lq, tempfile, os
+    >>> qa = lq.quantize(np.arange(6.0).reshape(2, 3), axis=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.npz")
+    >>> lq.save(path, qa)
+    >>> back = lq.load(path)
+    >>> back.scale, back.source_dtype
+    (array([0.00784314, 0.01960784]), dtype('float64'))
+    """
+    if not isinstance(qa, QuantizedArray):
+        raise TypeError(f"qa must be a QuantizedArray, got {type(qa).__name__}")
+    target = os.fspath(path)
+    codes = _checks.codes_input(qa.data)
+    fortran_order = codes.flags.f_contiguous and not codes.flags.c_contiguous
+    checked = _checked(
+        target,
+        codes.shape,
+        codes.dtype,
+        np.asarray(qa.scale),
+        np.asarray(qa.zero_point),
+        {
+            "bits": qa.bits,
+            "scheme": qa.scheme,
+            "axis": qa.axis,
+            "block_size": qa.block_size,
+            "source_dtype": qa.source_dtype,
+        },
+    )
+    header = Header(
+        target, codes.shape, codes.dtype, fortran_order, *checked, linquant_version=__version__
+    )
+    header.check_codes(codes)
+    with writer(target, header) as member:
+        member.write(np.ascontiguousarray(codes.T if fortran_order else codes).reshape(-1).data)

@@ -1,0 +1,370 @@
+"""The command line, driven as users run it (a subprocess), and its chunked engine.
+
+Chunked quantization must equal the in-memory call bit for bit, whatever the chunk size,
+layout, grouping or scheme; bad input exits with status 1 (data) or 2 (usage) and one line
+``linquant: error: ...`` on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import linquant as lq
+from linquant import _chunked
+from linquant._groups import grouping
+
+RNG = np.random.default_rng(3)
+
+
+def cli(cwd: Path, *args: str, status: int = 0) -> subprocess.CompletedProcess[str]:
+    """``python -m linquant ARGS`` in ``cwd``; its exit status must be ``status``."""
+    result = subprocess.run(
+        [sys.executable, "-m", "linquant", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == status, result.stdout + result.stderr
+    return result
+
+
+def fails(cwd: Path, *args: str, status: int = 1) -> str:
+    """The one-line error of a run that must exit with ``status``; nothing is written."""
+    before = sorted(os.listdir(cwd))
+    result = cli(cwd, *args, status=status)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert re.match(r"linquant( \w+)?: error: ", lines[-1])
+    if status == 1:
+        assert len(lines) == 1 and result.stdout == ""
+    assert sorted(os.listdir(cwd)) == before
+    return lines[-1]
+
+
+def assert_same(a: lq.QuantizedArray, b: lq.QuantizedArray) -> None:
+    assert a.data.dtype == b.data.dtype and a.data.shape == b.data.shape
+    np.testing.assert_array_equal(a.data, b.data)
+    for name in ("scale", "zero_point"):
+        left, right = np.asarray(getattr(a, name)), np.asarray(getattr(b, name))
+        assert left.dtype == right.dtype and left.tobytes() == right.tobytes(), name
+    for name in ("bits", "scheme", "axis", "block_size", "source_dtype"):
+        assert getattr(a, name) == getattr(b, name), name
+
+
+# --- the chunked engine, in process ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shape", "axis", "block_size"),
+    [((37,), 0, 5), ((4, 6, 5), 0, 3), ((4, 6, 5), 1, 4), ((4, 6, 5), 2, None), ((7, 1, 9), 1, 1)],
+)
+@pytest.mark.parametrize("max_elements", [1, 4, 7, 30, 10**6])
+def test_chunks_cover_the_array_in_order(
+    shape: tuple[int, ...], axis: int, block_size: int | None, max_elements: int
+) -> None:
+    groups = grouping(shape, axis, block_size)
+    seen = np.zeros(shape, np.int64)
+    expected_start = 0
+    for chunk in _chunked.chunks(shape, groups, max_elements):
+        assert chunk.start == expected_start
+        view = seen[chunk.slices]
+        assert view.shape == chunk.shape
+        flat = np.arange(math.prod(shape)).reshape(shape)[chunk.slices]
+        assert (flat.reshape(-1) == np.arange(chunk.start, chunk.start + flat.size)).all()
+        view += 1
+        expected_start += chunk.size
+        one_block = groups.block * math.prod(shape[axis + 1 :])  # the least a chunk can hold
+        assert chunk.size <= max(max_elements, one_block)
+        first = chunk.slices[axis].indices(shape[axis])[0]
+        assert first % groups.block == 0 or chunk.shape[axis] == 1  # blocks are not cut
+    assert (seen == 1).all()
+
+
+CASES = [
+    ((50, 9), "C", None, None),
+    ((50, 9), "F", None, None),
+    ((12, 7, 5), "C", 0, None),
+    ((12, 7, 5), "F", 2, None),
+    ((12, 7, 5), "C", 1, 3),
+    ((12, 7, 5), "F", 0, 5),
+    ((12, 7, 5), "F", 1, 2),
+    ((300,), "C", 0, 16),
+    ((), "C", None, None),
+    ((0, 4), "C", 1, 2),
+]
+
+
+@pytest.mark.parametrize(("shape", "order", "axis", "block_size"), CASES)
+@pytest.mark.parametrize("scheme", ["asymmetric", "symmetric"])
+@pytest.mark.parametrize("chunk_bytes", [1, 64, 1000])
+def test_chunked_quantize_is_the_in_memory_result(
+    backend: str,
+    tmp_path: Path,
+    shape: tuple[int, ...],
+    order: str,
+    axis: int | None,
+    block_size: int | None,
+    scheme: str,
+    chunk_bytes: int,
+) -> None:
+    x = np.asarray(RNG.normal(2, 9, shape).astype(np.float32), order=order)
+    np.save(tmp_path / "x.npy", x)
+    _chunked.quantize_file(
+        tmp_path / "x.npy", tmp_path / "q.npz", 7, scheme, axis, block_size, chunk_bytes=chunk_bytes
+    )
+    expected = lq.quantize(x, 7, scheme, axis=axis, block_size=block_size)
+    back = lq.load(tmp_path / "q.npz")
+    assert_same(back, expected)
+    _chunked.dequantize_file(tmp_path / "q.npz", tmp_path / "y.npy", chunk_bytes=chunk_bytes)
+    y = np.load(tmp_path / "y.npy")
+    assert y.dtype == np.float32 and y.shape == x.shape
+    np.testing.assert_array_equal(y, expected.dequantize())
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, ">f4", "<f8"])
+def test_chunked_source_dtypes(backend: str, tmp_path: Path, dtype: str) -> None:
+    x = RNG.normal(0, 3, (40, 6)).astype(dtype)
+    x[3, 2] = 0.0  # with -0.0 below: equal zeros in different chunks
+    x[30, 1] = -0.0
+    np.save(tmp_path / "x.npy", x)
+    _chunked.quantize_file(tmp_path / "x.npy", tmp_path / "q.npz", 12, chunk_bytes=40)
+    assert_same(lq.load(tmp_path / "q.npz"), lq.quantize(x, 12))
+    _chunked.dequantize_file(tmp_path / "q.npz", tmp_path / "y.npy", chunk_bytes=40)
+    wide = np.dtype(dtype).newbyteorder("=") == np.float64
+    assert np.load(tmp_path / "y.npy").dtype == (np.float64 if wide else np.float32)
+
+
+def test_chunked_nan_zero_and_the_first_nan_of_a_fortran_array(tmp_path: Path) -> None:
+    x = np.asfortranarray(RNG.normal(size=(6, 8)).astype(np.float32))
+    x[4, 1] = x[1, 6] = x[5, 0] = np.nan  # first in C order (1, 6); in memory order (5, 0)
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(ValueError, match=r"3 NaN values, the first at index \(1, 6\)") as info:
+        _chunked.quantize_file(tmp_path / "x.npy", tmp_path / "q.npz", chunk_bytes=8)
+    with pytest.raises(ValueError, match=r"the first at index \(1, 6\)") as in_memory:
+        lq.quantize(x)
+    assert str(in_memory.value).split(";")[0] in str(info.value)
+    assert not (tmp_path / "q.npz").exists()
+    _chunked.quantize_file(tmp_path / "x.npy", tmp_path / "q.npz", nan="zero", chunk_bytes=8)
+    assert_same(lq.load(tmp_path / "q.npz"), lq.quantize(x, nan="zero"))
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> np.ndarray:
+    x = RNG.normal(1, 5, (64, 24)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    return x
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--bits", "4", "--scheme", "symmetric"],
+        ["--axis", "0", "--bits", "16"],
+        ["--axis", "1", "--block-size", "5", "--scheme", "symmetric"],
+        ["--axis", "-2", "--block-size", "7"],
+    ],
+)
+def test_quantize_and_dequantize_round_trip(
+    tmp_path: Path, data: np.ndarray, options: list[str]
+) -> None:
+    result = cli(tmp_path, "quantize", "x.npy", "-o", "q.npz", "--chunk-bytes", "256", *options)
+    assert "x.npy -> q.npz" in result.stdout and result.stderr == ""  # no progress when piped
+    settings = dict(zip(options[::2], options[1::2], strict=True))
+    axis = settings.get("--axis")
+    block_size = settings.get("--block-size")
+    expected = lq.quantize(
+        data,
+        int(settings.get("--bits", 8)),
+        settings.get("--scheme", "asymmetric"),
+        axis=None if axis is None else int(axis),
+        block_size=None if block_size is None else int(block_size),
+    )
+    assert_same(lq.load(tmp_path / "q.npz"), expected)
+    cli(tmp_path, "dequantize", "q.npz", "-o", "y.npy", "--dtype", "float64", "--quiet")
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected.dequantize("float64"))
+
+
+def test_console_script_and_quiet(tmp_path: Path, data: np.ndarray) -> None:
+    script = shutil.which("linquant", path=str(Path(sys.executable).parent))
+    assert script is not None, "the linquant console script is not installed"
+    result = subprocess.run(
+        [script, "quantize", "x.npy", "-o", "q.npz", "--quiet", "--nan", "zero"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout == result.stderr == ""
+    assert_same(lq.load(tmp_path / "q.npz"), lq.quantize(data))
+
+
+def test_info(tmp_path: Path, data: np.ndarray) -> None:
+    cli(tmp_path, "quantize", "x.npy", "-o", "q.npz", "--axis", "1", "--block-size", "8")
+    qa = lq.load(tmp_path / "q.npz")
+    out = cli(tmp_path, "info", "q.npz").stdout
+    assert "shape:       (64, 24)" in out and "source:      float32" in out
+    assert "uint8, 8-bit asymmetric" in out and "axis 1, block size 8" in out
+    assert f"(64, 3) float32, min {qa.scale.min()}, max {qa.scale.max()}" in out
+    assert "mse" not in out
+    out = cli(tmp_path, "info", "q.npz", "--compare", "x.npy").stdout
+    for name, value in lq.error_metrics(data, qa.dequantize()).items():
+        assert f"{name:<14} {value:.6g}" in out
+    cli(tmp_path, "quantize", "x.npy", "-o", "t.npz", "--bits", "3")
+    tensor = lq.load(tmp_path / "t.npz")
+    out = cli(tmp_path, "info", "t.npz").stdout
+    assert f"scale:       {tensor.scale!r}".replace("np.", "") in out and "per tensor" in out
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path, data: np.ndarray) -> None:
+    pty = pytest.importorskip("pty", reason="no pseudo-terminals on this platform")
+    leader, follower = pty.openpty()
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "linquant", "quantize", "x.npy", "-o", "q.npz"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=follower,
+            check=True,
+        )
+        shown = os.read(leader, 65536).decode()
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert "\rrange" in shown and "\rquantize" in shown and "100%" in shown
+
+
+def test_bench_runs_and_checks(tmp_path: Path) -> None:
+    out = cli(tmp_path, "bench", "--size", "20000", "--repeat", "1").stdout
+    for op in ("dynamic", "quantize", "dequantize"):
+        assert any(line.startswith(op) for line in out.splitlines())
+    rows = [row for row in map(str.split, out.splitlines()) if row[:1] in (["linquant"], ["numpy"])]
+    rows = rows[1:]  # the header line names linquant too
+    assert len(rows) == 6 and all(row[-1] == "ok" for row in rows)
+    assert all(row[2] == "1.00" for row in rows if row[0] == "linquant")
+
+
+BAD_DATA = [
+    (["quantize", "absent.npy", "-o", "q.npz"], "absent.npy: No such file or directory"),
+    (["quantize", "ints.npy", "-o", "q.npz"], "ints.npy: x must be a float16, float32 or float64"),
+    (["quantize", "nan.npy", "-o", "q.npz"], r"nan.npy: x contains 1 NaN value, the first at"),
+    (["quantize", "inf.npy", "-o", "q.npz"], "inf.npy: x contains infinite values"),
+    (["quantize", "x.npy", "-o", "q.npz", "--axis", "2"], "x.npy: axis 2 is out of range"),
+    (["quantize", "notes.txt", "-o", "q.npz"], "notes.txt: not a .npy file"),
+    (["quantize", "plain.npz", "-o", "q.npz"], "plain.npz: not a .npy file"),
+    (["quantize", "short.npy", "-o", "q.npz"], "short.npy: damaged .npy file"),
+    (["quantize", "objects.npy", "-o", "q.npz"], "objects.npy: damaged .npy file"),
+    (["quantize", "x.npy", "-o", "nowhere/q.npz"], "No such file or directory"),
+    (["dequantize", "x.npy", "-o", "y.npy"], "x.npy: not a linquant file"),
+    (["dequantize", "plain.npz", "-o", "y.npy"], "plain.npz: not a linquant file"),
+    (["dequantize", "absent.npz", "-o", "y.npy"], "absent.npz: No such file or directory"),
+    (["info", "plain.npz"], "plain.npz: not a linquant file"),
+    (["info", "good.npz", "--compare", "ints.npy"], "ints.npy has shape (5,), good.npz has"),
+    (["info", "good.npz", "--compare", "notes.txt"], "notes.txt: not a .npy file"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_DATA)
+def test_data_errors_exit_1(
+    tmp_path: Path, data: np.ndarray, args: list[str], message: str
+) -> None:
+    np.save(tmp_path / "ints.npy", np.arange(5))
+    np.save(tmp_path / "nan.npy", np.array([1.0, np.nan, 2.0]))
+    np.save(tmp_path / "inf.npy", np.array([1.0, np.inf], np.float32))
+    np.save(tmp_path / "objects.npy", np.array([{}, 1], dtype=object))
+    (tmp_path / "notes.txt").write_text("1 2 3\n")
+    np.savez(tmp_path / "plain.npz", a=data)
+    (tmp_path / "short.npy").write_bytes((tmp_path / "x.npy").read_bytes()[:-100])
+    lq.save(tmp_path / "good.npz", lq.quantize(data))
+    assert message in fails(tmp_path, *args)
+
+
+def test_a_failed_run_keeps_the_previous_output(tmp_path: Path, data: np.ndarray) -> None:
+    np.save(tmp_path / "nan.npy", np.array([1.0, np.nan]))
+    (tmp_path / "q.npz").write_bytes(b"previous")
+    fails(tmp_path, "quantize", "nan.npy", "-o", "q.npz")
+    assert (tmp_path / "q.npz").read_bytes() == b"previous"
+
+
+def test_damaged_codes_fail_dequantize_without_output(tmp_path: Path, data: np.ndarray) -> None:
+    lq.save(tmp_path / "q.npz", lq.quantize(data, bits=6))
+    raw = bytearray((tmp_path / "q.npz").read_bytes())
+    codes_at = raw.index(b"codes.npy") + len(b"codes.npy") + 200  # inside the codes' data
+    raw[codes_at] ^= 0x01
+    (tmp_path / "q.npz").write_bytes(bytes(raw))
+    assert "q.npz: damaged member 'codes'" in fails(tmp_path, "dequantize", "q.npz", "-o", "y.npy")
+
+
+USAGE = [
+    ["quantize", "x.npy", "-o", "q.npz", "--block-size", "4"],
+    ["quantize", "x.npy", "-o", "q.npz", "--bits", "1"],
+    ["quantize", "x.npy", "-o", "q.npz", "--bits", "17"],
+    ["quantize", "x.npy", "-o", "q.npz", "--bits", "eight"],
+    ["quantize", "x.npy", "-o", "q.npz", "--scheme", "affine"],
+    ["quantize", "x.npy", "-o", "q.npz", "--axis", "0", "--block-size", "0"],
+    ["quantize", "x.npy", "-o", "q.npz", "--nan", "ignore"],
+    ["quantize", "x.npy", "-o", "q.npz", "--chunk-bytes", "0"],
+    ["quantize", "x.npy"],
+    ["dequantize", "q.npz", "-o", "y.npy", "--dtype", "float16"],
+    ["info"],
+    ["frobnicate"],
+]
+
+
+@pytest.mark.parametrize("args", USAGE, ids=[" ".join(a[1:]) or a[0] for a in USAGE])
+def test_usage_errors_exit_2(tmp_path: Path, data: np.ndarray, args: list[str]) -> None:
+    fails(tmp_path, *args, status=2)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the resource module is POSIX only")
+def test_memory_stays_bounded(tmp_path: Path) -> None:
+    """Quantizing and dequantizing a 256 MiB file with 4 MiB chunks stays far below its size."""
+    n = 64 * 2**20
+    x = np.lib.format.open_memmap(tmp_path / "big.npy", "w+", np.float32, (n,))
+    for start in range(0, n, 2**22):
+        x[start : start + 2**22] = np.linspace(-1, 1, 2**22, dtype=np.float32)
+    x.flush()
+    del x
+    measure = (
+        "import resource, subprocess, sys\n"
+        "subprocess.run(sys.argv[1:], check=True)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
+    for args in (
+        ["quantize", "big.npy", "-o", "big.npz"],
+        ["dequantize", "big.npz", "-o", "back.npy"],
+    ):
+        command = [sys.executable, "-m", "linquant", *args, "--quiet", "--chunk-bytes", "4194304"]
+        result = subprocess.run(
+            [sys.executable, "-c", measure, *command],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peak = int(result.stdout) * unit
+        assert peak < 4 * n // 3, f"{args[0]}: peak resident set {peak / 2**20:.0f} MiB"
+    assert (tmp_path / "back.npy").stat().st_size >= 4 * n
+
+
+def test_metadata_of_a_cli_file_names_the_source(tmp_path: Path, data: np.ndarray) -> None:
+    cli(tmp_path, "quantize", "x.npy", "-o", "q.npz", "--bits", "9")
+    with np.load(tmp_path / "q.npz", allow_pickle=False) as archive:
+        meta = json.loads(str(archive["metadata"]))
+    assert meta["bits"] == 9 and meta["source_dtype"] == "float32" and meta["shape"] == [64, 24]
