@@ -18,6 +18,8 @@ from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t
 cdef extern from "_loops.h" nogil:
     int lq_minmax_f32(const float *p, Py_ssize_t n, Py_ssize_t step, float *lo, float *hi)
     int lq_minmax_f64(const double *p, Py_ssize_t n, Py_ssize_t step, double *lo, double *hi)
+    int lq_minmax_each_f32(const float *p, Py_ssize_t n, float *lo, float *hi)
+    int lq_minmax_each_f64(const double *p, Py_ssize_t n, double *lo, double *hi)
     float lq_rint_f32(float t)
     double lq_rint_f64(double t)
     int lq_irint_f32(float t)
@@ -404,6 +406,11 @@ cdef inline int _minmax_run_each(
     cdef Py_ssize_t j
     cdef floating v
     cdef int nan_seen = 0
+    if x_step == 1 and lo_step == 1 and hi_step == 1:  # contiguous: _loops.h, vectorized
+        if floating is float:
+            return lq_minmax_each_f32(x, n, lo, hi)
+        else:
+            return lq_minmax_each_f64(x, n, lo, hi)
     for j in range(n):
         v = x[j * x_step]
         nan_seen |= v != v
@@ -495,7 +502,8 @@ cdef inline int _quantize_blocks_vector(
                 x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
                 stream,
             )
-    return -1
+    else:
+        return -1
 
 
 def group_quantize(
@@ -687,7 +695,8 @@ cdef inline int _block_dynamic_vector(
                 x, n, block, bits, signed, include_zero, qmin, qmax, scale, scale_step,
                 zero_point, zero_point_step, out, stream,
             )
-    return -1
+    else:
+        return -1
 
 
 def block_dynamic_quantize(

@@ -61,6 +61,32 @@ LQ_DEFINE_MINMAX(float, lq_minmax_f32)
 LQ_DEFINE_MINMAX(double, lq_minmax_f64)
 
 /*
+ * Element-wise: fold p[i] into lo[i] and hi[i] (contiguous runs; per-axis ranges along the
+ * innermost axis, a row at a time). NaN fails both comparisons and is only reported.
+ */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define LQ_SIMD_OR
+#else
+#define LQ_SIMD_OR _Pragma("omp simd reduction(|:nan)")
+#endif
+#define LQ_DEFINE_MINMAX_EACH(T, NAME)                                                      \
+    static inline int NAME(const T *p, ptrdiff_t n, T *lo, T *hi)                           \
+    {                                                                                       \
+        int nan = 0;                                                                        \
+        ptrdiff_t i;                                                                        \
+        LQ_SIMD_OR                                                                          \
+        for (i = 0; i < n; i++) {                                                           \
+            T v = p[i], a = lo[i], b = hi[i];                                               \
+            nan |= v != v;                                                                  \
+            lo[i] = v < a ? v : a;                                                          \
+            hi[i] = v > b ? v : b;                                                          \
+        }                                                                                   \
+        return nan;                                                                         \
+    }
+LQ_DEFINE_MINMAX_EACH(float, lq_minmax_each_f32)
+LQ_DEFINE_MINMAX_EACH(double, lq_minmax_each_f64)
+
+/*
  * Round half to even, as rint in the default rounding mode. x86-64's baseline (SSE2) has no
  * vector rounding instruction, so a call to rintf would keep the quantize loop scalar. There,
  * for |t| < 2**23 (2**52 for double), (|t| + 2**23) - 2**23 rounds |t| to an integer, half to
@@ -118,6 +144,9 @@ static inline int lq_irint_f64(double t) { return (int)lq_rint_f64(t); }
 #define LQ_STREAM 1
 /* The vector helpers below take and return vectors: inlined, they stay in registers. */
 #define LQ_VECTOR_INLINE static inline __attribute__((always_inline))
+/* Row kernels stay functions of their own: inlined into the Cython kernels' large bodies, their
+   loops were allocated fewer registers and ran slower. */
+#define LQ_ROW_KERNEL static __attribute__((noinline))
 static inline void lq_line_span(const void *out, ptrdiff_t n, ptrdiff_t itemsize,
                                 ptrdiff_t *begin, ptrdiff_t *end)
 {
@@ -271,7 +300,7 @@ static inline int lq_can_stream(const void *out, ptrdiff_t block, ptrdiff_t item
  * out of the fast form's bounds; then the caller does the run again its own way.
  */
 #define LQ_DEFINE_QUANTIZE_BLOCKS(CODE, NAME, BLOCK)                                          \
-    static inline int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, const float *scale,  \
+    LQ_ROW_KERNEL int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, const float *scale,  \
                            ptrdiff_t scale_step, const int32_t *zero_point,                   \
                            ptrdiff_t zero_point_step, int qmin, int qmax, CODE *out,          \
                            int stream)                                                        \
@@ -359,7 +388,7 @@ LQ_DEFINE_REDUCE16(lq_reduce_max16, _mm512_max_ps)
  * bit. x86's min/max return their second operand unless the first is smaller/larger, which is
  * the scalar `a if a < b else b`; the zero point's double arithmetic is exact in float here (a
  * float's rint is a float; a float integer is at most 2**31 - 1 exactly when it is below 2**31).
- * Writes scale_out[k], zero_point_out[k] (kept in arrays: 16 blocks' broadcast vectors would be 4 KiB
+ * Writes scale_out[k], zero_point_out[k] (arrays: 16 blocks' broadcast vectors would be 4 KiB
  * of stores); returns nonzero if a valid lane's parameters raise or leave the fast form, and
  * the caller then takes the path that raises with the message.
  */
@@ -423,7 +452,7 @@ LQ_VECTOR_INLINE int lq_block_params16(__m512 lo, __m512 hi, __mmask16 valid, in
  * form.
  */
 #define LQ_DEFINE_BLOCK_DYNAMIC(CODE, NAME, BLOCK)                                            \
-    static inline int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, int bits,            \
+    LQ_ROW_KERNEL int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, int bits,            \
                            int is_signed, int include_zero, int qmin, int qmax, float *scale, \
                            ptrdiff_t scale_step, int32_t *zero_point,                         \
                            ptrdiff_t zero_point_step, CODE *out, int stream)                  \
