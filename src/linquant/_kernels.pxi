@@ -480,7 +480,8 @@ cdef inline int _quantize_blocks_vector(
     int64_t qmin, int64_t qmax, codes *out, bint stream,
 ) noexcept nogil:
     # Contiguous float32 runs of blocks by _loops.h's vector loops (AVX-512 builds): 0 when
-    # done, nonzero where the caller must do the run itself (a NaN; no such build).
+    # done, nonzero where the caller must do the run itself (a NaN, a zero point beyond the
+    # fast form, no such build).
     if floating is float:
         if codes is uint8_t:
             return lq_quantize_blocks_u8(
