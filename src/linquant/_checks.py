@@ -146,7 +146,7 @@ def scales(value: object, shape: tuple[int, ...], wf: type[np.floating]) -> np.n
 def zero_points(value: object, shape: tuple[int, ...]) -> np.ndarray:
     """Per-axis or per-block zero points: an integer scalar or array of ``shape`` in int32.
 
-    Returned as a C-contiguous int64 array of ``shape`` (a broadcast one for a scalar).
+    Returned as a C-contiguous int32 array of ``shape`` (a broadcast one for a scalar).
     """
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":
