@@ -403,6 +403,93 @@ def test_larger_arrays_match_slice_loop(shape, axis, block_size, dtype, options)
     )
 
 
+# Rows of at least 16 whole blocks of 16-256 values take _loops.h's group kernels (dynamic:
+# division-free quotients, integer clamps or saturating packs); the rest of a row and other
+# block sizes take the per-block loops. Rows here mix both, with exact ties and rows whose
+# scales leave the group kernels' range (they hand such rows back).
+GROUP_BLOCKS = [16, 32, 64, 128, 256, 48]
+
+
+def _group_rows(seed: int, block_size: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = 16 * block_size * 2 + 3 * block_size + 5
+    x = rng.standard_normal((10, n)) * rng.uniform(0.01, 100, (10, 1)) + rng.normal(0, 20, (10, 1))
+    x[1] = np.round(x[1]) + 0.5  # ties at every scale that divides the halves
+    x[2] = rng.integers(-128, 128, n)  # integer data: exact quotients at scale 1
+    x[3] *= 1e-25 / np.abs(x[3]).max()  # scales below 2**-100
+    x[9] *= 1e-39 / np.abs(x[9]).max()  # subnormal scales
+    x[4] *= 1e33  # scales above 2**100
+    x[5, : 3 * block_size] = 7.0  # constant blocks (span 0)
+    x[6, rng.integers(0, n, 3)] = np.nan
+    x[7, 16 * block_size + 1] = np.nan  # in the second group
+    x[8] = np.abs(x[8])  # zero out of range: a zero point at the code range's edge
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("block_size", GROUP_BLOCKS)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"bits": 8, "scheme": "asymmetric"},
+        {"bits": 8, "scheme": "asymmetric", "include_zero": False},
+        {"bits": 5, "scheme": "asymmetric"},
+        {"bits": 16, "scheme": "asymmetric"},
+        {"bits": 8, "scheme": "symmetric"},
+        {"bits": 8, "scheme": "symmetric", "narrow_range": True},
+        {"bits": 16, "scheme": "symmetric"},
+        {"bits": 12, "scheme": "symmetric"},
+    ],
+)
+def test_whole_block_groups_match_slice_loop(block_size: int, options: dict) -> None:
+    x = _group_rows(block_size, block_size)
+    check_against_loop(
+        lambda: quantize_grouped(x, 1, block_size, nan="zero", **options),
+        lambda: quantize_loop(x, 1, block_size, nan="zero", **options),
+    )
+    check_against_loop(  # a NaN raises, from whichever group it is in
+        lambda: quantize_grouped(x[6:8], 1, block_size, **options),
+        lambda: quantize_loop(x[6:8], 1, block_size, **options),
+    )
+
+
+@pytest.mark.parametrize("block_size", GROUP_BLOCKS)
+def test_whole_block_groups_at_tiny_scales(block_size: int) -> None:
+    # Scales near 2**-125 (every block holds 0 and its row's top, so 8-bit asymmetric gives top / 255)
+    # and values at its half steps: the quotient's residual would be subnormal there, and the
+    # division-free form wrong for about one value in 10**4; the group kernels hand such
+    # scales back.
+    rng = np.random.default_rng(block_size)
+    top = (rng.uniform(1, 2, (64, 1)) * 2.0**-117).astype(np.float32)
+    x = (rng.integers(0, 255, (64, 32 * block_size)) + 0.5) * (top / np.float32(255))
+    x = x.astype(np.float32)
+    x[:, ::block_size], x[:, 1::block_size] = 0, top
+    check_against_loop(
+        lambda: quantize_grouped(x, 1, block_size, bits=8, scheme="asymmetric"),
+        lambda: quantize_loop(x, 1, block_size, bits=8, scheme="asymmetric"),
+    )
+
+
+@pytest.mark.parametrize("block_size", GROUP_BLOCKS)
+@pytest.mark.parametrize("code_dtype", CODE_DTYPES)
+def test_whole_block_groups_with_given_parameters(block_size: int, code_dtype: str) -> None:
+    x = _group_rows(block_size + 1, block_size)
+    x[0, :5] = [np.inf, -np.inf, 3e38, -3e38, 0.0]
+    rng = np.random.default_rng(block_size)
+    shape = param_shape(x.shape, 1, block_size)
+    info = np.iinfo(code_dtype)
+    scale = rng.choice([2.0**-4, 0.5, 1.0, 3.0, 1e-3, 1e3], shape).astype(np.float32)
+    zero_point = rng.integers(int(info.min) - 3, int(info.max) + 4, shape, dtype=np.int32)
+    for zp in (zero_point, np.full(shape, 2**26, np.int32)):  # the second leaves the fast form
+        check_against_loop(
+            lambda zp=zp: quantize_linear_grouped(
+                x, scale, zp, 1, block_size, dtype=code_dtype, nan="zero"
+            ),
+            lambda zp=zp: quantize_linear_loop(
+                x, scale, zp, 1, block_size, dtype=code_dtype, nan="zero"
+            ),
+        )
+
+
 # Raising slices: the grouped call raises the same exception type as the per-tensor call.
 ERROR_CASES = {
     "infinite": (np.array([[1.0, 2.0], [np.inf, 0.0]], np.float32), {}),

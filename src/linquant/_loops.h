@@ -318,10 +318,10 @@ static inline int lq_can_stream(const void *out, ptrdiff_t block, ptrdiff_t item
         }                                                                                     \
         return nan;                                                                           \
     }
-LQ_DEFINE_QUANTIZE_BLOCKS(uint8_t, lq_quantize_blocks_u8, lq_quantize_block_u8)
-LQ_DEFINE_QUANTIZE_BLOCKS(int8_t, lq_quantize_blocks_i8, lq_quantize_block_i8)
-LQ_DEFINE_QUANTIZE_BLOCKS(uint16_t, lq_quantize_blocks_u16, lq_quantize_block_u16)
-LQ_DEFINE_QUANTIZE_BLOCKS(int16_t, lq_quantize_blocks_i16, lq_quantize_block_i16)
+LQ_DEFINE_QUANTIZE_BLOCKS(uint8_t, lq_quantize_blocks_any_u8, lq_quantize_block_u8)
+LQ_DEFINE_QUANTIZE_BLOCKS(int8_t, lq_quantize_blocks_any_i8, lq_quantize_block_i8)
+LQ_DEFINE_QUANTIZE_BLOCKS(uint16_t, lq_quantize_blocks_any_u16, lq_quantize_block_u16)
+LQ_DEFINE_QUANTIZE_BLOCKS(int16_t, lq_quantize_blocks_any_i16, lq_quantize_block_i16)
 
 /*
  * A block's range, lane-wise: lo and hi vectors whose lanes together hold its n values'
@@ -491,10 +491,376 @@ LQ_VECTOR_INLINE int lq_block_params16(__m512 lo, __m512 hi, __mmask16 valid, in
         }                                                                                     \
         return 0;                                                                             \
     }
-LQ_DEFINE_BLOCK_DYNAMIC(uint8_t, lq_block_dynamic_u8, lq_quantize_block_u8)
-LQ_DEFINE_BLOCK_DYNAMIC(int8_t, lq_block_dynamic_i8, lq_quantize_block_i8)
-LQ_DEFINE_BLOCK_DYNAMIC(uint16_t, lq_block_dynamic_u16, lq_quantize_block_u16)
-LQ_DEFINE_BLOCK_DYNAMIC(int16_t, lq_block_dynamic_i16, lq_quantize_block_i16)
+LQ_DEFINE_BLOCK_DYNAMIC(uint8_t, lq_block_dynamic_any_u8, lq_quantize_block_u8)
+LQ_DEFINE_BLOCK_DYNAMIC(int8_t, lq_block_dynamic_any_i8, lq_quantize_block_i8)
+LQ_DEFINE_BLOCK_DYNAMIC(uint16_t, lq_block_dynamic_any_u16, lq_quantize_block_u16)
+LQ_DEFINE_BLOCK_DYNAMIC(int16_t, lq_block_dynamic_any_i16, lq_quantize_block_i16)
+
+/*
+ * Whole groups of 16 blocks of 16, 32, 64, 128 or 256 values (m = block / 16 vectors each),
+ * the common block sizes, each compiled for its m (LQ_GROUP_SWITCH): the 16 blocks'
+ * parameters stay in vectors (a block's are a permute away), and codes go out a 64-byte line
+ * at a time, packed by in-lane packs and one permute. A run's last, partial group and other
+ * block sizes go to the kernels above.
+ *
+ * Division-free quotients (dynamic blocks): with r = RN(1 / s), q0 = RN(x * r) can be an ulp
+ * off x / s, but one correction with the residual, RN(q0 + RN(x - q0 * s) * r) (two fused
+ * multiply-adds), equals RN(x / s) for every pair of float significands: all 2**46 pairs were
+ * checked against a correctly rounded division (scripts/check_quotient.cu, a minute on one
+ * GPU; q0 alone differs for about a quarter of them). Scaling x and s by powers of two scales
+ * every step exactly, so this holds for all x and s while the steps stay normal: s in
+ * [2**-100, 2**100] keeps r normal, |x| >= 2**-102 keeps the residual exact or normal, and a
+ * smaller x has |x / s| < 1/4, which both forms round to 0. Other scales are handed back; the
+ * tests hold rows near 2**-125 that the correction gets wrong. A division costs 1.7 ms per
+ * 16M floats here, a multiply 0.5; in cache, blocks of 128 went from 2.55 to 2.17 ms.
+ */
+#define LQ_GROUP_SCALE_MIN 0x1p-100f
+#define LQ_GROUP_SCALE_MAX 0x1p100f
+LQ_VECTOR_INLINE __m512 lq_quotient16(__m512 x, __m512 scale, __m512 reciprocal)
+{
+    __m512 q = _mm512_mul_ps(x, reciprocal);
+    return _mm512_fmadd_ps(_mm512_fnmadd_ps(q, scale, x), reciprocal, q);
+}
+/* 16 blocks' parameters: scale, its reciprocal (dynamic), the fast form's bounds (given). */
+typedef struct {
+    __m512 scale, reciprocal, lo, hi;
+    __m512i zero_point;
+} lq_group_params;
+/*
+ * One vector of codes, zero point added and within [qmin, qmax]. The int32 before the zero
+ * point is folded into *low: it is INT32_MIN (what vcvtps2dq gives a NaN) only for a NaN.
+ * - dynamic: every x of a block lies in its range, so |x / s| is at most about
+ *   |zero point| + 2**16 < 2**25 and the rounding converts it without overflow; clamping the
+ *   integer is then the same as SPEC §2's clamp of the quotient. Unless `clamp`, [qmin, qmax]
+ *   is the code type's whole range and the saturating packs of LQ_LINE_* clamp instead (two
+ *   operations a vector fewer: 2.4 to 2.0 ms for 16M values in blocks of 128, in cache).
+ * - given: the fast form (saturate, then round) with operands in the order that keeps a NaN.
+ */
+LQ_VECTOR_INLINE __m512i lq_group_code16(__m512 x, const lq_group_params *p, __m512i qmin,
+                                         __m512i qmax, int dynamic, int clamp, __m512i *low)
+{
+    __m512i c;
+    if (dynamic) {
+        c = _mm512_cvtps_epi32(lq_quotient16(x, p->scale, p->reciprocal));
+        *low = _mm512_min_epi32(*low, c);
+        c = _mm512_add_epi32(c, p->zero_point);
+        return clamp ? _mm512_min_epi32(_mm512_max_epi32(c, qmin), qmax) : c;
+    }
+    c = _mm512_cvtps_epi32(
+        _mm512_min_ps(p->hi, _mm512_max_ps(p->lo, _mm512_div_ps(x, p->scale))));
+    *low = _mm512_min_epi32(*low, c);
+    return _mm512_add_epi32(c, p->zero_point);
+}
+/* Lane k of every vector of p (block k's parameters). */
+LQ_VECTOR_INLINE lq_group_params lq_group_block(const lq_group_params *p, int k)
+{
+    const __m512i lane = _mm512_set1_epi32(k);
+    lq_group_params b;
+    b.scale = _mm512_permutexvar_ps(lane, p->scale);
+    b.reciprocal = _mm512_permutexvar_ps(lane, p->reciprocal);
+    b.lo = _mm512_permutexvar_ps(lane, p->lo);
+    b.hi = _mm512_permutexvar_ps(lane, p->hi);
+    b.zero_point = _mm512_permutexvar_epi32(lane, p->zero_point);
+    return b;
+}
+/* A 64-byte line of codes from 4 (8-bit) or 2 (16-bit) vectors already within the code range:
+   the packs work within 128-bit lanes, the permute puts the pieces in order. */
+LQ_VECTOR_INLINE __m512i lq_line8(__m512i packed)
+{
+    return _mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), packed);
+}
+LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
+{
+    return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), packed);
+}
+#define LQ_LINE_U8(v)                                                                         \
+    lq_line8(_mm512_packus_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3])))
+#define LQ_LINE_I8(v)                                                                         \
+    lq_line8(_mm512_packs_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3])))
+#define LQ_LINE_U16(v) lq_line16(_mm512_packus_epi32(v[0], v[1]))
+#define LQ_LINE_I16(v) lq_line16(_mm512_packs_epi32(v[0], v[1]))
+#define LQ_STORE_LINE(p, line, stream)                                                        \
+    do {                                                                                      \
+        if (stream)                                                                           \
+            _mm512_stream_si512((void *)(p), line);                                           \
+        else                                                                                  \
+            _mm512_storeu_si512((void *)(p), line);                                           \
+    } while (0)
+/*
+ * The codes of one group of 16 blocks of m vectors (stream: out is 64-byte aligned). Returns
+ * the lane-wise minimum of the int32 before the zero point (lq_group_code16), kept in a
+ * register here: accumulated through a pointer in the row kernels' large bodies it was kept
+ * in memory, a store and a load in every vector's chain (blocks of 128: 3.3 to 5.0 ms).
+ */
+#define LQ_DEFINE_GROUP_CODES(CODE, NAME, LINE)                                               \
+    LQ_VECTOR_INLINE __m512i NAME(const float *x, ptrdiff_t m, const lq_group_params *group,  \
+                                  __m512i qmin, __m512i qmax, int dynamic, int clamp,         \
+                                  CODE *out, int stream)                                      \
+    {                                                                                         \
+        enum { PER_LINE = 64 / (16 * (int)sizeof(CODE)) };                                    \
+        lq_group_params block = *group;                                                       \
+        __m512i v[PER_LINE], low = _mm512_set1_epi32(INT32_MAX);                             \
+        ptrdiff_t k, line, j;                                                                 \
+        if (m < PER_LINE) { /* lines across blocks: at most 8, unrolled */                    \
+            _Pragma("GCC unroll 8") for (line = 0; line < 16 * m / PER_LINE; line++) {        \
+                _Pragma("GCC unroll 4") for (j = 0; j < PER_LINE; j++) {                      \
+                    const ptrdiff_t at = line * PER_LINE + j;                                 \
+                    if (at % m == 0)                                                          \
+                        block = lq_group_block(group, (int)(at / m));                         \
+                    v[j] = lq_group_code16(_mm512_loadu_ps(x + 16 * at), &block, qmin, qmax,  \
+                                           dynamic, clamp, &low);                             \
+                }                                                                             \
+                LQ_STORE_LINE(out + line * PER_LINE * 16, LINE(v), stream);                   \
+            }                                                                                 \
+            return low;                                                                       \
+        }                                                                                     \
+        for (k = 0; k < 16; k++) { /* whole lines in each block */                            \
+            block = lq_group_block(group, (int)k);                                            \
+            for (line = 0; line < m / PER_LINE; line++) {                                     \
+                const ptrdiff_t at = m * k + line * PER_LINE;                                 \
+                _Pragma("GCC unroll 4") for (j = 0; j < PER_LINE; j++)                        \
+                    v[j] = lq_group_code16(_mm512_loadu_ps(x + 16 * (at + j)), &block, qmin,  \
+                                           qmax, dynamic, clamp, &low);                       \
+                LQ_STORE_LINE(out + at * 16, LINE(v), stream);                                \
+            }                                                                                 \
+        }                                                                                     \
+        return low;                                                                           \
+    }
+LQ_DEFINE_GROUP_CODES(uint8_t, lq_group_codes_u8, LQ_LINE_U8)
+LQ_DEFINE_GROUP_CODES(int8_t, lq_group_codes_i8, LQ_LINE_I8)
+LQ_DEFINE_GROUP_CODES(uint16_t, lq_group_codes_u16, LQ_LINE_U16)
+LQ_DEFINE_GROUP_CODES(int16_t, lq_group_codes_i16, LQ_LINE_I16)
+/* 16 values from p[0], p[step], ... */
+LQ_VECTOR_INLINE __m512 lq_load16_ps(const float *p, ptrdiff_t step)
+{
+    float lanes[16];
+    int k;
+    if (step == 1)
+        return _mm512_loadu_ps(p);
+    for (k = 0; k < 16; k++)
+        lanes[k] = p[k * step];
+    return _mm512_loadu_ps(lanes);
+}
+LQ_VECTOR_INLINE __m512i lq_load16_epi32(const int32_t *p, ptrdiff_t step)
+{
+    int32_t lanes[16];
+    int k;
+    if (step == 1)
+        return _mm512_loadu_si512((const void *)p);
+    for (k = 0; k < 16; k++)
+        lanes[k] = p[k * step];
+    return _mm512_loadu_si512((const void *)lanes);
+}
+/* p[0], p[step], ... = the 16 lanes of v. */
+LQ_VECTOR_INLINE void lq_store16_ps(float *p, ptrdiff_t step, __m512 v)
+{
+    float lanes[16];
+    int k;
+    if (step == 1) {
+        _mm512_storeu_ps(p, v);
+        return;
+    }
+    _mm512_storeu_ps(lanes, v);
+    for (k = 0; k < 16; k++)
+        p[k * step] = lanes[k];
+}
+LQ_VECTOR_INLINE void lq_store16_epi32(int32_t *p, ptrdiff_t step, __m512i v)
+{
+    int32_t lanes[16];
+    int k;
+    if (step == 1) {
+        _mm512_storeu_si512((void *)p, v);
+        return;
+    }
+    _mm512_storeu_si512((void *)lanes, v);
+    for (k = 0; k < 16; k++)
+        p[k * step] = lanes[k];
+}
+/* A group's ranges: lane-wise minimum and maximum of each block's m vectors. */
+LQ_VECTOR_INLINE void lq_block_range(const float *x, ptrdiff_t m, __m512 *lo, __m512 *hi)
+{
+    __m512 l = _mm512_loadu_ps(x), h = l;
+    ptrdiff_t j;
+    _Pragma("GCC unroll 16") for (j = 1; j < m; j++) {
+        __m512 v = _mm512_loadu_ps(x + 16 * j);
+        l = _mm512_min_ps(v, l);
+        h = _mm512_max_ps(v, h);
+    }
+    *lo = l;
+    *hi = h;
+}
+LQ_VECTOR_INLINE void lq_group_ranges(const float *x, ptrdiff_t m, __m512 *lo, __m512 *hi)
+{
+    ptrdiff_t g;
+    if (m <= 2) {
+        _Pragma("GCC unroll 16") for (g = 0; g < 16; g++)
+            lq_block_range(x + 16 * m * g, m, &lo[g], &hi[g]);
+    } else {
+        for (g = 0; g < 16; g++)
+            lq_block_range(x + 16 * m * g, m, &lo[g], &hi[g]);
+    }
+}
+/*
+ * The whole groups of a run of given-parameter blocks (m vectors each): returns the number of
+ * values done, or -1 if a zero point leaves the fast form; *nan is set if a value was NaN.
+ */
+#define LQ_DEFINE_GIVEN_GROUPS(CODE, NAME, GROUP_CODES)                                       \
+    LQ_VECTOR_INLINE ptrdiff_t NAME(ptrdiff_t m, const float *x, ptrdiff_t n,                 \
+                                    const float *scale, ptrdiff_t scale_step,                 \
+                                    const int32_t *zero_point, ptrdiff_t zero_point_step,     \
+                                    int qmin, int qmax, CODE *out, int stream, int *nan)      \
+    {                                                                                         \
+        const ptrdiff_t size = 256 * m;                                                       \
+        const __m512i vmin = _mm512_set1_epi32(qmin), vmax = _mm512_set1_epi32(qmax);         \
+        __m512i low = _mm512_set1_epi32(INT32_MAX);                                           \
+        lq_group_params group;                                                                \
+        ptrdiff_t a;                                                                          \
+        stream = stream && (uintptr_t)out % 64u == 0;                                         \
+        group.reciprocal = _mm512_setzero_ps();                                               \
+        for (a = 0; a + size <= n; a += size) {                                               \
+            group.scale = lq_load16_ps(scale + a / (16 * m) * scale_step, scale_step);        \
+            group.zero_point = lq_load16_epi32(                                               \
+                zero_point + a / (16 * m) * zero_point_step, zero_point_step);                \
+            if (_mm512_cmp_epi32_mask(group.zero_point,                                       \
+                                      _mm512_set1_epi32(qmin + LQ_FAST_BOUND),                \
+                                      _MM_CMPINT_NLE) |                                       \
+                _mm512_cmp_epi32_mask(group.zero_point,                                       \
+                                      _mm512_set1_epi32(qmax - LQ_FAST_BOUND), _MM_CMPINT_LT)) \
+                return -1;                                                                    \
+            group.lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(vmin, group.zero_point));          \
+            group.hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(vmax, group.zero_point));          \
+            low = _mm512_min_epi32(                                                           \
+                low, GROUP_CODES(x + a, m, &group, vmin, vmax, 0, 0, out + a, stream));       \
+        }                                                                                     \
+        *nan = _mm512_cmpeq_epi32_mask(low, _mm512_set1_epi32(INT32_MIN)) != 0;               \
+        return a;                                                                             \
+    }
+LQ_DEFINE_GIVEN_GROUPS(uint8_t, lq_given_groups_u8, lq_group_codes_u8)
+LQ_DEFINE_GIVEN_GROUPS(int8_t, lq_given_groups_i8, lq_group_codes_i8)
+LQ_DEFINE_GIVEN_GROUPS(uint16_t, lq_given_groups_u16, lq_group_codes_u16)
+LQ_DEFINE_GIVEN_GROUPS(int16_t, lq_given_groups_i16, lq_group_codes_i16)
+/*
+ * The whole groups of a run of dynamic blocks: ranges, SPEC §4 for the 16 blocks at once, then
+ * codes from the cache. Returns the number of values done, or -1 where the caller must do the
+ * run its own way (a NaN, parameters that raise or leave the fast form, a scale outside
+ * [LQ_GROUP_SCALE_MIN, LQ_GROUP_SCALE_MAX]).
+ */
+#define LQ_DEFINE_DYNAMIC_GROUPS(CODE, CODE_MIN, CODE_MAX, NAME, GROUP_CODES)                 \
+    LQ_VECTOR_INLINE ptrdiff_t NAME(ptrdiff_t m, const float *x, ptrdiff_t n, int bits,       \
+                                    int is_signed, int include_zero, int qmin, int qmax,      \
+                                    float *scale, ptrdiff_t scale_step, int32_t *zero_point,  \
+                                    ptrdiff_t zero_point_step, CODE *out, int stream)         \
+    {                                                                                         \
+        const ptrdiff_t size = 256 * m;                                                       \
+        const __m512i vmin = _mm512_set1_epi32(qmin), vmax = _mm512_set1_epi32(qmax);         \
+        __m512i low = _mm512_set1_epi32(INT32_MAX);                                           \
+        __m512 lo[16], hi[16];                                                                \
+        const int clamp = qmin != CODE_MIN || qmax != CODE_MAX;                               \
+        float group_scale[16];                                                                \
+        int32_t group_zero_point[16];                                                         \
+        lq_group_params group;                                                                \
+        ptrdiff_t a, b;                                                                       \
+        stream = stream && (uintptr_t)out % 64u == 0;                                         \
+        group.lo = group.hi = _mm512_setzero_ps();                                            \
+        for (a = 0, b = 0; a + size <= n; a += size, b += 16) {                               \
+            lq_group_ranges(x + a, m, lo, hi);                                                \
+            if (lq_block_params16(lq_reduce_min16(lo), lq_reduce_max16(hi), 0xffff, bits,     \
+                                  is_signed, include_zero, qmin, qmax, group_scale,           \
+                                  group_zero_point))                                          \
+                return -1;                                                                    \
+            group.scale = _mm512_loadu_ps(group_scale);                                       \
+            group.zero_point = _mm512_loadu_si512((const void *)group_zero_point);            \
+            if (_mm512_cmp_ps_mask(group.scale, _mm512_set1_ps(LQ_GROUP_SCALE_MIN),           \
+                                   _CMP_LT_OQ) |                                              \
+                _mm512_cmp_ps_mask(group.scale, _mm512_set1_ps(LQ_GROUP_SCALE_MAX),           \
+                                   _CMP_GT_OQ))                                               \
+                return -1;                                                                    \
+            group.reciprocal = _mm512_div_ps(_mm512_set1_ps(1.0f), group.scale);              \
+            lq_store16_ps(scale + b * scale_step, scale_step, group.scale);                   \
+            lq_store16_epi32(zero_point + b * zero_point_step, zero_point_step,               \
+                             group.zero_point);                                               \
+            low = _mm512_min_epi32(low, /* two calls: each compiled with its constant */      \
+                                   clamp ? GROUP_CODES(x + a, m, &group, vmin, vmax, 1, 1,    \
+                                                       out + a, stream)                       \
+                                         : GROUP_CODES(x + a, m, &group, vmin, vmax, 1, 0,    \
+                                                       out + a, stream));                     \
+        }                                                                                     \
+        if (_mm512_cmpeq_epi32_mask(low, _mm512_set1_epi32(INT32_MIN)))                       \
+            return -1;                                                                        \
+        return a;                                                                             \
+    }
+LQ_DEFINE_DYNAMIC_GROUPS(uint8_t, 0, 255, lq_dynamic_groups_u8, lq_group_codes_u8)
+LQ_DEFINE_DYNAMIC_GROUPS(int8_t, -128, 127, lq_dynamic_groups_i8, lq_group_codes_i8)
+LQ_DEFINE_DYNAMIC_GROUPS(uint16_t, 0, 65535, lq_dynamic_groups_u16, lq_group_codes_u16)
+LQ_DEFINE_DYNAMIC_GROUPS(int16_t, -32768, 32767, lq_dynamic_groups_i16, lq_group_codes_i16)
+/* result = CALL(m, ...) with m = block / 16 a constant for the block sizes above (each call
+   compiled of its own), 0 for other sizes. */
+#define LQ_GROUP_SWITCH(block, result, CALL, ...)                                             \
+    switch (block) {                                                                          \
+    case 16: result = CALL(1, __VA_ARGS__); break;                                            \
+    case 32: result = CALL(2, __VA_ARGS__); break;                                            \
+    case 64: result = CALL(4, __VA_ARGS__); break;                                            \
+    case 128: result = CALL(8, __VA_ARGS__); break;                                           \
+    case 256: result = CALL(16, __VA_ARGS__); break;                                          \
+    default: result = 0;                                                                      \
+    }
+/* The per-block kernels the Cython loops call: whole groups above, the rest by the _any ones. */
+#define LQ_DEFINE_QUANTIZE_BLOCKS_RUN(CODE, NAME, GROUPS, ANY)                                \
+    LQ_ROW_KERNEL int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, const float *scale,  \
+                           ptrdiff_t scale_step, const int32_t *zero_point,                   \
+                           ptrdiff_t zero_point_step, int qmin, int qmax, CODE *out,          \
+                           int stream)                                                        \
+    {                                                                                         \
+        ptrdiff_t done, blocks;                                                               \
+        int nan = 0, rest;                                                                    \
+        LQ_GROUP_SWITCH(block, done, GROUPS, x, n, scale, scale_step, zero_point,             \
+                        zero_point_step, qmin, qmax, out, stream, &nan)                       \
+        if (done < 0)                                                                         \
+            return -1;                                                                        \
+        if (done == n)                                                                        \
+            return nan;                                                                       \
+        blocks = done / block;                                                                \
+        rest = ANY(x + done, n - done, block, scale + blocks * scale_step, scale_step,        \
+                   zero_point + blocks * zero_point_step, zero_point_step, qmin, qmax,        \
+                   out + done, stream);                                                       \
+        return rest < 0 ? rest : (rest | nan);                                                \
+    }
+LQ_DEFINE_QUANTIZE_BLOCKS_RUN(uint8_t, lq_quantize_blocks_u8, lq_given_groups_u8,
+                              lq_quantize_blocks_any_u8)
+LQ_DEFINE_QUANTIZE_BLOCKS_RUN(int8_t, lq_quantize_blocks_i8, lq_given_groups_i8,
+                              lq_quantize_blocks_any_i8)
+LQ_DEFINE_QUANTIZE_BLOCKS_RUN(uint16_t, lq_quantize_blocks_u16, lq_given_groups_u16,
+                              lq_quantize_blocks_any_u16)
+LQ_DEFINE_QUANTIZE_BLOCKS_RUN(int16_t, lq_quantize_blocks_i16, lq_given_groups_i16,
+                              lq_quantize_blocks_any_i16)
+#define LQ_DEFINE_BLOCK_DYNAMIC_RUN(CODE, NAME, GROUPS, ANY)                                  \
+    LQ_ROW_KERNEL int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, int bits,            \
+                           int is_signed, int include_zero, int qmin, int qmax, float *scale, \
+                           ptrdiff_t scale_step, int32_t *zero_point,                         \
+                           ptrdiff_t zero_point_step, CODE *out, int stream)                  \
+    {                                                                                         \
+        ptrdiff_t done, blocks;                                                               \
+        LQ_GROUP_SWITCH(block, done, GROUPS, x, n, bits, is_signed, include_zero, qmin, qmax, \
+                        scale, scale_step, zero_point, zero_point_step, out, stream)          \
+        if (done < 0)                                                                         \
+            return 1;                                                                         \
+        if (done == n)                                                                        \
+            return 0;                                                                         \
+        blocks = done / block;                                                                \
+        return ANY(x + done, n - done, block, bits, is_signed, include_zero, qmin, qmax,      \
+                   scale + blocks * scale_step, scale_step,                                   \
+                   zero_point + blocks * zero_point_step, zero_point_step, out + done,        \
+                   stream);                                                                   \
+    }
+LQ_DEFINE_BLOCK_DYNAMIC_RUN(uint8_t, lq_block_dynamic_u8, lq_dynamic_groups_u8,
+                            lq_block_dynamic_any_u8)
+LQ_DEFINE_BLOCK_DYNAMIC_RUN(int8_t, lq_block_dynamic_i8, lq_dynamic_groups_i8,
+                            lq_block_dynamic_any_i8)
+LQ_DEFINE_BLOCK_DYNAMIC_RUN(uint16_t, lq_block_dynamic_u16, lq_dynamic_groups_u16,
+                            lq_block_dynamic_any_u16)
+LQ_DEFINE_BLOCK_DYNAMIC_RUN(int16_t, lq_block_dynamic_i16, lq_dynamic_groups_i16,
+                            lq_block_dynamic_any_i16)
 #else
 #define LQ_STREAM 0
 #define LQ_DEFINE_QUANTIZE8(CODE, NAME)                                                       \
