@@ -454,10 +454,10 @@ def test_whole_block_groups_match_slice_loop(block_size: int, options: dict) -> 
 
 @pytest.mark.parametrize("block_size", GROUP_BLOCKS)
 def test_whole_block_groups_at_tiny_scales(block_size: int) -> None:
-    # Scales near 2**-125 (every block holds 0 and its row's top, so 8-bit asymmetric gives top / 255)
-    # and values at its half steps: the quotient's residual would be subnormal there, and the
-    # division-free form wrong for about one value in 10**4; the group kernels hand such
-    # scales back.
+    # Scales near 2**-125 (every block holds 0 and its row's top: 8-bit asymmetric gives
+    # top / 255) and values at its half steps: the quotient's residual would be subnormal
+    # there, and the division-free form wrong for about one value in 10**4; the group kernels
+    # hand such scales back.
     rng = np.random.default_rng(block_size)
     top = (rng.uniform(1, 2, (64, 1)) * 2.0**-117).astype(np.float32)
     x = (rng.integers(0, 255, (64, 32 * block_size)) + 0.5) * (top / np.float32(255))
