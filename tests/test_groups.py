@@ -479,13 +479,23 @@ def test_whole_block_groups_with_given_parameters(block_size: int, code_dtype: s
     info = np.iinfo(code_dtype)
     scale = rng.choice([2.0**-4, 0.5, 1.0, 3.0, 1e-3, 1e3], shape).astype(np.float32)
     zero_point = rng.integers(int(info.min) - 3, int(info.max) + 4, shape, dtype=np.int32)
-    for zp in (zero_point, np.full(shape, 2**26, np.int32)):  # the second leaves the fast form
+    # Zero points beyond the fast form's 2**24, with values whose quotients reach the code
+    # range's edges there: its bounds would not be exact floats. Rows of whole groups only
+    # (a rest would hand the whole row back).
+    far = 2**25 + 12345
+    x_far = (rng.integers(-300, 300, (4, 32 * block_size)) - far).astype(np.float32)
+    far_shape = param_shape(x_far.shape, 1, block_size)
+    cases = [
+        (x, scale, zero_point),
+        (x_far, np.ones(far_shape, np.float32), np.full(far_shape, far, np.int32)),
+    ]
+    for xs, s, zp in cases:
         check_against_loop(
-            lambda zp=zp: quantize_linear_grouped(
-                x, scale, zp, 1, block_size, dtype=code_dtype, nan="zero"
+            lambda xs=xs, s=s, zp=zp: quantize_linear_grouped(
+                xs, s, zp, 1, block_size, dtype=code_dtype, nan="zero"
             ),
-            lambda zp=zp: quantize_linear_loop(
-                x, scale, zp, 1, block_size, dtype=code_dtype, nan="zero"
+            lambda xs=xs, s=s, zp=zp: quantize_linear_loop(
+                xs, s, zp, 1, block_size, dtype=code_dtype, nan="zero"
             ),
         )
 

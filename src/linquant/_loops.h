@@ -238,6 +238,12 @@ static inline int lq_fast_zero_point(int64_t zero_point, int qmin, int qmax)
 {
     return qmin - zero_point >= -LQ_FAST_BOUND && qmax - zero_point <= LQ_FAST_BOUND;
 }
+/* The lanes of z whose zero points keep the fast form. */
+static inline __mmask16 lq_fast_zero_points16(__m512i z, int qmin, int qmax)
+{
+    return _mm512_cmp_epi32_mask(z, _mm512_set1_epi32(qmin + LQ_FAST_BOUND), _MM_CMPINT_LE) &
+           _mm512_cmp_epi32_mask(z, _mm512_set1_epi32(qmax - LQ_FAST_BOUND), _MM_CMPINT_NLT);
+}
 static inline __mmask16 lq_first(ptrdiff_t n) { return (__mmask16)((1u << n) - 1u); }
 /* A block's parameters as vectors: scale, the fast form's bounds, zero point. */
 typedef struct {
@@ -432,11 +438,7 @@ LQ_VECTOR_INLINE int lq_block_params16(__m512 lo, __m512 hi, __mmask16 valid, in
         good &= _mm512_cmp_ps_mask(initial, _mm512_set1_ps(-2147483648.0f), _CMP_GE_OQ) &
                 _mm512_cmp_ps_mask(initial, _mm512_set1_ps(2147483648.0f), _CMP_LT_OQ);
         z = _mm512_maskz_cvtps_epi32(good, initial);
-        /* the fast form: qmin - zero_point >= -2**24 and qmax - zero_point <= 2**24 */
-        good &= _mm512_cmp_epi32_mask(z, _mm512_set1_epi32(qmin + LQ_FAST_BOUND),
-                                      _MM_CMPINT_LE) &
-                _mm512_cmp_epi32_mask(z, _mm512_set1_epi32(qmax - LQ_FAST_BOUND),
-                                      _MM_CMPINT_NLT);
+        good &= lq_fast_zero_points16(z, qmin, qmax);
     }
     _mm512_storeu_ps(scale_out, scale);
     _mm512_storeu_si512((void *)zero_point_out, z);
@@ -722,11 +724,7 @@ LQ_VECTOR_INLINE void lq_group_ranges(const float *x, ptrdiff_t m, __m512 *lo, _
             group.scale = lq_load16_ps(scale + a / (16 * m) * scale_step, scale_step);        \
             group.zero_point = lq_load16_epi32(                                               \
                 zero_point + a / (16 * m) * zero_point_step, zero_point_step);                \
-            if (_mm512_cmp_epi32_mask(group.zero_point,                                       \
-                                      _mm512_set1_epi32(qmin + LQ_FAST_BOUND),                \
-                                      _MM_CMPINT_NLE) |                                       \
-                _mm512_cmp_epi32_mask(group.zero_point,                                       \
-                                      _mm512_set1_epi32(qmax - LQ_FAST_BOUND), _MM_CMPINT_LT)) \
+            if (lq_fast_zero_points16(group.zero_point, qmin, qmax) != 0xffff)                \
                 return -1;                                                                    \
             group.lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(vmin, group.zero_point));          \
             group.hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(vmax, group.zero_point));          \
