@@ -249,8 +249,8 @@ def group_quantize(
     """Quantize with each group's parameters; see ``linquant._numpy_backend``."""
     zero_points = _zero_points(zero_point, groups)
     # The kernel reads `fast` only where parameters change within a run (blocks of 1, or an
-    # axis with others after it); runs of whole blocks check their own zero points, and the
-    # two passes over them would cost a tenth of a 2-thread call in blocks of 32.
+    # axis with others after it); runs of whole blocks check their own zero points. In blocks
+    # of 32 of 16M values, the two passes over them took about 50 us of a 2 ms call.
     changing = groups.block == 1 or math.prod(x.shape[groups.axis + 1 :]) > 1
     fast = changing and (
         zero_points.size == 0
