@@ -501,9 +501,9 @@ LQ_DEFINE_BLOCK_DYNAMIC(int16_t, lq_block_dynamic_any_i16, lq_quantize_block_i16
 /*
  * Whole groups of 16 blocks of 16, 32, 64, 128 or 256 values (m = block / 16 vectors each),
  * the common block sizes, each compiled for its m (LQ_GROUP_SWITCH): the 16 blocks'
- * parameters stay in vectors (a block's are a permute away), and codes go out a 64-byte line
- * at a time, packed by in-lane packs and one permute. A run's last, partial group and other
- * block sizes go to the kernels above.
+ * parameters are computed (dynamic) or loaded (given) as vectors, lane k for block k, and the
+ * codes go out a 64-byte line at a time, packed by in-lane packs and one permute. A run's
+ * last, partial group and other block sizes go to the kernels above.
  *
  * Division-free quotients (dynamic blocks): with r = RN(1 / s), q0 = RN(x * r) can be an ulp
  * off x / s, but one correction with the residual, RN(q0 + RN(x - q0 * s) * r) (two fused
@@ -518,52 +518,70 @@ LQ_DEFINE_BLOCK_DYNAMIC(int16_t, lq_block_dynamic_any_i16, lq_quantize_block_i16
  */
 #define LQ_GROUP_SCALE_MIN 0x1p-100f
 #define LQ_GROUP_SCALE_MAX 0x1p100f
-LQ_VECTOR_INLINE __m512 lq_quotient16(__m512 x, __m512 scale, __m512 reciprocal)
-{
-    __m512 q = _mm512_mul_ps(x, reciprocal);
-    return _mm512_fmadd_ps(_mm512_fnmadd_ps(q, scale, x), reciprocal, q);
-}
-/* 16 blocks' parameters: scale, its reciprocal (dynamic), the fast form's bounds (given). */
-typedef struct {
-    __m512 scale, reciprocal, lo, hi;
-    __m512i zero_point;
-} lq_group_params;
 /*
- * One vector of codes, zero point added and within [qmin, qmax]. The int32 before the zero
- * point is folded into *low: it is INT32_MIN (what vcvtps2dq gives a NaN) only for a NaN.
+ * 16 blocks' parameters, element k for block k. Scale, reciprocal and zero point stay in
+ * memory: each instruction that uses block k's reads it as an embedded broadcast ({1to16}),
+ * part of its load. Broadcasting them into registers took a permute each a block, which cost
+ * blocks of 32 0.25 ms of 3.4 per 16M values in cache (blocks of 16: 0.6 of 4.5); a broadcast
+ * load of its own was no cheaper. The fast form's bounds (given) stay vectors: a NaN must
+ * survive their min and max, and those return their second operand, the one that may be a
+ * broadcast, for a NaN.
+ */
+typedef struct {
+    __attribute__((aligned(64))) float scale[16];
+    __attribute__((aligned(64))) float reciprocal[16];
+    __attribute__((aligned(64))) int32_t zero_point[16];
+    __m512 lo, hi;
+} lq_group_params;
+/* RN(x / s) as above, with s = *scale and r = *reciprocal broadcast from memory. */
+LQ_VECTOR_INLINE __m512 lq_quotient16(__m512 x, const float *scale, const float *reciprocal)
+{
+    __m512 q;
+    __asm__("vmulps %[r]%{1to16%}, %[x], %[q]\n\t"       /* q = x * r */
+            "vfnmadd231ps %[s]%{1to16%}, %[q], %[x]\n\t" /* x = x - q * s */
+            "vfmadd231ps %[r]%{1to16%}, %[x], %[q]"      /* q = q + x * r */
+            : [q] "=&v"(q), [x] "+v"(x)
+            : [r] "m"(*reciprocal), [s] "m"(*scale));
+    return q;
+}
+/* RN(x / *scale), the divisor broadcast from memory. */
+LQ_VECTOR_INLINE __m512 lq_divide16(__m512 x, const float *scale)
+{
+    __asm__("vdivps %[s]%{1to16%}, %[x], %[x]" : [x] "+v"(x) : [s] "m"(*scale));
+    return x;
+}
+/* c + *zero_point, broadcast from memory. */
+LQ_VECTOR_INLINE __m512i lq_add16(__m512i c, const int32_t *zero_point)
+{
+    __asm__("vpaddd %[z]%{1to16%}, %[c], %[c]" : [c] "+v"(c) : [z] "m"(*zero_point));
+    return c;
+}
+/*
+ * One vector of codes of block k, zero point added and within [qmin, qmax]. The int32 before
+ * the zero point is folded into *low: it is INT32_MIN (what vcvtps2dq gives a NaN) only for a
+ * NaN.
  * - dynamic: every x of a block lies in its range, so |x / s| is at most about
  *   |zero point| + 2**16 < 2**25 and the rounding converts it without overflow; clamping the
  *   integer is then the same as SPEC §2's clamp of the quotient. Unless `clamp`, [qmin, qmax]
  *   is the code type's whole range and the saturating packs of LQ_LINE_* clamp instead (two
  *   operations a vector fewer: 2.4 to 2.0 ms for 16M values in blocks of 128, in cache).
- * - given: the fast form (saturate, then round) with operands in the order that keeps a NaN.
+ * - given: the fast form (saturate, then round) with operands in the order that keeps a NaN;
+ *   lo and hi are block k's bounds, broadcast.
  */
-LQ_VECTOR_INLINE __m512i lq_group_code16(__m512 x, const lq_group_params *p, __m512i qmin,
-                                         __m512i qmax, int dynamic, int clamp, __m512i *low)
+LQ_VECTOR_INLINE __m512i lq_group_code16(__m512 x, const lq_group_params *p, int k, __m512 lo,
+                                         __m512 hi, __m512i qmin, __m512i qmax, int dynamic,
+                                         int clamp, __m512i *low)
 {
     __m512i c;
     if (dynamic) {
-        c = _mm512_cvtps_epi32(lq_quotient16(x, p->scale, p->reciprocal));
+        c = _mm512_cvtps_epi32(lq_quotient16(x, &p->scale[k], &p->reciprocal[k]));
         *low = _mm512_min_epi32(*low, c);
-        c = _mm512_add_epi32(c, p->zero_point);
+        c = lq_add16(c, &p->zero_point[k]);
         return clamp ? _mm512_min_epi32(_mm512_max_epi32(c, qmin), qmax) : c;
     }
-    c = _mm512_cvtps_epi32(
-        _mm512_min_ps(p->hi, _mm512_max_ps(p->lo, _mm512_div_ps(x, p->scale))));
+    c = _mm512_cvtps_epi32(_mm512_min_ps(hi, _mm512_max_ps(lo, lq_divide16(x, &p->scale[k]))));
     *low = _mm512_min_epi32(*low, c);
-    return _mm512_add_epi32(c, p->zero_point);
-}
-/* Lane k of every vector of p (block k's parameters). */
-LQ_VECTOR_INLINE lq_group_params lq_group_block(const lq_group_params *p, int k)
-{
-    const __m512i lane = _mm512_set1_epi32(k);
-    lq_group_params b;
-    b.scale = _mm512_permutexvar_ps(lane, p->scale);
-    b.reciprocal = _mm512_permutexvar_ps(lane, p->reciprocal);
-    b.lo = _mm512_permutexvar_ps(lane, p->lo);
-    b.hi = _mm512_permutexvar_ps(lane, p->hi);
-    b.zero_point = _mm512_permutexvar_epi32(lane, p->zero_point);
-    return b;
+    return lq_add16(c, &p->zero_point[k]);
 }
 /* A 64-byte line of codes from 4 (8-bit) or 2 (16-bit) vectors already within the code range:
    the packs work within 128-bit lanes, the permute puts the pieces in order. */
@@ -590,21 +608,19 @@ LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
             _mm512_storeu_si512((void *)(p), line);                                           \
     } while (0)
 /*
- * Dynamic blocks of 64 values and more prefetch the input 16 KiB ahead into L2 while they
- * compute codes from the cache. Without it the memory idles during each group's codes (the
- * hardware prefetcher follows demand misses, and the codes make none), and a group's ranges
- * then wait for it: blocks of 128 went from 3.6 to 2.8 ms for 16M values at 1 thread, against
- * 2.4 in cache. Into L1 (T0, NTA) or 8 KiB ahead it did not help; for smaller blocks, whose
- * codes are dearer, it cost 0.1-0.3 ms.
+ * Dynamic blocks prefetch the input 16 KiB ahead into L2 while they compute codes from the
+ * cache. Without it the memory idles during each group's codes (the hardware prefetcher
+ * follows demand misses, and the codes make none), and a group's ranges then wait for it:
+ * blocks of 128 went from 3.6 to 2.8 ms for 16M values at 1 thread, against 2.4 in cache.
+ * Into L1 (T0, NTA) or 8 KiB ahead it did not help.
  */
 #define LQ_GROUP_PREFETCH 16384
 /*
  * The codes of one group of 16 blocks of m vectors (stream: out is 64-byte aligned). Returns
  * the lane-wise minimum of the int32 before the zero point (lq_group_code16), kept in a
  * register here (accumulated through a pointer, the row kernels' large bodies kept it in
- * memory). Small groups are unrolled whole; larger ones loop over their blocks, since
- * unrolling all 128 vectors of a group of blocks of 128 made it slower (5.5 ms against 3.9
- * for 16M values).
+ * memory). The lines are unrolled by 8: unrolling all 128 vectors of a group of blocks of 128
+ * made it slower (5.5 ms against 3.9 for 16M values).
  */
 #define LQ_DEFINE_GROUP_CODES(CODE, NAME, LINE)                                               \
     LQ_VECTOR_INLINE __m512i NAME(const float *x, ptrdiff_t m, const lq_group_params *group,  \
@@ -612,35 +628,25 @@ LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
                                   CODE *out, int stream)                                      \
     {                                                                                         \
         enum { PER_LINE = 64 / (16 * (int)sizeof(CODE)) };                                    \
-        lq_group_params block = *group;                                                       \
         __m512i v[PER_LINE], low = _mm512_set1_epi32(INT32_MAX);                             \
-        ptrdiff_t k, line, j;                                                                 \
-        if (m < PER_LINE) { /* lines across blocks: at most 8 */                              \
-            _Pragma("GCC unroll 8") for (line = 0; line < 16 * m / PER_LINE; line++) {        \
-                _Pragma("GCC unroll 4") for (j = 0; j < PER_LINE; j++) {                      \
-                    const ptrdiff_t at = line * PER_LINE + j;                                 \
-                    if (at % m == 0)                                                          \
-                        block = lq_group_block(group, (int)(at / m));                         \
-                    v[j] = lq_group_code16(_mm512_loadu_ps(x + 16 * at), &block, qmin, qmax,  \
-                                           dynamic, clamp, &low);                             \
+        __m512 lo = group->lo, hi = group->hi;                                                \
+        ptrdiff_t line, at;                                                                   \
+        int j;                                                                                \
+        _Pragma("GCC unroll 8") for (line = 0; line < 16 * m / PER_LINE; line++) {            \
+            _Pragma("GCC unroll 4") for (j = 0; j < PER_LINE; j++) {                          \
+                at = line * PER_LINE + j;                                                     \
+                if (dynamic)                                                                  \
+                    _mm_prefetch((const char *)(x + 16 * at) + LQ_GROUP_PREFETCH,            \
+                                 _MM_HINT_T1);                                                \
+                else if (at % m == 0) {                                                       \
+                    const __m512i lane = _mm512_set1_epi32((int)(at / m));                    \
+                    lo = _mm512_permutexvar_ps(lane, group->lo);                              \
+                    hi = _mm512_permutexvar_ps(lane, group->hi);                              \
                 }                                                                             \
-                LQ_STORE_LINE(out + line * PER_LINE * 16, LINE(v), stream);                   \
+                v[j] = lq_group_code16(_mm512_loadu_ps(x + 16 * at), group, (int)(at / m), lo, \
+                                       hi, qmin, qmax, dynamic, clamp, &low);                 \
             }                                                                                 \
-            return low;                                                                       \
-        }                                                                                     \
-        for (k = 0; k < 16; k++) { /* whole lines in each block */                            \
-            block = lq_group_block(group, (int)k);                                            \
-            for (line = 0; line < m / PER_LINE; line++) {                                     \
-                const ptrdiff_t at = m * k + line * PER_LINE;                                 \
-                _Pragma("GCC unroll 4") for (j = 0; j < PER_LINE; j++) {                      \
-                    if (dynamic && m >= 4)                                                    \
-                        _mm_prefetch((const char *)(x + 16 * (at + j)) + LQ_GROUP_PREFETCH,   \
-                                     _MM_HINT_T1);                                            \
-                    v[j] = lq_group_code16(_mm512_loadu_ps(x + 16 * (at + j)), &block, qmin,  \
-                                           qmax, dynamic, clamp, &low);                       \
-                }                                                                             \
-                LQ_STORE_LINE(out + at * 16, LINE(v), stream);                                \
-            }                                                                                 \
+            LQ_STORE_LINE(out + line * PER_LINE * 16, LINE(v), stream);                       \
         }                                                                                     \
         return low;                                                                           \
     }
@@ -730,17 +736,18 @@ LQ_VECTOR_INLINE void lq_group_ranges(const float *x, ptrdiff_t m, __m512 *lo, _
         const __m512i vmin = _mm512_set1_epi32(qmin), vmax = _mm512_set1_epi32(qmax);         \
         __m512i low = _mm512_set1_epi32(INT32_MAX);                                           \
         lq_group_params group;                                                                \
+        __m512i z;                                                                            \
         ptrdiff_t a;                                                                          \
         stream = stream && (uintptr_t)out % 64u == 0;                                         \
-        group.reciprocal = _mm512_setzero_ps();                                               \
         for (a = 0; a + size <= n; a += size) {                                               \
-            group.scale = lq_load16_ps(scale + a / (16 * m) * scale_step, scale_step);        \
-            group.zero_point = lq_load16_epi32(                                               \
-                zero_point + a / (16 * m) * zero_point_step, zero_point_step);                \
-            if (lq_fast_zero_points16(group.zero_point, qmin, qmax) != 0xffff)                \
+            z = lq_load16_epi32(zero_point + a / (16 * m) * zero_point_step, zero_point_step); \
+            if (lq_fast_zero_points16(z, qmin, qmax) != 0xffff)                               \
                 return -1;                                                                    \
-            group.lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(vmin, group.zero_point));          \
-            group.hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(vmax, group.zero_point));          \
+            _mm512_store_ps(group.scale,                                                      \
+                            lq_load16_ps(scale + a / (16 * m) * scale_step, scale_step));     \
+            _mm512_store_si512((void *)group.zero_point, z);                                  \
+            group.lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(vmin, z));                         \
+            group.hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(vmax, z));                         \
             low = _mm512_min_epi32(                                                           \
                 low, GROUP_CODES(x + a, m, &group, vmin, vmax, 0, 0, out + a, stream));       \
         }                                                                                     \
@@ -768,29 +775,25 @@ LQ_DEFINE_GIVEN_GROUPS(int16_t, lq_given_groups_i16, lq_group_codes_i16)
         __m512i low = _mm512_set1_epi32(INT32_MAX);                                           \
         __m512 lo[16], hi[16];                                                                \
         const int clamp = qmin != CODE_MIN || qmax != CODE_MAX;                               \
-        float group_scale[16];                                                                \
-        int32_t group_zero_point[16];                                                         \
         lq_group_params group;                                                                \
+        __m512 s;                                                                             \
         ptrdiff_t a, b;                                                                       \
         stream = stream && (uintptr_t)out % 64u == 0;                                         \
         group.lo = group.hi = _mm512_setzero_ps();                                            \
         for (a = 0, b = 0; a + size <= n; a += size, b += 16) {                               \
             lq_group_ranges(x + a, m, lo, hi);                                                \
             if (lq_block_params16(lq_reduce_min16(lo), lq_reduce_max16(hi), 0xffff, bits,     \
-                                  is_signed, include_zero, qmin, qmax, group_scale,           \
-                                  group_zero_point))                                          \
+                                  is_signed, include_zero, qmin, qmax, group.scale,           \
+                                  group.zero_point))                                          \
                 return -1;                                                                    \
-            group.scale = _mm512_loadu_ps(group_scale);                                       \
-            group.zero_point = _mm512_loadu_si512((const void *)group_zero_point);            \
-            if (_mm512_cmp_ps_mask(group.scale, _mm512_set1_ps(LQ_GROUP_SCALE_MIN),           \
-                                   _CMP_LT_OQ) |                                              \
-                _mm512_cmp_ps_mask(group.scale, _mm512_set1_ps(LQ_GROUP_SCALE_MAX),           \
-                                   _CMP_GT_OQ))                                               \
+            s = _mm512_load_ps(group.scale);                                                  \
+            if (_mm512_cmp_ps_mask(s, _mm512_set1_ps(LQ_GROUP_SCALE_MIN), _CMP_LT_OQ) |       \
+                _mm512_cmp_ps_mask(s, _mm512_set1_ps(LQ_GROUP_SCALE_MAX), _CMP_GT_OQ))        \
                 return -1;                                                                    \
-            group.reciprocal = _mm512_div_ps(_mm512_set1_ps(1.0f), group.scale);              \
-            lq_store16_ps(scale + b * scale_step, scale_step, group.scale);                   \
+            _mm512_store_ps(group.reciprocal, _mm512_div_ps(_mm512_set1_ps(1.0f), s));        \
+            lq_store16_ps(scale + b * scale_step, scale_step, s);                             \
             lq_store16_epi32(zero_point + b * zero_point_step, zero_point_step,               \
-                             group.zero_point);                                               \
+                             _mm512_load_si512((const void *)group.zero_point));              \
             low = _mm512_min_epi32(low, /* two calls: each compiled with its constant */      \
                                    clamp ? GROUP_CODES(x + a, m, &group, vmin, vmax, 1, 1,    \
                                                        out + a, stream)                       \
