@@ -5,15 +5,25 @@ axis 0 and axis 1, and per-block with blocks of 32 and 128 along the last axis o
 16M values. For each: linquant's ``quantize_linear`` with given parameters, ONNX Runtime
 QuantizeLinear with the same ``axis``/``block_size`` (opset 21), ``torch.quantize_per_channel``
 (per-axis only), linquant's dynamic ``quantize`` (parameters from the data), and per-tensor
-``quantize_linear`` as the one-pass reference. Median of ``--repeats`` runs, all in one
-process, at each thread count.
+``quantize_linear`` as the one-pass reference.
 
-    python bench/bench_groups.py [--threads 1,2] [--repeats 7] [--side 4096]
+Each method is measured in a process of its own (median of ``--repeats`` calls), and the
+methods take turns for ``--rounds`` rounds; the table gives the median over the rounds. In one
+process, ONNX Runtime's and PyTorch's pool threads, which spin on after a run, held a core
+through the calls measured next to them (per-tensor went from 1.6 to 2.2-3.5 ms at 2
+threads, dynamic blocks of 128 from 2.9 to 3.2 at 1), and rounds in turn spread the
+machine's own swings over all methods alike.
+
+    python bench/bench_groups.py [--threads 1,2] [--repeats 7] [--rounds 3] [--side 4096]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -79,44 +89,90 @@ def torch_per_channel(axis: int, threads: int) -> Callable[..., Any] | None:
     return call
 
 
+METHODS = (
+    "linquant given",
+    "linquant dynamic",
+    "linquant per-tensor",
+    "onnxruntime",
+    "torch per_channel",
+)
+
+
+def method(name: str, axis: int, block_size: int | None, threads: int) -> Callable[..., Any] | None:
+    """The call measured as ``name`` (None where it is not available or does not apply)."""
+    groups = {"axis": axis, "block_size": block_size}
+    if name == "linquant given":
+        return lambda x, s, z: lq.quantize_linear(x, s, z, **groups)
+    if name == "linquant dynamic":
+        return lambda x, s, z: lq.quantize(x, **groups).data
+    if name == "linquant per-tensor":
+        return lambda x, s, z: lq.quantize_linear(x, 0.78, 64)
+    if name == "onnxruntime":
+        return ort_quantize(axis, block_size, threads)
+    return torch_per_channel(axis, threads) if block_size is None else None
+
+
+def measure_one(case: int, name: str, threads: int, repeats: int, side: int) -> dict[str, Any]:
+    """Seconds per call of one method on one case, and its check against linquant's codes."""
+    _, axis, block_size = CASES[case]
+    x = np.random.default_rng(20240601).uniform(-50, 150, (side, side)).astype(np.float32)
+    qa = lq.quantize(x, axis=axis, block_size=block_size)
+    scale, zero_point = qa.scale.astype(np.float32), qa.zero_point.astype(np.uint8)
+    lq.set_num_threads(threads)
+    call = method(name, axis, block_size, threads)
+    if call is None:
+        return {}
+    seconds, result = measure(lambda: call(x, scale, zero_point), repeats, 0.05)
+    check = compare(np.asarray(result), qa.data) if "per-tensor" not in name else ""
+    return {"seconds": seconds, "check": check}
+
+
+def measure_apart(case: int, name: str, threads: int, options: argparse.Namespace) -> Any:
+    """measure_one in a process of its own."""
+    command = [sys.executable, __file__, "--measure", f"{case},{name},{threads}"]
+    command += ["--repeats", str(options.repeats), "--side", str(options.side)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--side", type=int, default=4096, help="the array is side x side")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)  # CASE,METHOD,THREADS: one, apart
     options = parser.parse_args(argv)
-    x = np.random.default_rng(20240601).uniform(-50, 150, (options.side,) * 2).astype(np.float32)
+    if options.measure:
+        case, name, threads = options.measure.split(",")
+        print(json.dumps(measure_one(int(case), name, int(threads), options.repeats, options.side)))
+        return
     threads = [int(t) for t in options.threads.split(",")]
     print(
-        f"linquant {lq.__version__} ({lq.get_backend()}, {lq.get_cpu_level()}); {x.shape} "
-        f"float32; median of {options.repeats}; ms, ratio = time / linquant given"
+        f"linquant {lq.__version__} ({lq.get_backend()}, {lq.get_cpu_level()}); "
+        f"({options.side}, {options.side}) float32; median of {options.rounds} rounds of "
+        f"{options.repeats} calls, each method in a process of its own; ms, "
+        "ratio = time / linquant given"
     )
-    for label, axis, block_size in CASES:
-        qa = lq.quantize(x, axis=axis, block_size=block_size)
-        scale, zero_point = qa.scale.astype(np.float32), qa.zero_point.astype(np.uint8)
+    for case, (label, _, _) in enumerate(CASES):
         print(f"\n{label:<28}" + "".join(f"{n} thr ms  ratio  " for n in threads))
         rows: dict[str, list[str]] = {}
         for n in threads:
-            lq.set_num_threads(n)
-            groups = {"axis": axis, "block_size": block_size}
-            methods: dict[str, Callable[..., Any] | None] = {
-                "linquant given": lambda x, s, z, g=groups: lq.quantize_linear(x, s, z, **g),
-                "onnxruntime": ort_quantize(axis, block_size, n),
-                "torch per_channel": torch_per_channel(axis, n) if block_size is None else None,
-                "linquant dynamic": lambda x, s, z, g=groups: lq.quantize(x, **g).data,
-                "linquant per-tensor": lambda x, s, z: lq.quantize_linear(x, 0.78, 64),
-            }
-            base = None
-            for name, call in methods.items():
-                if call is None:
-                    continue
-                args = (x, scale, zero_point)
-                seconds, result = measure(lambda c=call, a=args: c(*a), options.repeats, 0.05)
-                base = base or seconds
-                check = compare(np.asarray(result), qa.data) if "per-tensor" not in name else ""
-                rows.setdefault(name, []).append(
-                    f"{seconds * 1e3:8.3f} {seconds / base:6.2f}  {check:>4}"
-                )
+            times: dict[str, list[float]] = {}
+            checks: dict[str, str] = {}
+            for turn in range(options.rounds):
+                for name in METHODS[turn % len(METHODS) :] + METHODS[: turn % len(METHODS)]:
+                    measured = measure_apart(case, name, n, options)
+                    if measured:
+                        times.setdefault(name, []).append(measured["seconds"])
+                        checks[name] = measured["check"]
+            base = statistics.median(times["linquant given"])
+            for name in METHODS:
+                if name in times:
+                    seconds = statistics.median(times[name])
+                    rows.setdefault(name, []).append(
+                        f"{seconds * 1e3:8.3f} {seconds / base:6.2f}  {checks[name]:>4}"
+                    )
         for name, cells in rows.items():
             print(f"{name:<28}" + "  ".join(cells))
 
