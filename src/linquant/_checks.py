@@ -159,4 +159,5 @@ def zero_points(value: object, shape: tuple[int, ...]) -> np.ndarray:
     fits = arr.dtype.itemsize < 4 or arr.dtype == np.int32  # else look at the values
     if arr.size and not fits and not (arr.min() >= INT32_MIN and arr.max() <= INT32_MAX):
         raise ValueError("every zero_point must fit in int32")
-    return np.broadcast_to(arr.astype(np.int32, order="C", copy=False), shape)
+    converted = arr.astype(np.int32, order="C", copy=False)
+    return converted if converted.shape == shape else np.broadcast_to(converted, shape)

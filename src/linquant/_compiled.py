@@ -200,7 +200,11 @@ def group_minmax(x: np.ndarray, groups: Grouping) -> tuple[np.ndarray, np.ndarra
 
 
 def _zero_points(zero_point: np.ndarray, groups: Grouping) -> np.ndarray:
-    return np.broadcast_to(np.asarray(zero_point, np.int32), groups.param_shape)
+    """int32 zero points of the groups' shape: the array itself where it has it, else a view."""
+    zero_points = np.asarray(zero_point, np.int32)
+    if zero_points.shape == groups.param_shape:
+        return zero_points
+    return np.broadcast_to(zero_points, groups.param_shape)
 
 
 def _run_grouped(
@@ -214,21 +218,25 @@ def _run_grouped(
 ) -> list[Any]:
     """``kernel(source3, out3, scale3, zero_point3, block, *args)`` over pieces of rows.
 
-    The arrays go as (outer, n, inner) views around the axis and the parameters as
-    (outer, blocks, inner) views, never broadcast into arrays of the source's size; an
-    ``out`` whose strides allow no such view is written through a temporary.
+    The arrays go as (outer, n, inner) views around the axis and the parameters (the zero
+    points as from ``_zero_points``) as (outer, blocks, inner) views, never broadcast into
+    arrays of the source's size; an ``out`` whose strides allow no such view is written
+    through a temporary.
     """
     if source.size == 0:
         return []
-    target = out if as_3d(out, groups.axis) is not None else np.empty(out.shape, out.dtype)
-    source3, out3 = _3d(source, groups.axis), _3d(target, groups.axis)
+    target, out3 = out, as_3d(out, groups.axis)
+    if out3 is None:
+        target = np.empty(out.shape, out.dtype)
+        out3 = _3d(target, groups.axis)
+    source3 = _3d(source, groups.axis)
     outer, inner = source3.shape[0], source3.shape[2]
     pieces = _split_groups(
         groups.block,
         (source3, out3),
         (
             groups.params_3d(np.asarray(scale), outer, inner),
-            groups.params_3d(_zero_points(zero_point, groups), outer, inner),
+            groups.params_3d(zero_point, outer, inner),
         ),
     )
     results = _threads.run(kernel, pieces, groups.block, *args)
@@ -270,7 +278,7 @@ def group_dequantize(
     q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, out: np.ndarray, groups: Grouping
 ) -> None:
     """Dequantize with each group's parameters."""
-    _run_grouped(_kernels.group_dequantize, q, scale, zero_point, out, groups)
+    _run_grouped(_kernels.group_dequantize, q, scale, _zero_points(zero_point, groups), out, groups)
 
 
 def block_dynamic_quantize(
