@@ -291,14 +291,20 @@ SCALES = st.one_of(
 
 @st.composite
 def given_params(draw: st.DrawFn, shape: tuple[int, ...], code_dtype: str) -> tuple[Any, Any]:
-    """``(scale, zero_point)`` of a parameter shape: float32 or float64 scales; one integer or
-    an int32 array of zero points around (and a little outside) the code range."""
+    """``(scale, zero_point)`` of a parameter shape: float32 or float64 scales; one integer, an
+    int32 array of zero points around (and a little outside) the code range, or an array of the
+    code type (as ONNX gives them, read in place by the kernels of blocks)."""
     info = np.iinfo(code_dtype)
     scale = draw(
         hnp.arrays(draw(st.sampled_from([np.float32, np.float64])), shape, elements=SCALES)
     )
     points = st.integers(int(info.min) - 3, int(info.max) + 3)
-    zero_point = draw(points | hnp.arrays(np.int32, shape, elements=points))
+    code_points = st.integers(int(info.min), int(info.max))
+    zero_point = draw(
+        points
+        | hnp.arrays(np.int32, shape, elements=points)
+        | hnp.arrays(code_dtype, shape, elements=code_points)
+    )
     return scale, zero_point
 
 
@@ -485,8 +491,11 @@ def test_whole_block_groups_with_given_parameters(block_size: int, code_dtype: s
     far = 2**25 + 12345
     x_far = (rng.integers(-300, 300, (4, 32 * block_size)) - far).astype(np.float32)
     far_shape = param_shape(x_far.shape, 1, block_size)
+    own = rng.integers(info.min, info.max, shape, endpoint=True).astype(code_dtype)
     cases = [
         (x, scale, zero_point),
+        (x, scale, own),  # zero points of the code type: the _zcode kernels
+        (x[:, ::-1], scale[:, ::-1], own[:, ::-1]),  # reversed: read with negative steps
         (x_far, np.ones(far_shape, np.float32), np.full(far_shape, far, np.int32)),
     ]
     for xs, s, zp in cases:

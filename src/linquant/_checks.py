@@ -144,9 +144,11 @@ def scales(value: object, shape: tuple[int, ...], wf: type[np.floating]) -> np.n
 
 
 def zero_points(value: object, shape: tuple[int, ...]) -> np.ndarray:
-    """Per-axis or per-block zero points: an integer scalar or array of ``shape`` in int32.
+    """Per-axis or per-block zero points: an integer scalar or array of ``shape``.
 
-    Returned as a C-contiguous int32 array of ``shape`` (a broadcast one for a scalar).
+    Returned as a C-contiguous array of ``shape``: as given when int32 or narrower (uint8,
+    int8, uint16, int16, as ONNX gives them; the backends widen them as they read), else
+    converted to int32; a broadcast int32 array for a scalar.
     """
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":
@@ -159,5 +161,7 @@ def zero_points(value: object, shape: tuple[int, ...]) -> np.ndarray:
     fits = arr.dtype.itemsize < 4 or arr.dtype == np.int32  # else look at the values
     if arr.size and not fits and not (arr.min() >= INT32_MIN and arr.max() <= INT32_MAX):
         raise ValueError("every zero_point must fit in int32")
+    if arr.shape == shape and fits and arr.dtype.isnative:
+        return np.ascontiguousarray(arr)
     converted = arr.astype(np.int32, order="C", copy=False)
     return converted if converted.shape == shape else np.broadcast_to(converted, shape)

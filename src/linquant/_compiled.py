@@ -255,11 +255,22 @@ def group_quantize(
     groups: Grouping,
 ) -> bool:
     """Quantize with each group's parameters; see ``linquant._numpy_backend``."""
+    stream = _streams(x, out)
+    inner = math.prod(x.shape[groups.axis + 1 :])
+    if zero_point.dtype == out.dtype and groups.block > 1 and inner == 1:
+        # Blocks along the innermost axis with zero points of the code type, as ONNX gives
+        # them: read in place (an int32 copy first cost blocks of 32 0.13 ms of 2.9 for 16M
+        # values at 1 thread, 0.2 of 2.0 at 2).
+        return any(
+            _run_grouped(
+                _kernels.block_quantize, x, scale, zero_point, out, groups, qmin, qmax, stream
+            )
+        )
     zero_points = _zero_points(zero_point, groups)
     # The kernel reads `fast` only where parameters change within a run (blocks of 1, or an
     # axis with others after it); runs of whole blocks check their own zero points. In blocks
     # of 32 of 16M values, the two passes over them took about 50 us of a 2 ms call.
-    changing = groups.block == 1 or math.prod(x.shape[groups.axis + 1 :]) > 1
+    changing = groups.block == 1 or inner > 1
     fast = changing and (
         zero_points.size == 0
         or (
@@ -267,7 +278,6 @@ def group_quantize(
             and qmax - int(zero_points.min()) <= FAST_BOUND
         )
     )
-    stream = _streams(x, out)
     nan_seen = _run_grouped(
         _kernels.group_quantize, x, scale, zero_points, out, groups, qmin, qmax, fast, stream
     )

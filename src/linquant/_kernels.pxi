@@ -57,6 +57,22 @@ cdef extern from "_loops.h" nogil:
                                const float *scale, Py_ssize_t scale_step,
                                const int32_t *zero_point, Py_ssize_t zero_point_step,
                                int qmin, int qmax, int16_t *out, int stream)
+    int lq_quantize_blocks_u8_zcode(const float *x, Py_ssize_t n, Py_ssize_t block,
+                                    const float *scale, Py_ssize_t scale_step,
+                                    const uint8_t *zero_point, Py_ssize_t zero_point_step,
+                                    int qmin, int qmax, uint8_t *out, int stream)
+    int lq_quantize_blocks_i8_zcode(const float *x, Py_ssize_t n, Py_ssize_t block,
+                                    const float *scale, Py_ssize_t scale_step,
+                                    const int8_t *zero_point, Py_ssize_t zero_point_step,
+                                    int qmin, int qmax, int8_t *out, int stream)
+    int lq_quantize_blocks_u16_zcode(const float *x, Py_ssize_t n, Py_ssize_t block,
+                                     const float *scale, Py_ssize_t scale_step,
+                                     const uint16_t *zero_point, Py_ssize_t zero_point_step,
+                                     int qmin, int qmax, uint16_t *out, int stream)
+    int lq_quantize_blocks_i16_zcode(const float *x, Py_ssize_t n, Py_ssize_t block,
+                                     const float *scale, Py_ssize_t scale_step,
+                                     const int16_t *zero_point, Py_ssize_t zero_point_step,
+                                     int qmin, int qmax, int16_t *out, int stream)
     int lq_block_dynamic_u8(const float *x, Py_ssize_t n, Py_ssize_t block, int bits,
                             int is_signed, int include_zero, int qmin, int qmax, float *scale,
                             Py_ssize_t scale_step, int32_t *zero_point,
@@ -76,6 +92,15 @@ cdef extern from "_loops.h" nogil:
     int lq_cpu_level()
 
 ctypedef fused codes:
+    uint8_t
+    int8_t
+    uint16_t
+    int16_t
+
+# Per-block zero points: int32 (as the checks convert them), or the code type itself (ONNX's
+# y_zero_point), which the kernels for blocks along the innermost axis read in place.
+ctypedef fused block_zero_point:
+    int32_t
     uint8_t
     int8_t
     uint16_t
@@ -476,13 +501,15 @@ def group_minmax(
 cdef inline int _quantize_blocks_vector(
     const floating *x, Py_ssize_t n, Py_ssize_t block,
     const floating *scale, Py_ssize_t scale_step,
-    const int32_t *zero_point, Py_ssize_t zero_point_step,
+    const block_zero_point *zero_point, Py_ssize_t zero_point_step,
     int64_t qmin, int64_t qmax, codes *out, bint stream,
 ) noexcept nogil:
     # Contiguous float32 runs of blocks by _loops.h's vector loops (AVX-512 builds): 0 when
     # done, nonzero where the caller must do the run itself (a NaN, a zero point beyond the
-    # fast form, no such build).
-    if floating is float:
+    # fast form, no such build, zero points neither int32 nor of the code type).
+    if floating is not float:
+        return -1
+    elif block_zero_point is int32_t:
         if codes is uint8_t:
             return lq_quantize_blocks_u8(
                 x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
@@ -503,8 +530,49 @@ cdef inline int _quantize_blocks_vector(
                 x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
                 stream,
             )
+    elif codes is uint8_t and block_zero_point is uint8_t:
+        return lq_quantize_blocks_u8_zcode(
+            x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, stream
+        )
+    elif codes is int8_t and block_zero_point is int8_t:
+        return lq_quantize_blocks_i8_zcode(
+            x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, stream
+        )
+    elif codes is uint16_t and block_zero_point is uint16_t:
+        return lq_quantize_blocks_u16_zcode(
+            x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, stream
+        )
+    elif codes is int16_t and block_zero_point is int16_t:
+        return lq_quantize_blocks_i16_zcode(
+            x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, stream
+        )
     else:
         return -1
+
+
+cdef inline int _quantize_block_row(
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n, Py_ssize_t block,
+    const floating *scale, Py_ssize_t scale_step,
+    const block_zero_point *zero_point, Py_ssize_t zero_point_step,
+    int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step, bint stream,
+) noexcept nogil:
+    # A run of blocks along the axis, block b's parameters at b * step: the vector loops where
+    # they apply, else block by block. Nonzero if it held a NaN.
+    cdef Py_ssize_t a = 0, end
+    cdef int nan_seen = 0
+    if x_step == 1 and out_step == 1 and _quantize_blocks_vector(
+        x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, stream,
+    ) == 0:
+        return 0
+    while a < n:
+        end = min(n, a + block)
+        nan_seen |= _quantize_run(
+            x + a * x_step, x_step, end - a, scale[a // block * scale_step],
+            zero_point[a // block * zero_point_step], qmin, qmax, out + a * out_step, out_step,
+            False,
+        )
+        a = end
+    return nan_seen
 
 
 def group_quantize(
@@ -519,7 +587,7 @@ def group_quantize(
     bint stream,  # contiguous float32 runs may be written with non-temporal stores
 ):
     """Quantize each element with its group's parameters (SPEC §2); True if ``x`` held NaN."""
-    cdef Py_ssize_t o, a, b, end, n = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t o, a, b, n = x.shape[1], inner = x.shape[2]
     cdef Py_ssize_t x1 = _step(x.strides[1], sizeof(floating))
     cdef Py_ssize_t x2 = _step(x.strides[2], sizeof(floating))
     cdef Py_ssize_t out1 = _step(out.strides[1], sizeof(codes))
@@ -542,19 +610,10 @@ def group_quantize(
                     qmin, qmax, &out[o, 0, 0], out1,
                 )
             elif inner == 1:  # runs of `block` elements along the axis share parameters
-                if x1 == 1 and out1 == 1 and _quantize_blocks_vector(
-                    &x[o, 0, 0], n, block, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
-                    qmin, qmax, &out[o, 0, 0], stream,
-                ) == 0:
-                    continue
-                a = 0
-                while a < n:
-                    b, end = a // block, min(n, a + block)
-                    nan_seen |= _quantize_run(
-                        &x[o, a, 0], x1, end - a, scale[o, b, 0], zero_point[o, b, 0],
-                        qmin, qmax, &out[o, a, 0], out1, False,
-                    )
-                    a = end
+                nan_seen |= _quantize_block_row(
+                    &x[o, 0, 0], x1, n, block, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0],
+                    zero1, qmin, qmax, &out[o, 0, 0], out1, stream,
+                )
             else:
                 for a in range(n):
                     b = a // block
@@ -573,6 +632,35 @@ def group_quantize(
                             &x[o, a, 0], x2, inner, &scale[o, b, 0], scale2,
                             &zero_point[o, b, 0], zero2, qmin, qmax, &out[o, a, 0], out2,
                         )
+        if stream:
+            lq_stream_fence()
+    return nan_seen != 0
+
+
+def block_quantize(
+    const floating[:, :, :] x,  # IN: (outer, n, 1), blocks along the middle axis
+    codes[:, :, :] out,  # OUT, same shape as x
+    const floating[:, :, :] scale,  # IN, per block
+    const codes[:, :, :] zero_point,  # IN, per block, of the code type (ONNX's y_zero_point)
+    Py_ssize_t block,
+    int64_t qmin,
+    int64_t qmax,
+    bint stream,  # contiguous float32 runs may be written with non-temporal stores
+):
+    """group_quantize for blocks along the innermost axis, reading zero points of the code
+    type in place instead of an int32 copy of them; True if ``x`` held NaN."""
+    cdef Py_ssize_t o, n = x.shape[1]
+    cdef Py_ssize_t x1 = _step(x.strides[1], sizeof(floating))
+    cdef Py_ssize_t out1 = _step(out.strides[1], sizeof(codes))
+    cdef Py_ssize_t scale1 = _step(scale.strides[1], sizeof(floating))
+    cdef Py_ssize_t zero1 = _step(zero_point.strides[1], sizeof(codes))
+    cdef int nan_seen = 0
+    with nogil:
+        for o in range(x.shape[0]):
+            nan_seen |= _quantize_block_row(
+                &x[o, 0, 0], x1, n, block, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
+                qmin, qmax, &out[o, 0, 0], out1, stream,
+            )
         if stream:
             lq_stream_fence()
     return nan_seen != 0

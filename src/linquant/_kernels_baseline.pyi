@@ -38,6 +38,16 @@ def group_quantize(
     fast: bool,
     stream: bool,
 ) -> bool: ...
+def block_quantize(
+    x: NDArray[np.floating],
+    out: NDArray[np.integer],
+    scale: NDArray[np.floating],
+    zero_point: NDArray[np.integer],
+    block: int,
+    qmin: int,
+    qmax: int,
+    stream: bool,
+) -> bool: ...
 def group_dequantize(
     q: NDArray[np.integer],
     out: NDArray[np.floating],
