@@ -677,30 +677,24 @@ LQ_VECTOR_INLINE __m512 lq_load16_ps(const float *p, ptrdiff_t step)
         lanes[k] = p[k * step];
     return _mm512_loadu_ps(lanes);
 }
-LQ_VECTOR_INLINE __m512i lq_load16_epi32(const int32_t *p, ptrdiff_t step)
-{
-    int32_t lanes[16];
-    int k;
-    if (step == 1)
-        return _mm512_loadu_si512((const void *)p);
-    for (k = 0; k < 16; k++)
-        lanes[k] = p[k * step];
-    return _mm512_loadu_si512((const void *)lanes);
-}
-/* The same from narrower integers, widened. */
-#define LQ_DEFINE_LOAD16_WIDENED(ZP, NAME)                                                    \
+/* 16 zero points from p[0], p[step], ... as int32 (WIDEN: from 16 contiguous ones). */
+#define LQ_DEFINE_LOAD16_ZERO_POINTS(ZP, NAME, WIDEN)                                         \
     LQ_VECTOR_INLINE __m512i NAME(const ZP *p, ptrdiff_t step)                                \
     {                                                                                         \
-        int32_t lanes[16];                                                                    \
+        ZP lanes[16];                                                                         \
         int k;                                                                                \
+        if (step == 1)                                                                        \
+            return WIDEN(p);                                                                  \
         for (k = 0; k < 16; k++)                                                              \
             lanes[k] = p[k * step];                                                           \
-        return _mm512_loadu_si512((const void *)lanes);                                       \
+        return WIDEN(lanes);                                                                  \
     }
-LQ_DEFINE_LOAD16_WIDENED(uint8_t, lq_load16_u8)
-LQ_DEFINE_LOAD16_WIDENED(int8_t, lq_load16_i8)
-LQ_DEFINE_LOAD16_WIDENED(uint16_t, lq_load16_u16)
-LQ_DEFINE_LOAD16_WIDENED(int16_t, lq_load16_i16)
+#define LQ_LOAD_I32(p) _mm512_loadu_si512((const void *)(p))
+LQ_DEFINE_LOAD16_ZERO_POINTS(int32_t, lq_load16_i32, LQ_LOAD_I32)
+LQ_DEFINE_LOAD16_ZERO_POINTS(uint8_t, lq_load16_u8, LQ_WIDEN_U8)
+LQ_DEFINE_LOAD16_ZERO_POINTS(int8_t, lq_load16_i8, LQ_WIDEN_I8)
+LQ_DEFINE_LOAD16_ZERO_POINTS(uint16_t, lq_load16_u16, LQ_WIDEN_U16)
+LQ_DEFINE_LOAD16_ZERO_POINTS(int16_t, lq_load16_i16, LQ_WIDEN_I16)
 /* p[0], p[step], ... = the 16 lanes of v. */
 LQ_VECTOR_INLINE void lq_store16_ps(float *p, ptrdiff_t step, __m512 v)
 {
@@ -780,12 +774,12 @@ LQ_VECTOR_INLINE void lq_group_ranges(const float *x, ptrdiff_t m, __m512 *lo, _
         *nan = _mm512_cmpeq_epi32_mask(low, _mm512_set1_epi32(INT32_MIN)) != 0;               \
         return a;                                                                             \
     }
-LQ_DEFINE_GIVEN_GROUPS(uint8_t, int32_t, lq_given_groups_u8, lq_group_codes_u8, lq_load16_epi32)
-LQ_DEFINE_GIVEN_GROUPS(int8_t, int32_t, lq_given_groups_i8, lq_group_codes_i8, lq_load16_epi32)
+LQ_DEFINE_GIVEN_GROUPS(uint8_t, int32_t, lq_given_groups_u8, lq_group_codes_u8, lq_load16_i32)
+LQ_DEFINE_GIVEN_GROUPS(int8_t, int32_t, lq_given_groups_i8, lq_group_codes_i8, lq_load16_i32)
 LQ_DEFINE_GIVEN_GROUPS(uint16_t, int32_t, lq_given_groups_u16, lq_group_codes_u16,
-                       lq_load16_epi32)
+                       lq_load16_i32)
 LQ_DEFINE_GIVEN_GROUPS(int16_t, int32_t, lq_given_groups_i16, lq_group_codes_i16,
-                       lq_load16_epi32)
+                       lq_load16_i32)
 LQ_DEFINE_GIVEN_GROUPS(uint8_t, uint8_t, lq_given_groups_u8_zcode, lq_group_codes_u8,
                        lq_load16_u8)
 LQ_DEFINE_GIVEN_GROUPS(int8_t, int8_t, lq_given_groups_i8_zcode, lq_group_codes_i8, lq_load16_i8)
