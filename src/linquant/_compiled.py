@@ -218,10 +218,10 @@ def _run_grouped(
 ) -> list[Any]:
     """``kernel(source3, out3, scale3, zero_point3, block, *args)`` over pieces of rows.
 
-    The arrays go as (outer, n, inner) views around the axis and the parameters (the zero
-    points as from ``_zero_points``) as (outer, blocks, inner) views, never broadcast into
-    arrays of the source's size; an ``out`` whose strides allow no such view is written
-    through a temporary.
+    The arrays go as (outer, n, inner) views around the axis and the parameters (zero points
+    of the groups' shape, int32 or as the kernel takes them) as (outer, blocks, inner) views,
+    never broadcast into arrays of the source's size; an ``out`` whose strides allow no such
+    view is written through a temporary.
     """
     if source.size == 0:
         return []
