@@ -139,6 +139,24 @@ static inline int lq_irint_f64(double t) { return (int)lq_rint_f64(t); }
  * lines, sets [*begin, *end) to it, and leaves the rest to the Cython loops; builds without
  * AVX-512 do nothing (*begin = *end = 0).
  */
+/*
+ * The given-parameter per-block kernels come once per code type and zero point type: int32
+ * zero points, and zero points of the code type itself (ONNX's y_zero_point), which the
+ * _zcode kernels read in place, sparing a converted copy (16M values in blocks of 32: uint8
+ * zero points converted first took 0.13 ms more at 1 thread, 0.2 at 2). X(code type, zero
+ * point type, code suffix, kernel suffix, zero point suffix) for each: lq_quantize_blocks_u8,
+ * ..._i16 and lq_quantize_blocks_u8_zcode, ..._i16_zcode, with their parts.
+ */
+#define LQ_FOR_BLOCK_KERNELS(X)                                                               \
+    X(uint8_t, int32_t, u8, u8, i32)                                                          \
+    X(int8_t, int32_t, i8, i8, i32)                                                           \
+    X(uint16_t, int32_t, u16, u16, i32)                                                       \
+    X(int16_t, int32_t, i16, i16, i32)                                                        \
+    X(uint8_t, uint8_t, u8, u8_zcode, u8)                                                     \
+    X(int8_t, int8_t, i8, i8_zcode, i8)                                                       \
+    X(uint16_t, uint16_t, u16, u16_zcode, u16)                                                \
+    X(int16_t, int16_t, i16, i16_zcode, i16)
+
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #include <immintrin.h>
 #define LQ_STREAM 1
@@ -324,20 +342,9 @@ static inline int lq_can_stream(const void *out, ptrdiff_t block, ptrdiff_t item
         }                                                                                     \
         return nan;                                                                           \
     }
-/* Zero points come as int32, or as the code type itself (ONNX's y_zero_point): the _zcode
-   kernels read those in place, which spares a converted copy (16M values in blocks of 32:
-   uint8 zero points converted first took 0.13 ms more at 1 thread, 0.2 at 2). */
-LQ_DEFINE_QUANTIZE_BLOCKS(uint8_t, int32_t, lq_quantize_blocks_any_u8, lq_quantize_block_u8)
-LQ_DEFINE_QUANTIZE_BLOCKS(int8_t, int32_t, lq_quantize_blocks_any_i8, lq_quantize_block_i8)
-LQ_DEFINE_QUANTIZE_BLOCKS(uint16_t, int32_t, lq_quantize_blocks_any_u16, lq_quantize_block_u16)
-LQ_DEFINE_QUANTIZE_BLOCKS(int16_t, int32_t, lq_quantize_blocks_any_i16, lq_quantize_block_i16)
-LQ_DEFINE_QUANTIZE_BLOCKS(uint8_t, uint8_t, lq_quantize_blocks_any_u8_zcode,
-                          lq_quantize_block_u8)
-LQ_DEFINE_QUANTIZE_BLOCKS(int8_t, int8_t, lq_quantize_blocks_any_i8_zcode, lq_quantize_block_i8)
-LQ_DEFINE_QUANTIZE_BLOCKS(uint16_t, uint16_t, lq_quantize_blocks_any_u16_zcode,
-                          lq_quantize_block_u16)
-LQ_DEFINE_QUANTIZE_BLOCKS(int16_t, int16_t, lq_quantize_blocks_any_i16_zcode,
-                          lq_quantize_block_i16)
+#define LQ_BLOCKS_ANY(CODE, ZP, S, N, L)                                                      \
+    LQ_DEFINE_QUANTIZE_BLOCKS(CODE, ZP, lq_quantize_blocks_any_##N, lq_quantize_block_##S)
+LQ_FOR_BLOCK_KERNELS(LQ_BLOCKS_ANY)
 
 /*
  * A block's range, lane-wise: lo and hi vectors whose lanes together hold its n values'
@@ -666,60 +673,44 @@ LQ_DEFINE_GROUP_CODES(uint8_t, lq_group_codes_u8, LQ_LINE_U8)
 LQ_DEFINE_GROUP_CODES(int8_t, lq_group_codes_i8, LQ_LINE_I8)
 LQ_DEFINE_GROUP_CODES(uint16_t, lq_group_codes_u16, LQ_LINE_U16)
 LQ_DEFINE_GROUP_CODES(int16_t, lq_group_codes_i16, LQ_LINE_I16)
-/* 16 values from p[0], p[step], ... */
-LQ_VECTOR_INLINE __m512 lq_load16_ps(const float *p, ptrdiff_t step)
-{
-    float lanes[16];
-    int k;
-    if (step == 1)
-        return _mm512_loadu_ps(p);
-    for (k = 0; k < 16; k++)
-        lanes[k] = p[k * step];
-    return _mm512_loadu_ps(lanes);
-}
-/* 16 zero points from p[0], p[step], ... as int32 (WIDEN: from 16 contiguous ones). */
-#define LQ_DEFINE_LOAD16_ZERO_POINTS(ZP, NAME, WIDEN)                                         \
-    LQ_VECTOR_INLINE __m512i NAME(const ZP *p, ptrdiff_t step)                                \
+/* 16 values from p[0], p[step], ... as one vector (LOAD: from 16 contiguous ones, widened
+   to int32 where T is a narrower integer). */
+#define LQ_DEFINE_LOAD16(T, VECTOR, NAME, LOAD)                                               \
+    LQ_VECTOR_INLINE VECTOR NAME(const T *p, ptrdiff_t step)                                  \
     {                                                                                         \
-        ZP lanes[16];                                                                         \
+        T lanes[16];                                                                          \
         int k;                                                                                \
         if (step == 1)                                                                        \
-            return WIDEN(p);                                                                  \
+            return LOAD(p);                                                                   \
         for (k = 0; k < 16; k++)                                                              \
             lanes[k] = p[k * step];                                                           \
-        return WIDEN(lanes);                                                                  \
+        return LOAD(lanes);                                                                   \
     }
 #define LQ_LOAD_I32(p) _mm512_loadu_si512((const void *)(p))
-LQ_DEFINE_LOAD16_ZERO_POINTS(int32_t, lq_load16_i32, LQ_LOAD_I32)
-LQ_DEFINE_LOAD16_ZERO_POINTS(uint8_t, lq_load16_u8, LQ_WIDEN_U8)
-LQ_DEFINE_LOAD16_ZERO_POINTS(int8_t, lq_load16_i8, LQ_WIDEN_I8)
-LQ_DEFINE_LOAD16_ZERO_POINTS(uint16_t, lq_load16_u16, LQ_WIDEN_U16)
-LQ_DEFINE_LOAD16_ZERO_POINTS(int16_t, lq_load16_i16, LQ_WIDEN_I16)
-/* p[0], p[step], ... = the 16 lanes of v. */
-LQ_VECTOR_INLINE void lq_store16_ps(float *p, ptrdiff_t step, __m512 v)
-{
-    float lanes[16];
-    int k;
-    if (step == 1) {
-        _mm512_storeu_ps(p, v);
-        return;
+LQ_DEFINE_LOAD16(float, __m512, lq_load16_ps, _mm512_loadu_ps)
+LQ_DEFINE_LOAD16(int32_t, __m512i, lq_load16_i32, LQ_LOAD_I32)
+LQ_DEFINE_LOAD16(uint8_t, __m512i, lq_load16_u8, LQ_WIDEN_U8)
+LQ_DEFINE_LOAD16(int8_t, __m512i, lq_load16_i8, LQ_WIDEN_I8)
+LQ_DEFINE_LOAD16(uint16_t, __m512i, lq_load16_u16, LQ_WIDEN_U16)
+LQ_DEFINE_LOAD16(int16_t, __m512i, lq_load16_i16, LQ_WIDEN_I16)
+/* p[0], p[step], ... = the 16 lanes of v (the lanes go through an array of T: writing int32
+   through a float pointer would break aliasing). */
+#define LQ_DEFINE_STORE16(T, VECTOR, NAME, STORE)                                             \
+    LQ_VECTOR_INLINE void NAME(T *p, ptrdiff_t step, VECTOR v)                                \
+    {                                                                                         \
+        T lanes[16];                                                                          \
+        int k;                                                                                \
+        if (step == 1) {                                                                      \
+            STORE(p, v);                                                                      \
+            return;                                                                           \
+        }                                                                                     \
+        STORE(lanes, v);                                                                      \
+        for (k = 0; k < 16; k++)                                                              \
+            p[k * step] = lanes[k];                                                           \
     }
-    _mm512_storeu_ps(lanes, v);
-    for (k = 0; k < 16; k++)
-        p[k * step] = lanes[k];
-}
-LQ_VECTOR_INLINE void lq_store16_epi32(int32_t *p, ptrdiff_t step, __m512i v)
-{
-    int32_t lanes[16];
-    int k;
-    if (step == 1) {
-        _mm512_storeu_si512((void *)p, v);
-        return;
-    }
-    _mm512_storeu_si512((void *)lanes, v);
-    for (k = 0; k < 16; k++)
-        p[k * step] = lanes[k];
-}
+#define LQ_STORE_I32(p, v) _mm512_storeu_si512((void *)(p), v)
+LQ_DEFINE_STORE16(float, __m512, lq_store16_ps, _mm512_storeu_ps)
+LQ_DEFINE_STORE16(int32_t, __m512i, lq_store16_epi32, LQ_STORE_I32)
 /*
  * A group's ranges: lane-wise minimum and maximum of each block's m whole vectors. Not
  * lq_block_range16: its infinite start and partial last vector cost blocks of 32 11% here.
@@ -774,19 +765,9 @@ LQ_VECTOR_INLINE void lq_group_ranges(const float *x, ptrdiff_t m, __m512 *lo, _
         *nan = _mm512_cmpeq_epi32_mask(low, _mm512_set1_epi32(INT32_MIN)) != 0;               \
         return a;                                                                             \
     }
-LQ_DEFINE_GIVEN_GROUPS(uint8_t, int32_t, lq_given_groups_u8, lq_group_codes_u8, lq_load16_i32)
-LQ_DEFINE_GIVEN_GROUPS(int8_t, int32_t, lq_given_groups_i8, lq_group_codes_i8, lq_load16_i32)
-LQ_DEFINE_GIVEN_GROUPS(uint16_t, int32_t, lq_given_groups_u16, lq_group_codes_u16,
-                       lq_load16_i32)
-LQ_DEFINE_GIVEN_GROUPS(int16_t, int32_t, lq_given_groups_i16, lq_group_codes_i16,
-                       lq_load16_i32)
-LQ_DEFINE_GIVEN_GROUPS(uint8_t, uint8_t, lq_given_groups_u8_zcode, lq_group_codes_u8,
-                       lq_load16_u8)
-LQ_DEFINE_GIVEN_GROUPS(int8_t, int8_t, lq_given_groups_i8_zcode, lq_group_codes_i8, lq_load16_i8)
-LQ_DEFINE_GIVEN_GROUPS(uint16_t, uint16_t, lq_given_groups_u16_zcode, lq_group_codes_u16,
-                       lq_load16_u16)
-LQ_DEFINE_GIVEN_GROUPS(int16_t, int16_t, lq_given_groups_i16_zcode, lq_group_codes_i16,
-                       lq_load16_i16)
+#define LQ_GIVEN_GROUPS(CODE, ZP, S, N, L)                                                    \
+    LQ_DEFINE_GIVEN_GROUPS(CODE, ZP, lq_given_groups_##N, lq_group_codes_##S, lq_load16_##L)
+LQ_FOR_BLOCK_KERNELS(LQ_GIVEN_GROUPS)
 /*
  * The whole groups of a run of dynamic blocks: ranges, SPEC §4 for the 16 blocks at once, then
  * codes from the cache. Returns the number of values done, or -1 where the caller must do the
@@ -869,22 +850,10 @@ LQ_DEFINE_DYNAMIC_GROUPS(int16_t, -32768, 32767, lq_dynamic_groups_i16, lq_group
                    out + done, stream);                                                       \
         return rest < 0 ? rest : (rest | nan);                                                \
     }
-LQ_DEFINE_QUANTIZE_BLOCKS_RUN(uint8_t, int32_t, lq_quantize_blocks_u8, lq_given_groups_u8,
-                              lq_quantize_blocks_any_u8)
-LQ_DEFINE_QUANTIZE_BLOCKS_RUN(int8_t, int32_t, lq_quantize_blocks_i8, lq_given_groups_i8,
-                              lq_quantize_blocks_any_i8)
-LQ_DEFINE_QUANTIZE_BLOCKS_RUN(uint16_t, int32_t, lq_quantize_blocks_u16, lq_given_groups_u16,
-                              lq_quantize_blocks_any_u16)
-LQ_DEFINE_QUANTIZE_BLOCKS_RUN(int16_t, int32_t, lq_quantize_blocks_i16, lq_given_groups_i16,
-                              lq_quantize_blocks_any_i16)
-LQ_DEFINE_QUANTIZE_BLOCKS_RUN(uint8_t, uint8_t, lq_quantize_blocks_u8_zcode,
-                              lq_given_groups_u8_zcode, lq_quantize_blocks_any_u8_zcode)
-LQ_DEFINE_QUANTIZE_BLOCKS_RUN(int8_t, int8_t, lq_quantize_blocks_i8_zcode,
-                              lq_given_groups_i8_zcode, lq_quantize_blocks_any_i8_zcode)
-LQ_DEFINE_QUANTIZE_BLOCKS_RUN(uint16_t, uint16_t, lq_quantize_blocks_u16_zcode,
-                              lq_given_groups_u16_zcode, lq_quantize_blocks_any_u16_zcode)
-LQ_DEFINE_QUANTIZE_BLOCKS_RUN(int16_t, int16_t, lq_quantize_blocks_i16_zcode,
-                              lq_given_groups_i16_zcode, lq_quantize_blocks_any_i16_zcode)
+#define LQ_BLOCKS_RUN(CODE, ZP, S, N, L)                                                      \
+    LQ_DEFINE_QUANTIZE_BLOCKS_RUN(CODE, ZP, lq_quantize_blocks_##N, lq_given_groups_##N,      \
+                                  lq_quantize_blocks_any_##N)
+LQ_FOR_BLOCK_KERNELS(LQ_BLOCKS_RUN)
 #define LQ_DEFINE_BLOCK_DYNAMIC_RUN(CODE, NAME, GROUPS, ANY)                                  \
     LQ_ROW_KERNEL int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, int bits,            \
                            int is_signed, int include_zero, int qmin, int qmax, float *scale, \
@@ -953,14 +922,9 @@ static inline void lq_stream_fence(void) {}
         (void)zero_point_step, (void)out, (void)stream;                                       \
         return -1;                                                                            \
     }
-LQ_DEFINE_QUANTIZE_BLOCKS(uint8_t, int32_t, lq_quantize_blocks_u8)
-LQ_DEFINE_QUANTIZE_BLOCKS(int8_t, int32_t, lq_quantize_blocks_i8)
-LQ_DEFINE_QUANTIZE_BLOCKS(uint16_t, int32_t, lq_quantize_blocks_u16)
-LQ_DEFINE_QUANTIZE_BLOCKS(int16_t, int32_t, lq_quantize_blocks_i16)
-LQ_DEFINE_QUANTIZE_BLOCKS(uint8_t, uint8_t, lq_quantize_blocks_u8_zcode)
-LQ_DEFINE_QUANTIZE_BLOCKS(int8_t, int8_t, lq_quantize_blocks_i8_zcode)
-LQ_DEFINE_QUANTIZE_BLOCKS(uint16_t, uint16_t, lq_quantize_blocks_u16_zcode)
-LQ_DEFINE_QUANTIZE_BLOCKS(int16_t, int16_t, lq_quantize_blocks_i16_zcode)
+#define LQ_BLOCKS_STUB(CODE, ZP, S, N, L)                                                     \
+    LQ_DEFINE_QUANTIZE_BLOCKS(CODE, ZP, lq_quantize_blocks_##N)
+LQ_FOR_BLOCK_KERNELS(LQ_BLOCKS_STUB)
 LQ_DEFINE_BLOCK_DYNAMIC(uint8_t, lq_block_dynamic_u8)
 LQ_DEFINE_BLOCK_DYNAMIC(int8_t, lq_block_dynamic_i8)
 LQ_DEFINE_BLOCK_DYNAMIC(uint16_t, lq_block_dynamic_u16)
