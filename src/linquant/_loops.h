@@ -631,7 +631,10 @@ LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
  * cache. Without it the memory idles during each group's codes (the hardware prefetcher
  * follows demand misses, and the codes make none), and a group's ranges then wait for it:
  * blocks of 128 went from 3.6 to 2.8 ms for 16M values at 1 thread, against 2.4 in cache.
- * Into L1 (T0, NTA) or 8 KiB ahead it did not help.
+ * Into L1 (T0, NTA) or 8 KiB ahead it did not help. Blocks of 32 take 2.9 ms with their
+ * input in L2 and 3.4-3.8 from memory (bench/bench_cache.py); distances of 2 to 64 KiB, every
+ * hint, prefetching during the ranges instead, or no prefetch left that gap as it was. A
+ * plain streaming loop of the same traffic and in-cache cost measured no such gap here.
  */
 #define LQ_GROUP_PREFETCH 16384
 /*
