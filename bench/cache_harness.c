@@ -1,8 +1,8 @@
 /*
  * The AVX-512 kernels of _loops.h called straight from C, for bench_cache.py: `reps` calls
  * on the same n float32 values, so that n picks where the input comes from (L1, L2, memory)
- * without Python's per-call cost. Parameters arrive at run time, as from the Cython loops.
- * out must be 64-byte aligned and n a multiple of 64 (no scalar head or tail here).
+ * without Python's per-call cost. out must be 64-byte aligned and n a multiple of 64 (no
+ * scalar head or tail here).
  */
 #include "../src/linquant/_loops.h"
 
