@@ -126,20 +126,6 @@ static inline int lq_irint_f64(double t) { return (int)lq_rint_f64(t); }
 #endif
 
 /*
- * Large results, written with non-temporal stores (AVX-512 builds): whole cache lines go to
- * memory without first being read into the cache, which saves a third of the memory traffic
- * of quantizing float32 into 8-bit codes (16M values: 2.45 ms instead of 3.05 here). The
- * arithmetic is that of the Cython loops, to the bit:
- * - quantize, fast form: lo = qmin - zp and hi = qmax - zp are exact integers, so saturating
- *   first and rounding after is exact; vcvtps2dq rounds half to even (the default mode, as
- *   rint does); max(t, lo) returns lo for a NaN t (the x86 rule: the second operand), so a
- *   NaN leaves only the returned flag, and the caller redoes a row that had one;
- * - dequantize, fast form: (float)((int32)q - zp) * scale.
- * Each function does the part of a contiguous run whose output is 64-byte aligned and whole
- * lines, sets [*begin, *end) to it, and leaves the rest to the Cython loops; builds without
- * AVX-512 do nothing (*begin = *end = 0).
- */
-/*
  * The given-parameter per-block kernels come once per code type and zero point type: int32
  * zero points, and zero points of the code type itself (ONNX's y_zero_point), which the
  * _zcode kernels read in place, sparing a converted copy (16M values in blocks of 32: uint8
@@ -157,6 +143,30 @@ static inline int lq_irint_f64(double t) { return (int)lq_rint_f64(t); }
     X(uint16_t, uint16_t, u16, u16_zcode, u16)                                                \
     X(int16_t, int16_t, i16, i16_zcode, i16)
 
+/*
+ * The code types of the dynamic per-block kernels: X(code type, its least and greatest value,
+ * name suffix, the LQ_LINE_* packing of its 64-byte lines).
+ */
+#define LQ_FOR_CODE_TYPES(X)                                                                  \
+    X(uint8_t, 0, 255, u8, LQ_LINE_U8)                                                        \
+    X(int8_t, -128, 127, i8, LQ_LINE_I8)                                                      \
+    X(uint16_t, 0, 65535, u16, LQ_LINE_U16)                                                   \
+    X(int16_t, -32768, 32767, i16, LQ_LINE_I16)
+
+/*
+ * Large results, written with non-temporal stores (AVX-512 builds): whole cache lines go to
+ * memory without first being read into the cache, which saves a third of the memory traffic
+ * of quantizing float32 into 8-bit codes (16M values: 2.45 ms instead of 3.05 here). The
+ * arithmetic is that of the Cython loops, to the bit:
+ * - quantize, fast form: lo = qmin - zp and hi = qmax - zp are exact integers, so saturating
+ *   first and rounding after is exact; vcvtps2dq rounds half to even (the default mode, as
+ *   rint does); max(t, lo) returns lo for a NaN t (the x86 rule: the second operand), so a
+ *   NaN leaves only the returned flag, and the caller redoes a row that had one;
+ * - dequantize, fast form: (float)((int32)q - zp) * scale.
+ * Each function does the part of a contiguous run whose output is 64-byte aligned and whole
+ * lines, sets [*begin, *end) to it, and leaves the rest to the Cython loops; builds without
+ * AVX-512 do nothing (*begin = *end = 0).
+ */
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #include <immintrin.h>
 #define LQ_STREAM 1
@@ -512,10 +522,9 @@ LQ_VECTOR_INLINE int lq_block_params16(__m512 lo, __m512 hi, __mmask16 valid, in
         }                                                                                     \
         return 0;                                                                             \
     }
-LQ_DEFINE_BLOCK_DYNAMIC(uint8_t, lq_block_dynamic_any_u8, lq_quantize_block_u8)
-LQ_DEFINE_BLOCK_DYNAMIC(int8_t, lq_block_dynamic_any_i8, lq_quantize_block_i8)
-LQ_DEFINE_BLOCK_DYNAMIC(uint16_t, lq_block_dynamic_any_u16, lq_quantize_block_u16)
-LQ_DEFINE_BLOCK_DYNAMIC(int16_t, lq_block_dynamic_any_i16, lq_quantize_block_i16)
+#define LQ_BLOCK_DYNAMIC_ANY(CODE, CODE_MIN, CODE_MAX, S, LINE)                              \
+    LQ_DEFINE_BLOCK_DYNAMIC(CODE, lq_block_dynamic_any_##S, lq_quantize_block_##S)
+LQ_FOR_CODE_TYPES(LQ_BLOCK_DYNAMIC_ANY)
 
 /*
  * Whole groups of 16 blocks of 16, 32, 64, 128 or 256 values (m = block / 16 vectors each),
@@ -672,10 +681,9 @@ LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
         }                                                                                     \
         return low;                                                                           \
     }
-LQ_DEFINE_GROUP_CODES(uint8_t, lq_group_codes_u8, LQ_LINE_U8)
-LQ_DEFINE_GROUP_CODES(int8_t, lq_group_codes_i8, LQ_LINE_I8)
-LQ_DEFINE_GROUP_CODES(uint16_t, lq_group_codes_u16, LQ_LINE_U16)
-LQ_DEFINE_GROUP_CODES(int16_t, lq_group_codes_i16, LQ_LINE_I16)
+#define LQ_GROUP_CODES(CODE, CODE_MIN, CODE_MAX, S, LINE)                                    \
+    LQ_DEFINE_GROUP_CODES(CODE, lq_group_codes_##S, LINE)
+LQ_FOR_CODE_TYPES(LQ_GROUP_CODES)
 /* 16 values from p[0], p[step], ... as one vector (LOAD: from 16 contiguous ones, widened
    to int32 where T is a narrower integer). */
 #define LQ_DEFINE_LOAD16(T, VECTOR, NAME, LOAD)                                               \
@@ -824,10 +832,10 @@ LQ_FOR_BLOCK_KERNELS(LQ_GIVEN_GROUPS)
             return -1;                                                                        \
         return a;                                                                             \
     }
-LQ_DEFINE_DYNAMIC_GROUPS(uint8_t, 0, 255, lq_dynamic_groups_u8, lq_group_codes_u8)
-LQ_DEFINE_DYNAMIC_GROUPS(int8_t, -128, 127, lq_dynamic_groups_i8, lq_group_codes_i8)
-LQ_DEFINE_DYNAMIC_GROUPS(uint16_t, 0, 65535, lq_dynamic_groups_u16, lq_group_codes_u16)
-LQ_DEFINE_DYNAMIC_GROUPS(int16_t, -32768, 32767, lq_dynamic_groups_i16, lq_group_codes_i16)
+#define LQ_DYNAMIC_GROUPS(CODE, CODE_MIN, CODE_MAX, S, LINE)                                 \
+    LQ_DEFINE_DYNAMIC_GROUPS(CODE, CODE_MIN, CODE_MAX, lq_dynamic_groups_##S,                \
+                             lq_group_codes_##S)
+LQ_FOR_CODE_TYPES(LQ_DYNAMIC_GROUPS)
 /* result = CALL(m, ...) with m = block / 16 a constant for the block sizes above (each call
    compiled of its own), 0 for other sizes. */
 #define LQ_GROUP_SWITCH(block, result, CALL, ...)                                             \
@@ -883,14 +891,10 @@ LQ_FOR_BLOCK_KERNELS(LQ_BLOCKS_RUN)
                    zero_point + blocks * zero_point_step, zero_point_step, out + done,        \
                    stream);                                                                   \
     }
-LQ_DEFINE_BLOCK_DYNAMIC_RUN(uint8_t, lq_block_dynamic_u8, lq_dynamic_groups_u8,
-                            lq_block_dynamic_any_u8)
-LQ_DEFINE_BLOCK_DYNAMIC_RUN(int8_t, lq_block_dynamic_i8, lq_dynamic_groups_i8,
-                            lq_block_dynamic_any_i8)
-LQ_DEFINE_BLOCK_DYNAMIC_RUN(uint16_t, lq_block_dynamic_u16, lq_dynamic_groups_u16,
-                            lq_block_dynamic_any_u16)
-LQ_DEFINE_BLOCK_DYNAMIC_RUN(int16_t, lq_block_dynamic_i16, lq_dynamic_groups_i16,
-                            lq_block_dynamic_any_i16)
+#define LQ_BLOCK_DYNAMIC_RUN(CODE, CODE_MIN, CODE_MAX, S, LINE)                              \
+    LQ_DEFINE_BLOCK_DYNAMIC_RUN(CODE, lq_block_dynamic_##S, lq_dynamic_groups_##S,           \
+                                lq_block_dynamic_any_##S)
+LQ_FOR_CODE_TYPES(LQ_BLOCK_DYNAMIC_RUN)
 #else
 #define LQ_STREAM 0
 #define LQ_DEFINE_QUANTIZE8(CODE, NAME)                                                       \
@@ -935,10 +939,9 @@ static inline void lq_stream_fence(void) {}
 #define LQ_BLOCKS_STUB(CODE, ZP, S, N, L)                                                     \
     LQ_DEFINE_QUANTIZE_BLOCKS(CODE, ZP, lq_quantize_blocks_##N)
 LQ_FOR_BLOCK_KERNELS(LQ_BLOCKS_STUB)
-LQ_DEFINE_BLOCK_DYNAMIC(uint8_t, lq_block_dynamic_u8)
-LQ_DEFINE_BLOCK_DYNAMIC(int8_t, lq_block_dynamic_i8)
-LQ_DEFINE_BLOCK_DYNAMIC(uint16_t, lq_block_dynamic_u16)
-LQ_DEFINE_BLOCK_DYNAMIC(int16_t, lq_block_dynamic_i16)
+#define LQ_BLOCK_DYNAMIC_STUB(CODE, CODE_MIN, CODE_MAX, S, LINE)                             \
+    LQ_DEFINE_BLOCK_DYNAMIC(CODE, lq_block_dynamic_##S)
+LQ_FOR_CODE_TYPES(LQ_BLOCK_DYNAMIC_STUB)
 #endif
 LQ_DEFINE_QUANTIZE8(uint8_t, lq_stream_quantize_u8)
 LQ_DEFINE_QUANTIZE8(int8_t, lq_stream_quantize_i8)
