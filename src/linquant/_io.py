@@ -16,6 +16,13 @@ Reading checks every field with the checks of the public API (``_checks``, ``_gr
 file is valid exactly when its parameters would be accepted by a call. A file that is not
 a linquant file, is damaged, or comes from a newer format raises ValueError naming the file.
 Members are read through their ``.npy`` headers, never unpickled: an object array is refused.
+
+Nothing is allocated on a size a file claims before the claim is checked against the file:
+a member must be stored uncompressed (a compressed one is refused, so nothing is inflated),
+lie within the file, and hold exactly the bytes its ``.npy`` header's shape and dtype imply;
+the header is at most ``NPY_HEADER_MAX`` bytes, parsed by a pattern (never evaluated), and
+the metadata member at most ``METADATA_MAX`` bytes. Reading a file thus allocates a small
+multiple of its size at most.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
+import struct
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +43,7 @@ import numpy as np
 
 from . import _checks
 from ._groups import grouping
+from ._layout import FLOAT_DTYPES
 from ._params import integer_range, storage_dtype
 from ._quantized import QuantizedArray
 from ._version import __version__
@@ -41,14 +51,34 @@ from ._version import __version__
 FORMAT = "linquant.QuantizedArray"
 FORMAT_VERSION = 1
 MEMBERS = ("codes", "scale", "zero_point", "metadata")
+SOURCE_DTYPE_NAMES = tuple(dtype.name for dtype in FLOAT_DTYPES)
 
-# What reading damaged bytes can raise from zipfile, zlib and numpy's .npy header parser;
-# each becomes a ValueError naming the file.
+# The metadata is a JSON object of a few hundred bytes: the bound keeps a damaged file from
+# making its read or its parse large.
+METADATA_MAX = 64 * 1024
+# NumPy's own reader refuses longer .npy headers (np.load's max_header_size).
+NPY_HEADER_MAX = 10_000
+# NumPy 2's limit on an array's dimensions.
+NPY_MAXDIMS = 64
+
+# The .npy format versions a member may have, each with the format of its header's length.
+_NPY_VERSIONS = {b"\x93NUMPY\x01\x00": "<H", b"\x93NUMPY\x02\x00": "<I"}
+_NPY_DIM = r"(?:0|[1-9][0-9]{0,18})"  # a dimension as Python writes it, below 10**19
+# A .npy header as NumPy writes it (its keys sorted, values by repr): a simple dtype, the
+# order and a tuple of ints. Only this is accepted, so nothing is evaluated.
+_NPY_HEADER = re.compile(
+    r"\{\s*'descr'\s*:\s*'(?P<descr>[<>|=]?[A-Za-z][0-9]*)'\s*,"
+    r"\s*'fortran_order'\s*:\s*(?P<fortran_order>True|False)\s*,"
+    rf"\s*'shape'\s*:\s*\((?P<shape>\s*|(?:\s*{_NPY_DIM}\s*,)+(?:\s*{_NPY_DIM})?\s*)\)"
+    r"\s*,?\s*\}\s*"
+)
+
+# What reading damaged bytes can raise from zipfile; each becomes a ValueError naming the file.
 _READ_ERRORS = (
     zipfile.BadZipFile,
     EOFError,
     OSError,
-    NotImplementedError,  # an unknown compression method
+    NotImplementedError,  # zip features zipfile lacks (patched data, strong encryption)
     RuntimeError,  # an encrypted member
     ValueError,
     OverflowError,
@@ -141,13 +171,18 @@ def _checked(
     return checked_scale, checked_zero_point, bits, scheme, axis, block_size, source_dtype
 
 
+def _not_a_number(name: str) -> None:
+    """Refuse JSON's NaN and Infinity, which Python's json reads as floats."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _metadata(path: str, value: np.ndarray) -> dict[str, Any]:
     """The JSON object of the ``metadata`` member, its format marker and version checked."""
     if value.dtype.kind != "U" or value.shape != ():
         raise ValueError(f"{path}: metadata must be a 0-d string array, got {value.dtype}")
     try:
-        meta = json.loads(str(value[()]))
-    except json.JSONDecodeError as error:
+        meta = json.loads(str(value[()]), parse_constant=_not_a_number)
+    except (ValueError, RecursionError) as error:  # ints of over 4300 digits; deep nesting
         raise ValueError(f"{path}: metadata is not valid JSON ({error})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a linquant file (its metadata has no linquant format)")
@@ -166,6 +201,13 @@ def _metadata(path: str, value: np.ndarray) -> dict[str, Any]:
         raise ValueError(f"{path}: metadata lacks {', '.join(missing)}")
     if not isinstance(meta["linquant_version"], str):
         raise ValueError(f"{path}: linquant_version must be a string")
+    # The file holds a dtype's name: np.dtype never sees what else JSON can hold (it would
+    # parse structured dtypes, and warn of deprecated aliases).
+    if meta["source_dtype"] not in SOURCE_DTYPE_NAMES:
+        raise ValueError(
+            f"{path}: source_dtype must be one of {SOURCE_DTYPE_NAMES}, "
+            f"got {meta['source_dtype']!r}"
+        )
     shape = meta["shape"]
     if not (
         isinstance(shape, list)
@@ -175,13 +217,42 @@ def _metadata(path: str, value: np.ndarray) -> dict[str, Any]:
     return meta
 
 
+def _read_exactly(member: IO[bytes], size: int, what: str) -> bytes:
+    """``size`` bytes of ``member``'s ``what``; ValueError where the member ends first."""
+    data = member.read(size)
+    if len(data) != size:
+        raise ValueError(f"the member ends within its {what}")
+    return data
+
+
 def _read_npy_header(member: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
-    version = np.lib.format.read_magic(member)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(member)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(member)
-    raise ValueError(f".npy format version {version} is not supported")
+    """The shape, order and dtype of a ``.npy`` header; ValueError unless NumPy wrote it."""
+    length_format = _NPY_VERSIONS.get(_read_exactly(member, 8, ".npy magic"))
+    if length_format is None:
+        raise ValueError("not a .npy array of format version 1.0 or 2.0")
+    (length,) = struct.unpack(
+        length_format, _read_exactly(member, struct.calcsize(length_format), ".npy header")
+    )
+    if length > NPY_HEADER_MAX:
+        raise ValueError(f"a .npy header of {length} bytes, over {NPY_HEADER_MAX}")
+    text = _read_exactly(member, length, ".npy header").decode("latin-1")
+    match = _NPY_HEADER.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a .npy header as NumPy writes it: {text[:200]!r}")
+    descr = match["descr"]
+    if descr.lstrip("<>|=")[0] not in "iufU":
+        raise ValueError(f"dtype {descr}: linquant files hold numbers and text, no Python objects")
+    try:
+        dtype = np.dtype(descr)
+    except TypeError:
+        raise ValueError(f"dtype {descr} is not a NumPy dtype") from None
+    shape = tuple(int(n) for n in match["shape"].replace(",", " ").split())
+    # NumPy's own limits on an array, empty or not: past them no array has this shape.
+    if len(shape) > NPY_MAXDIMS or math.prod(n for n in shape if n) * dtype.itemsize > (
+        np.iinfo(np.intp).max
+    ):
+        raise ValueError(f"no NumPy array has shape {shape} and dtype {dtype}")
+    return shape, match["fortran_order"] == "True", dtype
 
 
 class Reader:
@@ -195,6 +266,7 @@ class Reader:
         self.path = os.fspath(path)
         self._file = open(self.path, "rb")  # noqa: SIM115 (closed by close())
         try:
+            self._size = os.fstat(self._file.fileno()).st_size
             try:
                 self._archive = zipfile.ZipFile(self._file)
             except _READ_ERRORS as error:
@@ -206,25 +278,48 @@ class Reader:
             self._file.close()
             raise
 
-    def _open(self, name: str) -> IO[bytes]:
+    def _open(self, name: str, largest: int | None = None) -> tuple[IO[bytes], int]:
+        """The member ``name`` and its size, checked before a byte of it is read.
+
+        It must be stored uncompressed (in at most ``largest`` bytes) within the file, so no
+        read of it is larger than the file.
+        """
+        info = self._archive.getinfo(f"{name}.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ValueError(
+                f"{self.path}: member {name!r} is compressed (zip method "
+                f"{info.compress_type}): linquant files hold uncompressed members only"
+            )
+        if info.compress_size != info.file_size:
+            raise ValueError(
+                f"{self.path}: damaged member {name!r} (stored, but its zip entry says "
+                f"{info.compress_size} bytes hold {info.file_size})"
+            )
+        if info.header_offset + info.file_size > self._size:
+            raise ValueError(
+                f"{self.path}: damaged member {name!r} (its zip entry says {info.file_size} "
+                f"bytes at offset {info.header_offset}, past the end of the file's "
+                f"{self._size} bytes)"
+            )
+        if largest is not None and info.file_size > largest:
+            raise ValueError(
+                f"{self.path}: damaged member {name!r} ({info.file_size} bytes; a linquant "
+                f"file's {name} takes at most {largest})"
+            )
         try:
-            return self._archive.open(f"{name}.npy")
+            return self._archive.open(info), info.file_size
         except _READ_ERRORS as error:
             raise ValueError(f"{self.path}: damaged member {name!r} ({error})") from None
 
-    def _npy_header(self, name: str, member: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
-        """The member's ``.npy`` header, its data size checked against the member's size."""
+    def _npy_header(
+        self, name: str, member: IO[bytes], size: int
+    ) -> tuple[tuple[int, ...], bool, np.dtype]:
+        """The member's ``.npy`` header, its data size checked against the member's ``size``."""
         try:
             shape, fortran_order, dtype = _read_npy_header(member)
             offset = member.tell()
         except _READ_ERRORS as error:
             raise ValueError(f"{self.path}: damaged member {name!r} ({error})") from None
-        if dtype.hasobject or dtype.kind not in "iufU":
-            raise ValueError(
-                f"{self.path}: member {name!r} has dtype {dtype}: linquant files hold numbers "
-                "and text only (no Python objects)"
-            )
-        size = self._archive.getinfo(f"{name}.npy").file_size
         if offset + math.prod(shape) * dtype.itemsize != size:
             raise ValueError(
                 f"{self.path}: damaged member {name!r} (its header says {shape} {dtype}, "
@@ -243,9 +338,10 @@ class Reader:
             raise ValueError(f"{self.path}: damaged member {name!r} (its size is wrong)")
         return data
 
-    def _read_member(self, name: str) -> np.ndarray:
-        with self._open(name) as member:
-            shape, fortran_order, dtype = self._npy_header(name, member)
+    def _read_member(self, name: str, largest: int | None = None) -> np.ndarray:
+        member, size = self._open(name, largest)
+        with member:
+            shape, fortran_order, dtype = self._npy_header(name, member, size)
             data = self._read_bytes(name, member, math.prod(shape) * dtype.itemsize, last=True)
         return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran_order else "C")
 
@@ -257,14 +353,14 @@ class Reader:
                 f"{self.path}: not a linquant file (an archive without linquant metadata; "
                 f"it holds {', '.join(names) or 'nothing'})"
             )
-        meta = _metadata(self.path, self._read_member("metadata"))
+        meta = _metadata(self.path, self._read_member("metadata", METADATA_MAX))
         missing = [name for name in MEMBERS if f"{name}.npy" not in names]
         if missing:
             raise ValueError(f"{self.path}: damaged linquant file, no {', '.join(missing)}")
         scale, zero_point = self._read_member("scale"), self._read_member("zero_point")
-        codes = self._open("codes")
+        codes, size = self._open("codes")
         try:
-            shape, fortran_order, code_dtype = self._npy_header("codes", codes)
+            shape, fortran_order, code_dtype = self._npy_header("codes", codes, size)
             if list(shape) != meta["shape"]:
                 raise ValueError(
                     f"{self.path}: codes have shape {shape}, the metadata says "
