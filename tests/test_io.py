@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import struct
+import tracemalloc
 import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -327,3 +333,284 @@ def test_missing_members_and_a_damaged_npy_header(saved: Path, tmp_path: Path) -
                 data = data[:-5]
             target.writestr(info.filename, data)
     assert "does not fit its" in load_error(short)
+
+
+# --- damaged and crafted archives: ValueError naming the file, nothing allocated on a claim --
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    """The ``.npy`` bytes of each member of the archive at ``path``, by member name."""
+    with zipfile.ZipFile(path) as archive:
+        return {info.filename[:-4]: archive.read(info) for info in archive.infolist()}
+
+
+def _npy(header: str, data: bytes = b"", length_format: str = "<H") -> bytes:
+    """A ``.npy`` member of any ``header`` text (format version 2.0 for a ``<I`` length)."""
+    version = b"\x01\x00" if length_format == "<H" else b"\x02\x00"
+    text = header.encode("latin-1")
+    return b"\x93NUMPY" + version + struct.pack(length_format, len(text)) + text + data
+
+
+def _npy_of(value: object) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.asarray(value), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _npy_header(descr: str, shape: tuple[int, ...]) -> bytes:
+    """The ``.npy`` header NumPy writes for an array of ``descr`` and ``shape``."""
+    buffer = io.BytesIO()
+    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue()
+
+
+def _zipped(
+    path: Path,
+    members: dict[str, bytes],
+    claims: dict[str, int] | None = None,
+) -> Path:
+    """A zip archive of stored ``members``, written byte by byte so that its entries can claim
+    sizes (``claims``, by member) that are not the members' own."""
+    local, central = bytearray(), bytearray()
+    for name, data in members.items():
+        filename = f"{name}.npy".encode()
+        size = (claims or {}).get(name, len(data))
+        # version needed, flags, method, time, date (1980-01-01), CRC, sizes, name and extra
+        fields = struct.pack(
+            "<5H3I2H", 20, 0, zipfile.ZIP_STORED, 0, 0x21, zlib.crc32(data), size, size,
+            len(filename), 0,
+        )  # fmt: skip
+        central += b"PK\x01\x02" + struct.pack("<H", 20) + fields
+        central += struct.pack("<3H2I", 0, 0, 0, 0, len(local)) + filename
+        local += b"PK\x03\x04" + fields + filename + data
+    count = len(members)
+    end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, count, count, len(central), len(local), 0)
+    path.write_bytes(bytes(local + central + end))
+    return path
+
+
+def _with_metadata(members: dict[str, bytes], text: str) -> dict[str, bytes]:
+    return {**members, "metadata": _npy_of(np.array(text))}
+
+
+@contextmanager
+def allocating_at_most(limit: int) -> Iterator[None]:
+    """Fail unless the block allocates at most ``limit`` bytes at its peak (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        yield
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= limit, f"allocated {peak} bytes"
+
+
+def test_our_zip_writer_writes_what_load_reads(saved: Path, tmp_path: Path) -> None:
+    assert_same(lq.load(_zipped(tmp_path / "copy.npz", _members(saved))), lq.load(saved))
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+@pytest.mark.parametrize("damaged", [False, True], ids=["intact", "damaged"])
+def test_compressed_members_are_refused_before_they_are_inflated(
+    saved: Path, tmp_path: Path, method: int, damaged: bool
+) -> None:
+    """``save`` stores members uncompressed: a compressed one, which could inflate to any size
+    or be a stream zlib, bz2 or lzma fails on, is refused unread."""
+    path = tmp_path / "compressed.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in _members(saved).items():
+            archive.writestr(f"{name}.npy", data, method if name == "codes" else None)
+    if damaged:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("codes.npy")
+        data = bytearray(path.read_bytes())
+        name_length, extra_length = struct.unpack_from("<2H", data, info.header_offset + 26)
+        start = info.header_offset + 30 + name_length + extra_length
+        for offset in range(start + 4, start + info.compress_size - 4, 3):
+            data[offset] ^= 0x5A
+        path.write_bytes(bytes(data))
+    message = load_error(path)
+    assert f"member 'codes' is compressed (zip method {method})" in message
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_inflated(tmp_path: Path) -> None:
+    """16 MiB of codes deflated to 16 KiB: refused without inflating them."""
+    qa = lq.quantize(np.zeros(2**24, np.float32))
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, value in [
+            ("metadata", _metadata_of(qa)),
+            ("scale", np.asarray(qa.scale)),
+            ("zero_point", np.asarray(qa.zero_point)),
+        ]:
+            archive.writestr(f"{name}.npy", _npy_of(value))
+        archive.writestr("codes.npy", _npy_of(qa.data), zipfile.ZIP_DEFLATED)
+    del qa
+    assert path.stat().st_size < 2**16
+    with allocating_at_most(2**20):
+        assert "member 'codes' is compressed" in load_error(path)
+
+
+CLAIMS = {
+    "metadata": (f"<U{2**28}", ()),
+    "scale": ("<f4", (2**28,)),
+    "zero_point": ("<i4", (2**28,)),
+    "codes": ("|u1", (2**30,)),
+}
+
+
+@pytest.mark.parametrize("member", CLAIMS)
+def test_sizes_a_zip_entry_claims_are_checked_against_the_file(tmp_path: Path, member: str) -> None:
+    """A 1 GiB member in a 1 KiB file, its ``.npy`` header and the metadata agreeing: refused
+    unread."""
+    path = tmp_path / "tensor.npz"
+    lq.save(path, lq.quantize(X, bits=4))
+    members = _members(path)
+    if member == "codes":
+        meta = json.loads(str(_metadata_of(lq.load(path))))
+        members = _with_metadata(members, json.dumps({**meta, "shape": [2**30]}))
+    header = _npy_header(*CLAIMS[member])
+    members[member] = header + members[member][-8:]
+    claim = len(header) + 2**30
+    crafted = _zipped(tmp_path / "claims.npz", members, {member: claim})
+    with allocating_at_most(2**20):
+        message = load_error(crafted)
+    assert f"damaged member {member!r} (its zip entry says {claim} bytes" in message
+
+
+def test_a_stored_member_whose_sizes_differ_is_damaged(saved: Path, tmp_path: Path) -> None:
+    path = _zipped(tmp_path / "sizes.npz", _members(saved))
+    data = bytearray(path.read_bytes())
+    central = data.rindex(b"PK\x01\x02")  # the last entry's: codes
+    struct.pack_into("<I", data, central + 24, 7)  # its uncompressed size
+    path.write_bytes(bytes(data))
+    assert "stored, but its zip entry says" in load_error(path)
+
+
+def test_the_metadata_member_is_bounded(saved: Path, tmp_path: Path) -> None:
+    """Valid JSON, padded past 64 KiB: refused before it is read."""
+    text = json.dumps(json.loads(str(_metadata_of(lq.load(saved))))) + " " * 2**14
+    path = _zipped(tmp_path / "padded.npz", _with_metadata(_members(saved), text))
+    assert "damaged member 'metadata'" in load_error(path)
+    assert "takes at most 65536" in load_error(path)
+
+
+VALID_HEADER = "{'descr': '|u1', 'fortran_order': False, 'shape': (6, 10), }"
+BAD_NPY_HEADERS = {
+    "unclosed": VALID_HEADER + "(",  # tokenize.TokenError from NumPy's Python 2 filter
+    "unterminated string": VALID_HEADER[:-1] + '"""',  # tokenize.TokenError
+    "deeply nested": "-" * 9000 + "1",  # MemoryError: the parser's stack
+    "unhashable key": "{[]: 1}",  # TypeError
+    "python 2 ints": VALID_HEADER.replace("6, 10", "6L, 10L"),  # a warning, then parsed
+    "deprecated dtype": VALID_HEADER.replace("|u1", "|a1"),  # a DeprecationWarning
+    "structured dtype": VALID_HEADER.replace("'|u1'", "[('a', '|u1')]"),
+    "negative shape": VALID_HEADER.replace("6, 10", "-6, -10"),
+    "shape past intp": VALID_HEADER.replace("6, 10", f"{2**62}, 4, 0"),
+    "65 dimensions": VALID_HEADER.replace("6, 10", "6, 10" + ", 1" * 63),
+    "not a dict": "(6, 10)",
+    "keys out of order": "{'shape': (6, 10), 'fortran_order': False, 'descr': '|u1', }",
+}
+
+
+@pytest.mark.parametrize("header", BAD_NPY_HEADERS.values(), ids=BAD_NPY_HEADERS.keys())
+def test_npy_headers_are_parsed_not_evaluated(saved: Path, tmp_path: Path, header: str) -> None:
+    """A ``.npy`` header must be as NumPy writes it; nothing in it is evaluated."""
+    members = _members(saved)
+    members["codes"] = _npy(header, members["codes"][-60:])
+    assert "damaged member 'codes'" in load_error(_zipped(tmp_path / "header.npz", members))
+
+
+def test_npy_header_length_is_bounded(saved: Path, tmp_path: Path) -> None:
+    members = _members(saved)
+    for header in [VALID_HEADER + " " * 10_000, "{" + " " * 2**20]:
+        members["codes"] = _npy(header, length_format="<I")
+        message = load_error(_zipped(tmp_path / "long.npz", members))
+        assert "damaged member 'codes' (a .npy header of" in message
+
+
+@pytest.mark.parametrize(("axis", "block_size"), [(None, None), (1, 3), (0, None)])
+def test_an_empty_array_of_a_huge_shape_allocates_nothing(
+    tmp_path: Path, axis: int | None, block_size: int | None
+) -> None:
+    """Codes of shape (2**40, 0): per tensor, or per block along the empty axis, it loads; per
+    channel along the long axis, the 2**40 scales it needs are not in the file."""
+    shape = (2**40, 0)
+    param_shape = {None: (), 1: (2**40, 0), 0: (2**40,)}[axis]
+    scale, zero_point = (np.float32(1).tobytes(), bytes(4)) if axis is None else (b"", b"")
+    meta = json.loads(str(_metadata_of(lq.quantize(np.zeros(0, np.float32)))))
+    meta.update(shape=list(shape), axis=axis, block_size=block_size)
+    members = {
+        "metadata": _npy_of(np.array(json.dumps(meta))),
+        "scale": _npy_header("<f4", param_shape) + scale,
+        "zero_point": _npy_header("<i4", param_shape) + zero_point,
+        "codes": _npy_header("|u1", shape),
+    }
+    path = _zipped(tmp_path / "empty.npz", members)
+    with allocating_at_most(2**20):
+        if axis == 0:
+            assert "damaged member 'scale'" in load_error(path)
+        else:
+            assert lq.load(path).shape == shape
+
+
+BAD_JSON = {
+    "nested 100000 deep": "[" * 100_000 + "]" * 100_000,  # RecursionError; past 64 KiB
+    "nested 8000 deep": "[" * 8000 + "]" * 8000,  # RecursionError within 64 KiB
+    "an int of 5000 digits": '{"format": "linquant.QuantizedArray", "bits": 1' + "0" * 5000 + "}",
+}
+
+
+@pytest.mark.parametrize("text", BAD_JSON.values(), ids=BAD_JSON.keys())
+def test_metadata_json_that_python_cannot_read(saved: Path, tmp_path: Path, text: str) -> None:
+    path = _zipped(tmp_path / "json.npz", _with_metadata(_members(saved), text))
+    assert "metadata" in load_error(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("block_size", "NaN", "NaN is not a JSON number"),
+        ("block_size", "Infinity", "Infinity is not a JSON number"),
+        ("bits", "-Infinity", "-Infinity is not a JSON number"),
+        ("block_size", "1e400", "block_size must be a positive int.*got inf"),
+        ("block_size", "4.0", "block_size must be a positive int"),
+        ("block_size", "true", "block_size must be a positive int"),
+        ("axis", "1.0", "axis must be an int or None"),
+        ("axis", "true", "axis must be an int or None"),
+        ("shape", "[6.0, 10]", "shape must be a list of non-negative ints"),
+        ("shape", "[6, true]", "shape must be a list of non-negative ints"),
+        ("format_version", "1.0", "format_version must be a positive int"),
+        ("format_version", "true", "format_version must be a positive int"),
+    ],
+)
+def test_metadata_numbers_must_be_ints(
+    saved: Path, tmp_path: Path, field: str, value: str, message: str
+) -> None:
+    """JSON's NaN and Infinity, floats and booleans where the format has ints."""
+    meta = json.loads(str(_metadata_of(lq.load(saved))))
+    meta[field] = "@"
+    text = json.dumps(meta).replace('"@"', value)
+    path = _zipped(tmp_path / "numbers.npz", _with_metadata(_members(saved), text))
+    assert re.search(message, load_error(path))
+
+
+@pytest.mark.parametrize("block_size", [2**63, 2**70])
+def test_block_sizes_past_int64_are_refused(tmp_path: Path, block_size: int) -> None:
+    """One block per row: a block_size past 2**63 - 1 gives the scale's shape as 10 does."""
+    path = tmp_path / "blocks.npz"
+    lq.save(path, lq.quantize(X, axis=1, block_size=10))
+    message = load_error(_rewritten(tmp_path, path, meta_block_size=block_size))
+    assert "block_size must be a positive int" in message and str(block_size) in message
+
+
+@pytest.mark.parametrize(
+    "source_dtype", ["a5", "float32 ", [["a", "f4"]], {"names": ["a"], "formats": ["f4"]}]
+)
+def test_source_dtype_is_a_float_dtype_name(
+    saved: Path, tmp_path: Path, source_dtype: object
+) -> None:
+    """Not what np.dtype would make of it: ``a5`` warns of a deprecated alias, lists and dicts
+    are structured dtypes."""
+    message = load_error(_rewritten(tmp_path, saved, meta_source_dtype=source_dtype))
+    assert "source_dtype must be one of ('float16', 'float32', 'float64')" in message
