@@ -319,7 +319,7 @@ def block_dynamic_quantize(
         groups.block, (x3[:, :, 0], out3[:, :, 0]), (scale3[:, :, 0], zero_point3[:, :, 0])
     )
     stream = _streams(x, out)
-    arguments = (groups.block_size, bits, signed, include_zero, nan_raises, qmin, qmax, stream)
+    arguments = (groups.block, bits, signed, include_zero, nan_raises, qmin, qmax, stream)
     if x.size and not all(_threads.run(_kernels.block_dynamic_quantize, pieces, *arguments)):
         return None
     return scale, zero_point

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+# ONNX's block_size is an int64 attribute; beyond it no index type of the kernels holds it.
+BLOCK_SIZE_MAX = 2**63 - 1
+
 
 @dataclass(frozen=True)
 class Grouping:
@@ -60,8 +63,14 @@ class Grouping:
 
     @property
     def block(self) -> int:
-        """Consecutive elements along the axis that share parameters: 1 per-axis."""
-        return 1 if self.block_size is None else self.block_size
+        """Consecutive elements along the axis that share parameters: 1 per-axis.
+
+        A ``block_size`` past the axis's length is one block of the whole axis: the kernels
+        step by ``block``, and a step no longer than the axis cannot overflow an index.
+        """
+        if self.block_size is None:
+            return 1
+        return min(self.block_size, max(self.length, 1))
 
     def params_3d(self, params: np.ndarray, outer: int, inner: int) -> np.ndarray:
         """Parameters as an (outer, blocks, inner) view, zero strides where they are shared."""
@@ -97,9 +106,11 @@ def group_args(axis: object, block_size: object) -> tuple[int | None, int | None
     if block_size is not None and (
         isinstance(block_size, bool)
         or not isinstance(block_size, (int, np.integer))
-        or block_size < 1
+        or not 1 <= block_size <= BLOCK_SIZE_MAX
     ):
-        raise ValueError(f"block_size must be a positive int or None, got {block_size!r}")
+        raise ValueError(
+            f"block_size must be a positive int up to 2**63 - 1, or None; got {block_size!r}"
+        )
     return int(axis), None if block_size is None else int(block_size)
 
 

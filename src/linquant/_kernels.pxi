@@ -132,7 +132,43 @@ cdef inline int32_t _irint(floating t) noexcept nogil:
 
 
 cdef inline Py_ssize_t _step(Py_ssize_t stride_bytes, Py_ssize_t itemsize) noexcept nogil:
-    return stride_bytes // itemsize  # layout.native_aligned guarantees whole items
+    return stride_bytes // itemsize  # whole items: _view checks it
+
+
+# The kernels index their views without bounds checks, so each def checks the views it is
+# handed first: every view has the shape the kernel will index (out that of x, per-group
+# parameters (outer, groups, inner)) and strides of whole items. Arguments that disagree raise
+# ValueError instead of reading or writing outside a buffer.
+
+cdef int _view(
+    str name, const Py_ssize_t *shape, const Py_ssize_t *strides, Py_ssize_t itemsize,
+    const Py_ssize_t *expected, int ndim,
+) except -1:
+    cdef int d
+    for d in range(ndim):
+        if shape[d] != expected[d]:
+            raise ValueError(
+                f"{name} has shape {tuple(shape[i] for i in range(ndim))}, the kernel indexes "
+                f"{tuple(expected[i] for i in range(ndim))}"
+            )
+        if strides[d] % itemsize:
+            raise ValueError(f"{name} has strides of partial items")
+    return 0
+
+
+cdef Py_ssize_t _block_step(Py_ssize_t block, Py_ssize_t n) except -1:
+    # Elements per group along the axis, as the kernels step by it: a block past the axis's
+    # end is the whole axis, so that `a + block` never overflows.
+    if block < 1:
+        raise ValueError(f"block must be positive, got {block}")
+    return block if block <= n else max(n, 1)
+
+
+cdef void _groups_3d(const Py_ssize_t *shape, Py_ssize_t block, Py_ssize_t *groups) noexcept:
+    # The (outer, groups, inner) shape of per-group parameters of an (outer, n, inner) array.
+    groups[0] = shape[0]
+    groups[1] = (shape[1] + block - 1) // block
+    groups[2] = shape[2]
 
 
 def minmax(const floating[:, :] x):
@@ -143,6 +179,7 @@ def minmax(const floating[:, :] x):
     cdef floating lo = INFINITY, hi = -INFINITY
     cdef int nan_seen = 0
     cdef Py_ssize_t i, step = _step(x.strides[1], sizeof(floating))
+    _view("x", x.shape, x.strides, sizeof(floating), x.shape, 2)
     with nogil:
         for i in range(x.shape[0]):
             if floating is float:
@@ -328,6 +365,8 @@ def quantize(
     cdef Py_ssize_t x_step = _step(x.strides[1], sizeof(floating))
     cdef Py_ssize_t out_step = _step(out.strides[1], sizeof(codes))
     cdef int nan_seen = 0
+    _view("x", x.shape, x.strides, sizeof(floating), x.shape, 2)
+    _view("out", out.shape, out.strides, sizeof(codes), x.shape, 2)
     with nogil:
         for i in range(x.shape[0]):
             nan_seen |= _quantize_run(
@@ -406,6 +445,8 @@ def dequantize(
     cdef Py_ssize_t i, n = q.shape[1]
     cdef Py_ssize_t q_step = _step(q.strides[1], sizeof(codes))
     cdef Py_ssize_t out_step = _step(out.strides[1], sizeof(floating))
+    _view("q", q.shape, q.strides, sizeof(codes), q.shape, 2)
+    _view("out", out.shape, out.strides, sizeof(floating), q.shape, 2)
     with nogil:
         for i in range(q.shape[0]):
             if fast and stream and q_step == 1 and out_step == 1:
@@ -463,6 +504,12 @@ def group_minmax(
 ):
     """Fold each group's values into ``lo`` and ``hi``; return True if ``x`` held a NaN."""
     cdef Py_ssize_t o, a, end, n = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t groups[3]
+    block = _block_step(block, n)
+    _groups_3d(x.shape, block, groups)
+    _view("x", x.shape, x.strides, sizeof(floating), x.shape, 3)
+    _view("lo", lo.shape, lo.strides, sizeof(floating), groups, 3)
+    _view("hi", hi.shape, hi.strides, sizeof(floating), groups, 3)
     cdef Py_ssize_t x1 = _step(x.strides[1], sizeof(floating))
     cdef Py_ssize_t x2 = _step(x.strides[2], sizeof(floating))
     cdef Py_ssize_t lo1 = _step(lo.strides[1], sizeof(floating))
@@ -588,6 +635,13 @@ def group_quantize(
 ):
     """Quantize each element with its group's parameters (SPEC §2); True if ``x`` held NaN."""
     cdef Py_ssize_t o, a, b, n = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t groups[3]
+    block = _block_step(block, n)
+    _groups_3d(x.shape, block, groups)
+    _view("x", x.shape, x.strides, sizeof(floating), x.shape, 3)
+    _view("out", out.shape, out.strides, sizeof(codes), x.shape, 3)
+    _view("scale", scale.shape, scale.strides, sizeof(floating), groups, 3)
+    _view("zero_point", zero_point.shape, zero_point.strides, sizeof(int32_t), groups, 3)
     cdef Py_ssize_t x1 = _step(x.strides[1], sizeof(floating))
     cdef Py_ssize_t x2 = _step(x.strides[2], sizeof(floating))
     cdef Py_ssize_t out1 = _step(out.strides[1], sizeof(codes))
@@ -650,6 +704,15 @@ def block_quantize(
     """group_quantize for blocks along the innermost axis, reading zero points of the code
     type in place instead of an int32 copy of them; True if ``x`` held NaN."""
     cdef Py_ssize_t o, n = x.shape[1]
+    cdef Py_ssize_t groups[3]
+    block = _block_step(block, n)
+    _groups_3d(x.shape, block, groups)
+    if x.shape[2] != 1:
+        raise ValueError("block_quantize takes blocks along the innermost axis: inner must be 1")
+    _view("x", x.shape, x.strides, sizeof(floating), x.shape, 3)
+    _view("out", out.shape, out.strides, sizeof(codes), x.shape, 3)
+    _view("scale", scale.shape, scale.strides, sizeof(floating), groups, 3)
+    _view("zero_point", zero_point.shape, zero_point.strides, sizeof(codes), groups, 3)
     cdef Py_ssize_t x1 = _step(x.strides[1], sizeof(floating))
     cdef Py_ssize_t out1 = _step(out.strides[1], sizeof(codes))
     cdef Py_ssize_t scale1 = _step(scale.strides[1], sizeof(floating))
@@ -675,6 +738,13 @@ def group_dequantize(
 ):
     """Dequantize each element with its group's parameters (SPEC §3)."""
     cdef Py_ssize_t o, a, b, end, n = q.shape[1], inner = q.shape[2]
+    cdef Py_ssize_t groups[3]
+    block = _block_step(block, n)
+    _groups_3d(q.shape, block, groups)
+    _view("q", q.shape, q.strides, sizeof(codes), q.shape, 3)
+    _view("out", out.shape, out.strides, sizeof(floating), q.shape, 3)
+    _view("scale", scale.shape, scale.strides, sizeof(floating), groups, 3)
+    _view("zero_point", zero_point.shape, zero_point.strides, sizeof(int32_t), groups, 3)
     cdef Py_ssize_t q1 = _step(q.strides[1], sizeof(codes))
     cdef Py_ssize_t q2 = _step(q.strides[2], sizeof(codes))
     cdef Py_ssize_t out1 = _step(out.strides[1], sizeof(floating))
@@ -813,6 +883,15 @@ def block_dynamic_quantize(
     cdef floating lo, hi
     cdef int nan_seen
     cdef bint done = True
+    cdef Py_ssize_t groups[3]
+    cdef Py_ssize_t shape[3]
+    shape[:] = [x.shape[0], n, 1]
+    block = _block_step(block, n)
+    _groups_3d(shape, block, groups)
+    _view("x", x.shape, x.strides, sizeof(floating), x.shape, 2)
+    _view("out", out.shape, out.strides, sizeof(codes), x.shape, 2)
+    _view("scale", scale.shape, scale.strides, sizeof(floating), groups, 2)
+    _view("zero_point", zero_point.shape, zero_point.strides, sizeof(int32_t), groups, 2)
     with nogil:
         for o in range(x.shape[0]):
             if x_step == 1 and out_step == 1 and n and _block_dynamic_vector(
