@@ -11,7 +11,14 @@ array([  0,  85, 255], dtype=uint8)
 """
 
 from ._api import dequantize_linear, dynamic_quantize_linear, minmax, quantize_linear
-from ._backend import get_backend, get_cpu_level, set_backend
+from ._backend import (
+    clear_pool,
+    get_backend,
+    get_cpu_level,
+    get_pool_limit,
+    set_backend,
+    set_pool_limit,
+)
 from ._io import load, save
 from ._metrics import error_metrics, quantization_error
 from ._notebook import (
@@ -29,12 +36,14 @@ __all__ = [
     "__version__",
     "asymmetric_dequantization",
     "asymmetric_quantization",
+    "clear_pool",
     "dequantize_linear",
     "dynamic_quantize_linear",
     "error_metrics",
     "get_backend",
     "get_cpu_level",
     "get_num_threads",
+    "get_pool_limit",
     "load",
     "minmax",
     "quantization_error",
@@ -43,6 +52,7 @@ __all__ = [
     "save",
     "set_backend",
     "set_num_threads",
+    "set_pool_limit",
     "symmetric_dequantization",
     "symmetric_quantization",
 ]

@@ -165,11 +165,24 @@ def quantize_linear(
     groups = grouping(arr.shape, axis, block_size)
     checked_scale, checked_zero_point = _checked_params(scale, zero_point, wf, groups)
     nan = _checks.nan_policy(nan)
-    if out is None:
-        out = _backend.empty_output(arr.shape, code_dtype)
-    else:
-        _checks.out_array(out, arr.shape, code_dtype, arr)
+    out = _output(out, arr.shape, code_dtype, arr, checked_scale, checked_zero_point)
     return _quantize_into(arr, checked_scale, checked_zero_point, qmin, qmax, nan, out, groups)
+
+
+def _output(
+    out: np.ndarray | None,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    source: np.ndarray,
+    scale: object,
+    zero_point: object,
+) -> np.ndarray:
+    """A new result array, or ``out=`` checked, apart from every array the kernels read."""
+    if out is None:
+        return _backend.empty_output(shape, dtype)
+    inputs = {"the input array": source, "scale": scale, "zero_point": zero_point}
+    _checks.out_array(out, shape, dtype, inputs)
+    return out
 
 
 def _checked_params(
@@ -206,10 +219,7 @@ def dequantize_linear(
     out_dtype = _checks.output_float(dtype)
     groups = grouping(codes.shape, axis, block_size)
     checked_scale, checked_zero_point = _checked_params(scale, zero_point, out_dtype.type, groups)
-    if out is None:
-        out = _backend.empty_output(codes.shape, out_dtype)
-    else:
-        _checks.out_array(out, codes.shape, out_dtype, codes)
+    out = _output(out, codes.shape, out_dtype, codes, checked_scale, checked_zero_point)
     if groups is None:
         _backend.active().dequantize(codes, checked_scale, checked_zero_point, out)
     else:

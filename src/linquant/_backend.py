@@ -36,6 +36,60 @@ def empty_output(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return result
 
 
+POOL_LIMIT_VARIABLE = "LINQUANT_POOL_LIMIT"
+
+
+def get_pool_limit() -> int:
+    """The most bytes of freed result memory kept for reuse (0 without the compiled build).
+
+    Results of 256 KiB or more come from a pool of reusable buffers: when the last view of
+    one is gone its memory waits there for the next result of the same size, so that
+    repeated calls do not fault in fresh pages. Memory beyond the limit goes back to the
+    operating system at once. The default is 1 GiB (at most 8 buffers), or
+    ``LINQUANT_POOL_LIMIT`` (bytes) when set at import.
+
+    >>> import linquant as lq
+    >>> lq.get_pool_limit() >= 0
+    True
+    """
+    return 0 if _buffers is None else int(_buffers.get_limit())
+
+
+def set_pool_limit(nbytes: int) -> None:
+    """Keep at most ``nbytes`` (an int >= 0) of freed result memory; 0 keeps none.
+
+    What the pool holds beyond the new limit goes back to the operating system now. Without
+    the compiled build there is no pool, and the call only checks ``nbytes``.
+    """
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
+        raise ValueError(f"the pool limit must be an int >= 0 (bytes), got {nbytes!r}")
+    if _buffers is not None:
+        _buffers.set_limit(min(int(nbytes), 2**63 - 1))
+
+
+def clear_pool() -> int:
+    """Return every buffer waiting in the pool to the operating system; the bytes freed.
+
+    Results still alive keep their memory; the pool fills again as results are freed.
+    """
+    return 0 if _buffers is None else int(_buffers.clear())
+
+
+def _pool_limit_from_environment() -> None:
+    """Apply ``LINQUANT_POOL_LIMIT`` once, at import; warn instead of failing import."""
+    requested = os.environ.get(POOL_LIMIT_VARIABLE, "").strip()
+    if not requested:
+        return
+    try:
+        set_pool_limit(int(requested))
+    except ValueError:
+        warnings.warn(
+            f"{POOL_LIMIT_VARIABLE}={requested!r} ignored: it must be an int >= 0 (bytes)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
 _active: ModuleType = _numpy_backend
 
 
@@ -107,3 +161,4 @@ def _select_from_environment() -> None:
 
 
 _select_from_environment()
+_pool_limit_from_environment()

@@ -1,13 +1,21 @@
 """Reusable memory for large results.
 
-A fresh multi-megabyte NumPy array comes from new pages of the operating system (glibc maps
-large allocations anew each time), and faulting those pages in can cost more than the kernel
-that fills them: writing 16M float32 into a new array takes about twice as long as into one
-whose pages are already there. :func:`empty` therefore hands out arrays whose memory goes back
-to a small pool when the last array or view of it is gone, so that repeated calls of the same
-size (the batches of a pipeline) reuse it, as ONNX Runtime's arena does. The pool is bounded:
-at most ``MAX_POOLED`` buffers of at least ``MIN_POOLED_BYTES``, ``MAX_POOLED_BYTES`` in all.
+A fresh multi-megabyte NumPy array comes from new pages of the operating system, and faulting
+those pages in can cost more than the kernel that fills them: writing 16M float32 into a new
+array takes about twice as long as into one whose pages are already there. :func:`empty`
+therefore hands out arrays whose memory goes back to a small pool when the last array or view
+of it is gone, so that repeated calls of the same size (the batches of a pipeline) reuse it,
+as ONNX Runtime's arena does. The pool is bounded: at most ``MAX_POOLED`` buffers of at least
+``MIN_POOLED_BYTES``, at most the limit in bytes in all (:func:`set_limit`; 0 turns it off).
+Memory that leaves the pool goes straight back to the operating system (it is mapped for
+each buffer on POSIX systems, so no allocator keeps it).
+
+An array's memory is owned by a ``_PooledBuffer``, the array's base: NumPy holds the only
+reference to it through ``__array_interface__``, with no buffer export that a caller could
+release (a ``memoryview`` base could be released while the array lives, freeing its memory).
 """
+
+import os
 
 from cpython.pythread cimport (
     WAIT_LOCK,
@@ -16,68 +24,96 @@ from cpython.pythread cimport (
     PyThread_release_lock,
     PyThread_type_lock,
 )
-from libc.stdlib cimport free, malloc
 
 import numpy as np
 
 cdef extern from *:
     """
-    /* As NumPy does for its large arrays: ask Linux for transparent huge pages, which cut
-       the TLB misses of a pass over tens of megabytes (without them such a pass was 30%
-       slower here). Elsewhere, nothing. */
-    #if defined(__linux__)
-    #include <stdint.h>
+    /* Large buffers from the operating system and back: on POSIX systems each one its own
+       mapping, so that freeing it returns its pages at once (glibc's malloc may keep freed
+       memory in its heap, where the resident size never shrinks), and on Linux with
+       transparent huge pages, as NumPy asks for its large arrays (they cut the TLB misses of
+       a pass over tens of megabytes). Mappings are page-aligned; malloc's blocks elsewhere
+       are aligned by the caller. */
+    #include <stdlib.h>
+    #if defined(__unix__) || defined(__APPLE__)
     #include <sys/mman.h>
-    static void lq_advise_huge_pages(void *p, size_t n)
+    static void *lq_map(size_t n)
     {
-        size_t offset = 4096u - (uintptr_t)p % 4096u;
-        if (n > offset)
-            madvise((char *)p + offset, n - offset, MADV_HUGEPAGE);
+        void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+        madvise(p, n, MADV_HUGEPAGE);
+    #endif
+        return p;
     }
+    static void lq_unmap(void *p, size_t n) { munmap(p, n); }
     #else
-    static void lq_advise_huge_pages(void *p, size_t n) { (void)p; (void)n; }
+    static void *lq_map(size_t n) { return malloc(n); }
+    static void lq_unmap(void *p, size_t n) { (void)n; free(p); }
     #endif
     """
-    void lq_advise_huge_pages(void *p, size_t n) nogil
+    void *lq_map(size_t n) nogil
+    void lq_unmap(void *p, size_t n) nogil
 
 cdef enum:
     MAX_POOLED = 8
     ALIGNMENT = 64  # a cache line: full-width vector stores never straddle two
 
 MIN_POOLED_BYTES = 256 << 10
-cdef size_t MAX_POOLED_BYTES = 1 << 30
 
-# The pool: buffers freed by their arrays, oldest first. A C-level lock, since buffers are
-# freed wherever an array dies, at any time, interpreter shutdown included.
+# The pool: buffers freed by their arrays, oldest first, each for arrays of `_pool_bytes`
+# (mapped ALIGNMENT bytes longer: see _map).
+# A C-level lock, since buffers are freed wherever an array dies, at any time, interpreter
+# shutdown included; fork handlers hold it across a fork, so that a child never inherits it
+# taken by a thread that does not exist there (on free-threaded builds no GIL orders them).
 cdef PyThread_type_lock _lock = PyThread_allocate_lock()
 cdef void *_pool_data[MAX_POOLED]
 cdef size_t _pool_bytes[MAX_POOLED]
 cdef int _pool_count = 0
+cdef size_t _limit = 1 << 30
 
 
-cdef void _drop_oldest() noexcept nogil:
+cdef void _unmap(void *data, size_t nbytes) noexcept nogil:
+    """Give back a buffer for arrays of ``nbytes``: ``ALIGNMENT`` more were mapped, so that
+    an aligned start exists where the system's allocator aligns less."""
+    lq_unmap(data, nbytes + ALIGNMENT)
+
+
+cdef void _remove(int i) noexcept nogil:
+    """Take entry ``i`` out of the pool (the lock held)."""
     global _pool_count
-    cdef int i
-    free(_pool_data[0])
-    for i in range(1, _pool_count):
-        _pool_data[i - 1] = _pool_data[i]
-        _pool_bytes[i - 1] = _pool_bytes[i]
+    cdef int j
+    for j in range(i + 1, _pool_count):
+        _pool_data[j - 1] = _pool_data[j]
+        _pool_bytes[j - 1] = _pool_bytes[j]
     _pool_count -= 1
+
+
+cdef size_t _shrink(size_t room) noexcept nogil:
+    """Unmap the oldest buffers until ``room`` more bytes fit within the limit and a slot is
+    free (the lock held); returns the bytes unmapped."""
+    cdef size_t total = room, freed = 0
+    cdef int i
+    for i in range(_pool_count):
+        total += _pool_bytes[i]
+    while _pool_count and (_pool_count == MAX_POOLED or total > _limit):
+        total -= _pool_bytes[0]
+        freed += _pool_bytes[0]
+        _unmap(_pool_data[0], _pool_bytes[0])
+        _remove(0)
+    return freed
 
 
 cdef void _give_back(void *data, size_t nbytes) noexcept nogil:
     global _pool_count
-    cdef size_t total = nbytes
-    cdef int i
-    if nbytes > MAX_POOLED_BYTES:
-        free(data)
-        return
     PyThread_acquire_lock(_lock, WAIT_LOCK)
-    for i in range(_pool_count):
-        total += _pool_bytes[i]
-    while _pool_count and (_pool_count == MAX_POOLED or total > MAX_POOLED_BYTES):
-        total -= _pool_bytes[0]
-        _drop_oldest()
+    if nbytes > _limit:
+        PyThread_release_lock(_lock)
+        _unmap(data, nbytes)
+        return
+    _shrink(nbytes)
     _pool_data[_pool_count] = data
     _pool_bytes[_pool_count] = nbytes
     _pool_count += 1
@@ -86,56 +122,32 @@ cdef void _give_back(void *data, size_t nbytes) noexcept nogil:
 
 cdef void *_take(size_t nbytes) noexcept nogil:
     """A pooled buffer of exactly ``nbytes`` (the most recently freed), else a new one."""
-    global _pool_count
     cdef void *data = NULL
-    cdef int i, j
+    cdef int i
     PyThread_acquire_lock(_lock, WAIT_LOCK)
     for i in range(_pool_count - 1, -1, -1):
         if _pool_bytes[i] == nbytes:
             data = _pool_data[i]
-            for j in range(i + 1, _pool_count):
-                _pool_data[j - 1] = _pool_data[j]
-                _pool_bytes[j - 1] = _pool_bytes[j]
-            _pool_count -= 1
+            _remove(i)
             break
     PyThread_release_lock(_lock)
     if data == NULL:
-        data = malloc(nbytes + ALIGNMENT)
-        if data != NULL:
-            lq_advise_huge_pages(data, nbytes + ALIGNMENT)
+        data = lq_map(nbytes + ALIGNMENT)
     return data
 
 
 cdef class _PooledBuffer:
-    """Owns ``nbytes`` of memory, exported as writable bytes; pooled again when freed.
-
-    ``allocation`` is what malloc returned, ``ALIGNMENT`` bytes more than ``nbytes``;
-    ``data`` is its first ``ALIGNMENT``-aligned address.
-    """
+    """Owns ``allocation``, mapped for an array of ``nbytes`` that starts at ``data``, its
+    first ``ALIGNMENT``-aligned address; pooled again when freed."""
 
     cdef char *allocation
     cdef char *data
-    cdef Py_ssize_t nbytes
-    cdef Py_ssize_t shape[1]
-    cdef Py_ssize_t strides[1]
+    cdef size_t nbytes
+    cdef dict interface
 
-    def __getbuffer__(self, Py_buffer *view, int flags):
-        self.shape[0] = self.nbytes
-        self.strides[0] = 1
-        view.buf = self.data
-        view.obj = self
-        view.len = self.nbytes
-        view.readonly = 0
-        view.itemsize = 1
-        view.format = b"B"
-        view.ndim = 1
-        view.shape = self.shape
-        view.strides = self.strides
-        view.suboffsets = NULL
-        view.internal = NULL
-
-    def __releasebuffer__(self, Py_buffer *view):
-        pass
+    @property
+    def __array_interface__(self):
+        return self.interface
 
     def __dealloc__(self):
         if self.allocation != NULL:
@@ -145,18 +157,25 @@ cdef class _PooledBuffer:
 def empty(shape: tuple[int, ...], dtype: object) -> np.ndarray:
     """An uninitialized C-contiguous array, as ``np.empty``; pooled memory when it is large."""
     dtype = np.dtype(dtype)
-    cdef Py_ssize_t nbytes = dtype.itemsize
+    cdef size_t nbytes = dtype.itemsize
     for n in shape:
-        nbytes *= n
+        nbytes *= <size_t>n
     if nbytes < MIN_POOLED_BYTES:
         return np.empty(shape, dtype)
     cdef _PooledBuffer buffer = _PooledBuffer.__new__(_PooledBuffer)
+    buffer.nbytes = nbytes
     buffer.allocation = <char *>_take(nbytes)
     if buffer.allocation == NULL:
         raise MemoryError(f"cannot allocate {nbytes} bytes")
     buffer.data = buffer.allocation + (-<size_t>buffer.allocation) % ALIGNMENT
-    buffer.nbytes = nbytes
-    return np.frombuffer(buffer, np.uint8).view(dtype).reshape(shape)
+    buffer.interface = {
+        "shape": tuple(shape),
+        "typestr": dtype.str,
+        "data": (<size_t>buffer.data, False),
+        "strides": None,
+        "version": 3,
+    }
+    return np.asarray(buffer)
 
 
 def pooled_sizes() -> list[int]:
@@ -165,3 +184,44 @@ def pooled_sizes() -> list[int]:
     sizes = [_pool_bytes[i] for i in range(_pool_count)]
     PyThread_release_lock(_lock)
     return sizes
+
+
+def get_limit() -> int:
+    """The most bytes the pool keeps."""
+    return _limit
+
+
+def set_limit(nbytes: int) -> int:
+    """Keep at most ``nbytes`` in the pool (0: none); returns the bytes unmapped to fit."""
+    global _limit
+    PyThread_acquire_lock(_lock, WAIT_LOCK)
+    _limit = nbytes
+    freed = _shrink(0)
+    PyThread_release_lock(_lock)
+    return freed
+
+
+def clear() -> int:
+    """Unmap every pooled buffer now; returns the bytes unmapped."""
+    cdef size_t freed = 0
+    PyThread_acquire_lock(_lock, WAIT_LOCK)
+    while _pool_count:
+        freed += _pool_bytes[0]
+        _unmap(_pool_data[0], _pool_bytes[0])
+        _remove(0)
+    PyThread_release_lock(_lock)
+    return freed
+
+
+def _before_fork() -> None:
+    PyThread_acquire_lock(_lock, WAIT_LOCK)
+
+
+def _after_fork() -> None:
+    PyThread_release_lock(_lock)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork
+    )

@@ -108,8 +108,11 @@ def codes_input(value: object) -> np.ndarray:
     return native_aligned(arr)
 
 
-def out_array(out: object, shape: tuple[int, ...], dtype: np.dtype, inputs: np.ndarray) -> None:
-    """``out=`` must be a writeable, aligned array of ``shape`` and ``dtype``, apart from x."""
+def out_array(
+    out: object, shape: tuple[int, ...], dtype: np.dtype, inputs: dict[str, object]
+) -> None:
+    """``out=`` must be a writeable, aligned array of ``shape`` and ``dtype``, apart from every
+    array in ``inputs`` (by name): the kernels read them while they write ``out``."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
     if out.dtype != dtype:
@@ -120,8 +123,9 @@ def out_array(out: object, shape: tuple[int, ...], dtype: np.dtype, inputs: np.n
         raise ValueError("out must be writeable, got a read-only array")
     if not out.flags.aligned or any(s % out.itemsize for s in out.strides):
         raise ValueError("out must be aligned to its item size")
-    if np.may_share_memory(out, inputs):
-        raise ValueError("out must not overlap the input array")
+    for name, value in inputs.items():
+        if isinstance(value, np.ndarray) and np.may_share_memory(out, value):
+            raise ValueError(f"out must not overlap {name}")
 
 
 def scales(value: object, shape: tuple[int, ...], wf: type[np.floating]) -> np.ndarray:

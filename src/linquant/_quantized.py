@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -47,6 +47,10 @@ class QuantizedArray:
                 view = value.view()
                 view.flags.writeable = False
                 object.__setattr__(self, name, view)
+
+    def __reduce__(self) -> tuple[type[QuantizedArray], tuple[object, ...]]:
+        # Pickles and copies are rebuilt through __init__, so their arrays are read-only too.
+        return type(self), tuple(getattr(self, f.name) for f in fields(self))
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,6 +56,9 @@ def default_num_threads() -> int:
 
 _num_threads = default_num_threads()
 _pool: ThreadPoolExecutor | None = None
+# Guards _pool and _num_threads: a call hands its pieces to the pool under it, so that
+# set_num_threads never retires a pool between another thread's finding it and submitting.
+_lock = threading.Lock()
 
 
 def get_num_threads() -> int:
@@ -68,19 +72,26 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (an int ≥ 1) for large arrays; results are identical for every ``n``."""
+    """Use ``n`` threads (an int ≥ 1) for large arrays; results are identical for every ``n``.
+
+    Safe while other threads compute: calls under way finish on the threads they started with.
+    """
     global _num_threads, _pool
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"the number of threads must be an int >= 1, got {n!r}")
-    if n != _num_threads and _pool is not None:
-        _pool.shutdown(wait=True)
-        _pool = None
-    _num_threads = n
+    with _lock:
+        retired = _pool if n != _num_threads else None
+        if retired is not None:
+            _pool = None
+        _num_threads = n
+    if retired is not None:
+        retired.shutdown(wait=False)  # its threads end once the work already given is done
 
 
 def _forget_pool() -> None:
-    global _pool
-    _pool = None  # a forked child has none of the parent's threads
+    global _pool, _lock
+    _pool = None  # a forked child has none of the parent's threads,
+    _lock = threading.Lock()  # and the lock may have been held by one of them
 
 
 if hasattr(os, "register_at_fork"):
@@ -96,8 +107,9 @@ def run(task: Callable[..., T], pieces: Sequence[tuple[object, ...]], *args: obj
     global _pool
     if len(pieces) <= 1:
         return [task(*piece, *args) for piece in pieces]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max(1, _num_threads - 1), thread_name_prefix="linquant")
-    futures = [_pool.submit(task, *piece, *args) for piece in pieces[1:]]
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(1, _num_threads - 1), thread_name_prefix="linquant")
+        futures = [_pool.submit(task, *piece, *args) for piece in pieces[1:]]
     first = task(*pieces[0], *args)
     return [first, *(future.result() for future in futures)]
