@@ -261,9 +261,11 @@ def float_arrays(draw: st.DrawFn) -> np.ndarray:
 
 @st.composite
 def groupings(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, int | None]:
-    """``(axis, block_size)``: any axis, negative ones included; per-axis or blocks of 1..n+2."""
+    """``(axis, block_size)``: any axis, negative ones included; per-axis, blocks of 1..n+2, or
+    blocks far past any axis, up to ONNX's int64 limit (one block, never an overflow)."""
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    block_size = draw(st.none() | st.integers(1, shape[axis] + 2))
+    huge = st.sampled_from([2**31, 2**59, 2**62, 2**63 - 1])
+    block_size = draw(st.none() | st.integers(1, shape[axis] + 2) | huge)
     return axis, block_size
 
 
