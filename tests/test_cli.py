@@ -12,8 +12,13 @@ import math
 import os
 import re
 import shutil
+import signal
+import stat
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -297,7 +302,7 @@ def test_data_errors_exit_1(
 def test_a_failed_run_keeps_the_previous_output(tmp_path: Path, data: np.ndarray) -> None:
     np.save(tmp_path / "nan.npy", np.array([1.0, np.nan]))
     (tmp_path / "q.npz").write_bytes(b"previous")
-    fails(tmp_path, "quantize", "nan.npy", "-o", "q.npz")
+    fails(tmp_path, "quantize", "nan.npy", "-o", "q.npz", "--force")
     assert (tmp_path / "q.npz").read_bytes() == b"previous"
 
 
@@ -368,3 +373,172 @@ def test_metadata_of_a_cli_file_names_the_source(tmp_path: Path, data: np.ndarra
     with np.load(tmp_path / "q.npz", allow_pickle=False) as archive:
         meta = json.loads(str(archive["metadata"]))
     assert meta["bits"] == 9 and meta["source_dtype"] == "float32" and meta["shape"] == [64, 24]
+
+
+# --- output files: a user's data is never lost -----------------------------------------------
+
+
+def test_version(tmp_path: Path) -> None:
+    assert cli(tmp_path, "--version").stdout == f"linquant {lq.__version__}\n"
+
+
+@pytest.fixture
+def quantized(tmp_path: Path, data: np.ndarray) -> lq.QuantizedArray:
+    """``q.npz`` beside ``x.npy``: the quantized ``data``."""
+    qa = lq.quantize(data)
+    lq.save(tmp_path / "q.npz", qa)
+    return qa
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+@pytest.mark.parametrize("link", ["same", "symlink", "hard link"])
+@pytest.mark.parametrize(("command", "source"), [("quantize", "x.npy"), ("dequantize", "q.npz")])
+def test_the_output_is_never_the_input(
+    tmp_path: Path,
+    quantized: lq.QuantizedArray,
+    command: str,
+    source: str,
+    link: str,
+    force: list[str],
+) -> None:
+    output = source
+    if link != "same":
+        output = f"out{Path(source).suffix}"
+        make = os.symlink if link == "symlink" else os.link
+        make(tmp_path / source, tmp_path / output)
+    before = (tmp_path / source).read_bytes()
+    message = fails(tmp_path, command, source, "-o", output, *force)
+    assert message == (
+        f"linquant: error: {output} is the input file {source}: write the output elsewhere"
+    )
+    assert (tmp_path / source).read_bytes() == before
+
+
+@pytest.mark.parametrize(("command", "source"), [("quantize", "x.npy"), ("dequantize", "q.npz")])
+def test_an_existing_output_is_overwritten_only_with_force(
+    tmp_path: Path, quantized: lq.QuantizedArray, command: str, source: str
+) -> None:
+    (tmp_path / "kept").write_bytes(b"previous")
+    message = fails(tmp_path, command, source, "-o", "kept")
+    assert message == "linquant: error: kept exists: pass --force to overwrite it"
+    assert (tmp_path / "kept").read_bytes() == b"previous"
+    cli(tmp_path, command, source, "-o", "kept", "--force", "--quiet")
+    cli(tmp_path, command, source, "-o", "again", "--quiet")
+    assert (tmp_path / "kept").read_bytes() == (tmp_path / "again").read_bytes()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions and symlinks")
+@pytest.mark.parametrize("existing", [True, False], ids=["existing", "dangling"])
+def test_a_symlink_is_written_through_and_the_mode_kept(
+    tmp_path: Path, data: np.ndarray, existing: bool
+) -> None:
+    (tmp_path / "store").mkdir()
+    real = tmp_path / "store" / "q.npz"
+    if existing:
+        real.write_bytes(b"previous")
+        real.chmod(0o600)
+    (tmp_path / "link.npz").symlink_to(Path("store", "q.npz"))
+    cli(tmp_path, "quantize", "x.npy", "-o", "link.npz", "--force", "--quiet")
+    assert os.readlink(tmp_path / "link.npz") == os.path.join("store", "q.npz")
+    assert sorted(os.listdir(tmp_path / "store")) == ["q.npz"]
+    assert_same(lq.load(real), lq.quantize(data))
+    if existing:
+        assert stat.S_IMODE(real.stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown needs root")
+def test_the_owner_of_an_overwritten_file_is_kept(tmp_path: Path, data: np.ndarray) -> None:
+    (tmp_path / "q.npz").write_bytes(b"previous")
+    os.chown(tmp_path / "q.npz", 4321, 4322)
+    (tmp_path / "q.npz").chmod(0o4640)  # set-user-id: cleared by a chown done after chmod
+    cli(tmp_path, "quantize", "x.npy", "-o", "q.npz", "--force", "--quiet")
+    after = (tmp_path / "q.npz").stat()
+    assert (after.st_uid, after.st_gid, stat.S_IMODE(after.st_mode)) == (4321, 4322, 0o4640)
+
+
+@contextmanager
+def fifo(path: Path, read: bool = True) -> Iterator[subprocess.Popen[bytes]]:
+    """The FIFO ``path`` and a process that opens it: reads it to its end (its bytes on the
+    process's stdout), or closes it at once (``read`` false)."""
+    os.mkfifo(path)
+    code = "import sys\nwith open(sys.argv[1], 'rb') as f:\n    sys.stdout.buffer.write(f.read())"
+    if not read:
+        code = "import sys\nopen(sys.argv[1], 'rb').close()"
+    reader = subprocess.Popen([sys.executable, "-c", code, path], stdout=subprocess.PIPE)
+    try:
+        yield reader
+    finally:
+        reader.kill()
+        reader.communicate()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.parametrize("command", ["quantize", "dequantize"])
+@pytest.mark.parametrize("through", ["fifo", "symlink"])
+def test_a_fifo_is_written_in_place(
+    tmp_path: Path, quantized: lq.QuantizedArray, command: str, through: str
+) -> None:
+    """A FIFO (as ``/dev/null`` or another device) takes the output without being replaced,
+    with or without --force: nothing in it can be lost."""
+    source = "x.npy" if command == "quantize" else "q.npz"
+    with fifo(tmp_path / "pipe") as reader:
+        output = "pipe"
+        if through == "symlink":
+            output = "link"
+            (tmp_path / "link").symlink_to("pipe")
+        cli(tmp_path, command, source, "-o", output, "--quiet")
+        assert stat.S_ISFIFO(os.stat(tmp_path / output).st_mode)  # not replaced
+        sent, _ = reader.communicate(timeout=60)
+    (tmp_path / "sent").write_bytes(sent)
+    if command == "quantize":
+        assert_same(lq.load(tmp_path / "sent"), quantized)
+    else:
+        np.testing.assert_array_equal(np.load(tmp_path / "sent"), quantized.dequantize())
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_write_error_names_the_output(tmp_path: Path) -> None:
+    np.save(tmp_path / "big.npy", np.linspace(-1, 1, 2**20, dtype=np.float32))
+    with fifo(tmp_path / "out.npz", read=False):  # closed by its reader: EPIPE
+        message = fails(tmp_path, "quantize", "big.npy", "-o", "out.npz", "--quiet")
+    assert message == "linquant: error: out.npz: Broken pipe"
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("nowhere/q.npz", "nowhere/q.npz: No such file or directory"),
+        ("folder", "folder: Is a directory"),
+    ],
+)
+def test_errors_name_the_output_not_a_temporary_file(
+    tmp_path: Path, data: np.ndarray, output: str, message: str
+) -> None:
+    (tmp_path / "folder").mkdir()
+    assert fails(tmp_path, "quantize", "x.npy", "-o", output, "--force") == (
+        f"linquant: error: {message}"
+    )
+    assert os.listdir(tmp_path / "folder") == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGHUP and SIGTERM handlers are POSIX")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_removes_the_temporary_file(tmp_path: Path, signum: int) -> None:
+    """Killed while writing, the CLI removes its temporary file and exits with 128 + signum."""
+    np.save(tmp_path / "x.npy", np.linspace(-1, 1, 2**19, dtype=np.float32))
+    command = ["quantize", "x.npy", "-o", "q.npz", "--chunk-bytes", "256"]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "linquant", *command],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not list(tmp_path.glob(".q.npz.*.tmp")):  # written after the range pass
+        assert run.poll() is None, "done before its temporary file was seen"
+        time.sleep(0.001)
+    run.send_signal(signum)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 128 + signum, err
+    assert out == err == ""
+    assert os.listdir(tmp_path) == ["x.npy"]

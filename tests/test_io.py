@@ -6,7 +6,10 @@ import io
 import json
 import os
 import re
+import stat
 import struct
+import subprocess
+import sys
 import tracemalloc
 import zipfile
 import zlib
@@ -614,3 +617,47 @@ def test_source_dtype_is_a_float_dtype_name(
     are structured dtypes."""
     message = load_error(_rewritten(tmp_path, saved, meta_source_dtype=source_dtype))
     assert "source_dtype must be one of ('float16', 'float32', 'float64')" in message
+
+
+# --- save over an existing path ----------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions and symlinks")
+def test_save_writes_through_a_symlink_and_keeps_the_mode(tmp_path: Path) -> None:
+    real = tmp_path / "real.npz"
+    real.write_bytes(b"old")
+    real.chmod(0o600)
+    (tmp_path / "link.npz").symlink_to("real.npz")
+    lq.save(tmp_path / "link.npz", lq.quantize(X))
+    assert os.readlink(tmp_path / "link.npz") == "real.npz"
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+    assert sorted(os.listdir(tmp_path)) == ["link.npz", "real.npz"]
+    assert_same(lq.load(real), lq.quantize(X))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_save_writes_a_fifo_in_place(tmp_path: Path) -> None:
+    """A FIFO (as ``/dev/null`` or another device) is written, never replaced by a file."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code = "import sys\nwith open(sys.argv[1], 'rb') as f:\n    sys.stdout.buffer.write(f.read())"
+    reader = subprocess.Popen([sys.executable, "-c", code, fifo], stdout=subprocess.PIPE)
+    try:
+        lq.save(fifo, lq.quantize(X))
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+        sent, _ = reader.communicate(timeout=60)
+    finally:
+        reader.kill()
+        reader.communicate()
+    (tmp_path / "sent.npz").write_bytes(sent)
+    assert_same(lq.load(tmp_path / "sent.npz"), lq.quantize(X))
+
+
+def test_save_errors_name_the_path_not_a_temporary_file(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    nowhere = tmp_path / "nowhere" / "x.npz"
+    for path, error in [(nowhere, FileNotFoundError), (tmp_path / "folder", IsADirectoryError)]:
+        with pytest.raises(error) as info:
+            lq.save(path, lq.quantize(X))
+        assert info.value.filename == str(path)
+    assert os.listdir(tmp_path / "folder") == []

@@ -41,6 +41,7 @@ from ._api import (
 )
 from ._groups import Grouping, grouping
 from ._layout import as_float_input, working_float
+from ._output import replacing
 from ._params import storage_dtype
 from ._version import __version__
 
@@ -299,7 +300,7 @@ def dequantize_file(
         total = math.prod(header.shape)
         buffer = np.empty(0, out_dtype)  # the values of a chunk; grows to the largest
         done = 0
-        with _io.replacing(target) as file:
+        with replacing(target) as file:
             npy_header = {
                 "descr": np.lib.format.dtype_to_descr(out_dtype),
                 "fortran_order": header.fortran_order,

@@ -1,8 +1,10 @@
 """Command line: ``linquant quantize|dequantize|info|demo|bench`` (also ``python -m linquant``).
 
 Exit status: 0 on success, 2 on a usage error (bad options or option values), 1 on a data
-error (a missing or bad file, NaN under ``--nan raise``, non-float input...), reported on one
-line ``linquant: error: ...`` without a traceback.
+error (a missing or bad file, NaN under ``--nan raise``, non-float input, an output that is
+the input or exists without ``--force``...), reported on one line ``linquant: error: ...``
+without a traceback; 130 on Ctrl-C, 128 + the signal's number on SIGTERM or SIGHUP, after the
+temporary output file is removed.
 """
 
 from __future__ import annotations
@@ -10,14 +12,19 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
+import stat
 import sys
 import time
 from collections.abc import Sequence
+from types import FrameType
 
 import numpy as np
 
 from . import _checks
 from ._chunked import CHUNK_BYTES, dequantize_file, quantize_file
+from ._output import existing
+from ._version import __version__
 
 
 def _bits(text: str) -> int:
@@ -41,10 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="linquant", description="Fast, exact linear quantization of NumPy arrays."
     )
+    parser.add_argument("--version", action="version", version=f"linquant {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    quiet = argparse.ArgumentParser(add_help=False)
-    quiet.add_argument("--quiet", action="store_true", help="print nothing, show no progress")
-    quiet.add_argument(
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", help="print nothing, show no progress")
+    common.add_argument(
+        "-f", "--force", action="store_true", help="overwrite the output file if it exists"
+    )
+    common.add_argument(
         "--chunk-bytes",
         type=_positive,
         default=CHUNK_BYTES,
@@ -52,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     quantize = commands.add_parser(
-        "quantize", parents=[quiet], help="quantize a .npy file into a linquant .npz file"
+        "quantize", parents=[common], help="quantize a .npy file into a linquant .npz file"
     )
     quantize.add_argument("input", metavar="IN.npy")
     quantize.add_argument("-o", "--output", metavar="OUT.npz", required=True)
@@ -68,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     quantize.set_defaults(usage_error=quantize.error)
 
     dequantize = commands.add_parser(
-        "dequantize", parents=[quiet], help="dequantize a linquant .npz file into a .npy file"
+        "dequantize", parents=[common], help="dequantize a linquant .npz file into a .npy file"
     )
     dequantize.add_argument("input", metavar="IN.npz")
     dequantize.add_argument("-o", "--output", metavar="OUT.npy", required=True)
@@ -141,6 +152,32 @@ def _summary(values: np.ndarray) -> str:
         f"{values.shape} {values.dtype}, min {values.min()}, max {values.max()}, "
         f"mean {values.astype(np.float64).mean():.6g}"
     )
+
+
+def _check_output(source: str, target: str, force: bool) -> None:
+    """ValueError if writing ``target`` would lose data: it is ``source`` (the same file,
+    through a symlink or a hard link), or an existing regular file without ``force``. A FIFO or
+    device (``/dev/null``) takes the output without loss; OSError for a missing ``source``."""
+    output = existing(target)
+    if output is None:
+        return
+    if os.path.samestat(os.stat(source), output):
+        raise ValueError(f"{target} is the input file {source}: write the output elsewhere")
+    if stat.S_ISREG(output.st_mode) and not force:
+        raise ValueError(f"{target} exists: pass --force to overwrite it")
+
+
+class _Signal(BaseException):
+    """A SIGTERM or SIGHUP, raised where the program is, so that ``finally`` clauses (which
+    remove a temporary output file) run; not an Exception, which handlers would catch."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_signal(signum: int, frame: FrameType | None) -> None:
+    raise _Signal(signum)
 
 
 def _quantize(args: argparse.Namespace) -> None:
@@ -223,12 +260,19 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (argparse exits with 2 on usage errors)."""
+    """Run the command line; return the exit status (argparse exits with 2 on usage errors).
+
+    Call it from the main thread: it handles SIGTERM and SIGHUP while it runs.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "quantize" and args.block_size is not None and args.axis is None:
         args.usage_error("--block-size needs --axis")
+    signums = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {signum: signal.signal(signum, _raise_signal) for signum in signums}
     try:
+        if args.command in ("quantize", "dequantize"):
+            _check_output(args.input, args.output, args.force)
         if args.command == "quantize":
             _quantize(args)
         elif args.command == "dequantize":
@@ -253,4 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("linquant: interrupted", file=sys.stderr)
         return 130
+    except _Signal as caught:
+        return 128 + caught.signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import re
-import secrets
 import struct
 import zipfile
 from collections.abc import Iterator
@@ -44,6 +43,7 @@ import numpy as np
 from . import _checks
 from ._groups import grouping
 from ._layout import FLOAT_DTYPES
+from ._output import replacing
 from ._params import integer_range, storage_dtype
 from ._quantized import QuantizedArray
 from ._version import __version__
@@ -424,24 +424,6 @@ def load(path: str | os.PathLike[str]) -> QuantizedArray:
     return header.quantized(codes.reshape(header.shape, order="F" if header.fortran_order else "C"))
 
 
-@contextmanager
-def replacing(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """A new file that replaces ``path`` once written in full: an error leaves ``path`` as it
-    was. It is created with the permissions of a new file (0o666 less the umask)."""
-    target = os.path.abspath(os.fspath(path))
-    directory, name = os.path.split(target)
-    temporary = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    descriptor = os.open(temporary, flags, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            yield file
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def _write_npy(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
     with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
         np.lib.format.write_array(member, array, allow_pickle=False)
@@ -453,7 +435,8 @@ def writer(
     header: Header,
 ) -> Iterator[IO[bytes]]:
     """Write a linquant file of ``header``; the caller writes the codes' bytes, in the order
-    of ``header.fortran_order``, to the stream it yields. ``path`` is replaced at the end."""
+    of ``header.fortran_order``, to the stream it yields. ``path`` is replaced at the end,
+    as :func:`linquant._output.replacing` replaces a file."""
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -483,12 +466,13 @@ def save(path: str | os.PathLike[str], qa: QuantizedArray) -> None:
     """Write ``qa`` to ``path`` (str or path-like) as a linquant ``.npz`` file.
 
     The file is written to exactly ``path``: unlike ``np.savez``, no ``.npz`` is appended. It
-    replaces ``path`` only once complete (an error leaves an existing file as it was). The
-    codes, the scale's bits, the zero points and every field of ``qa`` (``source_dtype``
-    included) come back from :func:`load` unchanged; the parameters are checked first, as
-    :func:`load` checks them, so a file that ``save`` writes ``load`` reads. The layout is an
-    uncompressed ``.npz`` that ``np.load(path, allow_pickle=False)`` opens (see the module
-    ``linquant._io``).
+    replaces ``path`` only once complete (an error leaves an existing file as it was), through
+    a symlink, keeping an existing file's permissions; a FIFO or character device is written
+    in place, a directory is refused. The codes, the scale's bits, the zero points and every
+    field of ``qa`` (``source_dtype`` included) come back from :func:`load` unchanged; the
+    parameters are checked first, as :func:`load` checks them, so a file that ``save`` writes
+    ``load`` reads. The layout is an uncompressed ``.npz`` that ``np.load(path,
+    allow_pickle=False)`` opens (see the module ``linquant._io``).
 
     >>> import numpy as np, linquant as lq, tempfile, os
     >>> qa = lq.quantize(np.arange(6.0).reshape(2, 3), axis=0)
