@@ -9,10 +9,10 @@ are, name an empty directory first (``python fuzz/fuzz_load.py work fuzz/corpus/
 ``python fuzz/fuzz_load.py --seeds DIR`` writes the seed corpus to ``DIR``.
 
 Each input is written to a file and loaded. The outcomes expected of any bytes are a
-QuantizedArray that dequantizes, or a ValueError whose message starts with the file's path;
-loading may allocate no more than a small multiple of the file's size. Anything else (another
-exception, a ValueError that does not name the file, a larger allocation) propagates, and
-atheris reports it with the input that caused it.
+QuantizedArray that dequantizes (in its scale's float), or a ValueError whose message starts
+with the file's path; loading may allocate no more than a small multiple of the file's size.
+Anything else (another exception, a ValueError that does not name the file, a larger
+allocation) propagates, and atheris reports it with the input that caused it.
 
 Zip members carry CRCs that a flipped byte breaks, so most raw mutations stop at the first
 member read. The mutator therefore also rewrites an archive with one member changed and its
@@ -60,8 +60,8 @@ def test_one_input(data: bytes) -> None:
         tracemalloc.stop()
     if peak > ALLOCATION_PER_BYTE * len(data) + ALLOCATION_FIXED:
         raise MemoryError(f"loading {len(data)} bytes allocated {peak}")
-    if qa is not None:
-        qa.dequantize()
+    if qa is not None:  # in the scale's float: a float64 scale may not be one in float32
+        qa.dequantize(qa.scale.dtype)
 
 
 def _mutated_metadata(member: bytes, max_size: int) -> bytes:
