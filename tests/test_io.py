@@ -524,6 +524,14 @@ def test_npy_headers_are_parsed_not_evaluated(saved: Path, tmp_path: Path, heade
     assert "damaged member 'codes'" in load_error(_zipped(tmp_path / "header.npz", members))
 
 
+@pytest.mark.parametrize("member", ["metadata", "scale", "zero_point"])
+def test_members_of_empty_strings_are_damaged(saved: Path, tmp_path: Path, member: str) -> None:
+    """``<U0`` items have no bytes: NumPy makes no array of them from bytes."""
+    members = {**_members(saved), member: _npy_header("<U0", ())}
+    message = load_error(_zipped(tmp_path / "empty_strings.npz", members))
+    assert f"damaged member {member!r} (dtype <U0 has items of 0 bytes)" in message
+
+
 def test_npy_header_length_is_bounded(saved: Path, tmp_path: Path) -> None:
     members = _members(saved)
     for header in [VALID_HEADER + " " * 10_000, "{" + " " * 2**20]:

@@ -246,6 +246,8 @@ def _read_npy_header(member: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype
         dtype = np.dtype(descr)
     except TypeError:
         raise ValueError(f"dtype {descr} is not a NumPy dtype") from None
+    if dtype.itemsize == 0:  # np.frombuffer refuses it, and no member of a linquant file has it
+        raise ValueError(f"dtype {descr} has items of 0 bytes")
     shape = tuple(int(n) for n in match["shape"].replace(",", " ").split())
     # NumPy's own limits on an array, empty or not: past them no array has this shape.
     if len(shape) > NPY_MAXDIMS or math.prod(n for n in shape if n) * dtype.itemsize > (
