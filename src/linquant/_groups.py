@@ -36,7 +36,7 @@ class Grouping:
         """The shape of the scale and zero point arrays."""
         if self.block_size is None:
             return (self.length,)
-        blocks = math.ceil(self.length / self.block_size)
+        blocks = -(-self.length // self.block_size)  # exact: a float quotient rounds past 2**53
         return (*self.shape[: self.axis], blocks, *self.shape[self.axis + 1 :])
 
     def expand(self, params: np.ndarray) -> np.ndarray:

@@ -99,6 +99,8 @@ def group_quantize(
     groups: Grouping,
 ) -> bool:
     """Quantize with each group's ``scale`` and ``zero_point`` (arrays of the groups' shape)."""
+    if x.size == 0:  # expand makes an index per element along the axis, however many claimed
+        return False
     return quantize(x, groups.expand(scale), groups.expand(zero_point), qmin, qmax, out)
 
 
@@ -106,4 +108,5 @@ def group_dequantize(
     q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, out: np.ndarray, groups: Grouping
 ) -> None:
     """Dequantize with each group's ``scale`` and ``zero_point``."""
-    dequantize(q, groups.expand(scale), groups.expand(zero_point), out)
+    if q.size:  # see group_quantize
+        dequantize(q, groups.expand(scale), groups.expand(zero_point), out)
