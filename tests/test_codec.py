@@ -2,11 +2,15 @@
 
 - every encoded chunk decodes, bit for bit, to what ``lq.quantize(chunk)`` then
   ``dequantize`` give in memory (dynamic parameters), or ``quantize_linear`` then
-  ``dequantize_linear`` (fixed ones); the encoded chunk carries the codes and parameters;
+  ``dequantize_linear`` (fixed ones), in the chunk's shape, dtype and memory order; the
+  encoded chunk carries the codes and parameters; chunks of format version 1 still decode;
 - out-of-range values saturate where numcodecs' FixedScaleOffset wraps;
+- raw bytes are read as the codec's ``dtype``; an ``out`` of the wrong dtype or size raises;
 - configurations round-trip, numcodecs and Zarr find the codec by their entry points in an
-  interpreter that has not imported linquant; bad configurations and corrupted chunks raise;
-- real Zarr arrays on disk, format 3 (serializer) and format 2 (filter, compressor).
+  interpreter that has not imported linquant; bad configurations raise; damaged chunks and
+  headers that claim more than their bytes hold raise ValueError, allocating nothing on it;
+- real Zarr arrays on disk, format 3 (serializer) and format 2 (filter, compressor), in C
+  and Fortran order, of float16, float32 and float64.
 
 numcodecs and Zarr 3 need CPython 3.11 or later and have no wheels for musl libc or Windows
 ARM64; there the ``test`` extra leaves them out and this module skips.
@@ -17,6 +21,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -70,17 +76,18 @@ DYNAMIC = [
 @pytest.mark.parametrize("options", DYNAMIC)
 def test_dynamic_chunk_decodes_to_quantize_then_dequantize(options: dict, dtype: str) -> None:
     x = sample((7, 10), dtype)
-    astype = "float64" if dtype == "float64" else "float32"
-    codec = Linquant(**options, astype=astype)
+    codec = Linquant(**options)
     encoded = codec.encode(x)
     expected = lq.quantize(x, **options)
-    codes, scale, zero_point, axis, block_size = decode_chunk(encoded)
-    assert bitwise_equal(codes, expected.data)
-    assert bitwise_equal(np.asarray(scale), np.asarray(expected.scale))
-    assert bitwise_equal(np.asarray(zero_point, np.int32), np.asarray(expected.zero_point))
-    assert (axis, block_size) == (expected.axis, expected.block_size)
-    decoded = codec.decode(encoded)
-    assert bitwise_equal(decoded, expected.dequantize(astype).reshape(-1))
+    chunk = decode_chunk(encoded)
+    assert bitwise_equal(chunk.codes, expected.data)
+    assert bitwise_equal(np.asarray(chunk.scale), np.asarray(expected.scale))
+    assert bitwise_equal(np.asarray(chunk.zero_point, np.int32), np.asarray(expected.zero_point))
+    assert (chunk.axis, chunk.block_size) == (expected.axis, expected.block_size)
+    assert chunk.dtype == x.dtype
+    # float64 dequantizes in float64, float16 and float32 in float32, each back to its dtype
+    x_hat = expected.dequantize("float64" if dtype == "float64" else "float32")
+    assert bitwise_equal(codec.decode(encoded), x_hat.astype(dtype))
 
 
 @pytest.mark.parametrize(
@@ -104,9 +111,8 @@ def test_fixed_chunk_decodes_to_quantize_linear_then_dequantize_linear(options: 
     scale, zero_point = options["scale"], options.get("zero_point", 0)
     narrow_range = options.get("narrow_range", False)
     q = lq.quantize_linear(x, scale, zero_point, dtype=dtype, bits=bits, narrow_range=narrow_range)
-    codes, *_ = decode_chunk(codec.encode(x))
-    assert bitwise_equal(codes, q)
-    expected = lq.dequantize_linear(q, scale, zero_point).reshape(-1)
+    assert bitwise_equal(decode_chunk(codec.encode(x)).codes, q)
+    expected = lq.dequantize_linear(q, scale, zero_point)
     assert bitwise_equal(codec.decode(codec.encode(x)), expected)
 
 
@@ -114,7 +120,7 @@ def test_out_of_range_values_saturate_where_fixedscaleoffset_wraps() -> None:
     x = np.array([-1.0, 0.0, 1.0, 254.0, 300.0])
     wrapped = numcodecs.FixedScaleOffset(offset=0, scale=1, dtype="f8", astype="u1").encode(x)
     codec = Linquant(scale=1.0, zero_point=0, astype="float64")
-    codes, *_ = decode_chunk(codec.encode(x))
+    codes = decode_chunk(codec.encode(x)).codes
     assert wrapped.tolist() == [255, 0, 1, 254, 44]  # -1 and 300 wrap around
     assert codes.tolist() == [0, 0, 1, 254, 255]  # saturated to [0, 255] (SPEC §2)
     assert codec.decode(codec.encode(x)).tolist() == [0.0, 0.0, 1.0, 254.0, 255.0]
@@ -135,7 +141,7 @@ def test_nan_raises_or_is_quantized_as_zero() -> None:
     with pytest.raises(ValueError, match=r"1 NaN value, the first at index \(2, 3\)"):
         Linquant().encode(x)
     codec = Linquant(nan="zero")
-    expected = lq.quantize(x, nan="zero").dequantize().reshape(-1)
+    expected = lq.quantize(x, nan="zero").dequantize()
     assert bitwise_equal(codec.decode(codec.encode(x)), expected)
 
 
@@ -149,6 +155,7 @@ CONFIGS = [
     {"bits": 4, "scheme": "symmetric", "narrow_range": True, "nan": "zero"},
     {"bits": 12, "axis": 1, "block_size": 32, "include_zero": False, "astype": "float64"},
     {"scale": 0.125, "zero_point": -3, "bits": 16},
+    {"dtype": "float16"},
 ]
 
 
@@ -208,6 +215,8 @@ def test_import_linquant_imports_no_optional_dependency(python) -> None:
         ({"scale": 0.1, "zero_point": 2**31}, "zero_point must fit in int32"),
         ({"scale": 0.1, "axis": 0}, "apply to dynamic parameters only"),
         ({"scale": 0.1, "narrow_range": True}, "narrow_range=True needs a signed dtype"),
+        ({"dtype": "int8"}, "dtype must be None or one of"),
+        ({"dtype": "float128"}, "dtype must be None or one of"),
     ],
 )
 def test_bad_configuration_raises_at_construction(options: dict, message: str) -> None:
@@ -215,39 +224,174 @@ def test_bad_configuration_raises_at_construction(options: dict, message: str) -
         Linquant(**options)
 
 
-def _corruptions(chunk: bytes) -> dict[str, bytes]:
-    header = bytearray(chunk)
-    bad_version, bad_dtype, bad_axis, bad_block = (bytearray(chunk) for _ in range(4))
-    bad_version[4] = 99
-    bad_dtype[5] = 9
-    bad_axis[8] = 5  # axis 5 of a 2-d chunk
-    bad_block[16] = 3  # a block size without an axis
-    header[:4] = b"LQNX"
-    return {
-        "empty": b"",
-        "header cut": chunk[:10],
-        "shape cut": chunk[:30],
-        "one byte short": chunk[:-1],
-        "one byte more": chunk + b"\0",
-        "magic": bytes(header),
-        "version": bytes(bad_version),
-        "dtype": bytes(bad_dtype),
-        "axis": bytes(bad_axis),
-        "block size": bytes(bad_block),
-    }
+# Header bytes (see linquant.codec): the byte each corruption changes, and the value it writes.
+HEADER_BYTES = {
+    "magic": (3, ord("X")),
+    "version": (4, 99),
+    "dtype": (5, 9),
+    "scale dtype": (6, 0),
+    "axis": (8, 5),  # axis 5 of a 2-d chunk
+    "source dtype": (10, 4),
+    "order": (11, 2),
+    "reserved": (14, 1),
+    "block size": (16, 3),  # a block size without an axis
+}
+CUTS = {
+    "empty": lambda chunk: b"",
+    "header cut": lambda chunk: chunk[:10],
+    "shape cut": lambda chunk: chunk[:30],
+    "one byte short": lambda chunk: chunk[:-1],
+    "one byte more": lambda chunk: chunk + b"\0",
+}
 
 
-CORRUPTIONS = ["empty", "header cut", "shape cut", "one byte short", "one byte more", "magic"]
-CORRUPTIONS += ["version", "dtype", "axis", "block size"]
-
-
-@pytest.mark.parametrize("what", CORRUPTIONS)
+@pytest.mark.parametrize("what", [*CUTS, *HEADER_BYTES])
 def test_corrupted_or_truncated_chunk_raises_value_error(what: str) -> None:
     codec = Linquant()
     chunk = codec.encode(sample((3, 4)))
-    assert codec.decode(chunk).shape == (12,)
+    assert codec.decode(chunk).shape == (3, 4)
+    if what in CUTS:
+        damaged = CUTS[what](chunk)
+    else:
+        index, value = HEADER_BYTES[what]
+        damaged = chunk[:index] + bytes([value]) + chunk[index + 1 :]
     with pytest.raises(ValueError, match="linquant chunk"):
-        codec.decode(_corruptions(chunk)[what])
+        codec.decode(damaged)
+
+
+def craft(
+    shape: tuple[int, ...],
+    axis: int = 255,
+    block_size: int = 0,
+    params: bytes = np.float32(1.0).tobytes() + bytes(4),
+    codes: bytes = b"",
+    ndim: int | None = None,
+    version: int = 2,
+    scale_dtype: int = 1,
+) -> bytes:
+    """A chunk of float32 source and uint8 codes whose header claims these (``scale_dtype``
+    1 for float32 scales, 2 for float64)."""
+    ndim = len(shape) if ndim is None else ndim
+    header = struct.pack(
+        "<4sBBBBBBB5xQ", b"LQNT", version, 1, scale_dtype, ndim, axis, 2, 0, block_size
+    )
+    return header + struct.pack(f"<{len(shape)}Q", *shape) + params + codes
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("shape", [(2**24, 0), (2**40, 0), (2**60 - 1, 0)])
+def test_an_empty_chunk_of_a_huge_claimed_shape_decodes_allocating_nothing_on_it(
+    backend: str, shape: tuple[int, ...], version: int
+) -> None:
+    # per block of 1 along axis 0: no parameters, yet a block per element of it (with float64
+    # scales, the widest array NumPy allows)
+    chunk = craft(shape, axis=0, block_size=1, params=b"", version=version, scale_dtype=2)
+    tracemalloc.start()
+    try:
+        decoded = Linquant().decode(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**16
+    assert decoded.shape == shape and decoded.dtype == np.float32
+
+
+SCALE_0 = np.float32(0.0).tobytes() + bytes(4)
+# What a damaged header claims (craft's arguments), and what the error says.
+BAD_HEADERS: dict[str, tuple[dict, str]] = {
+    "a dimension of 2**63": ({"shape": (2**63, 0)}, "no NumPy array has shape"),
+    "a dimension of 2**64 - 1": ({"shape": (0, 2**64 - 1)}, "no NumPy array has shape"),
+    "2**62 float64 elements": ({"shape": (2**62, 0, 7)}, "no NumPy array has shape"),
+    "65 dimensions": ({"shape": (0,) * 65}, "65 dimensions, over NumPy's 64"),
+    "255 dimensions": ({"shape": (0,) * 255}, "255 dimensions, over"),
+    "255 dimensions, shape cut": ({"shape": (), "ndim": 255}, "255 dimensions, over"),
+    "block_size 2**63": ({"shape": (0, 0), "axis": 0, "block_size": 2**63}, "block_size must"),
+    "block_size 2**64 - 1": (
+        {"shape": (1,), "axis": 0, "block_size": 2**64 - 1, "codes": b"\1"},
+        "block_size must be",
+    ),
+    "axis past ndim": ({"shape": (2, 2), "axis": 2, "codes": bytes(4)}, "axis 2 is out of range"),
+    "per-axis parameters cut": ({"shape": (2**40, 0), "axis": 0}, "bytes where its header says"),
+    "zero scale": ({"shape": (1,), "params": SCALE_0, "codes": b"\1"}, "scale must be positive"),
+    "NaN scale": (
+        {"shape": (1,), "params": np.float32("nan").tobytes() + bytes(4), "codes": b"\1"},
+        "scale must be positive",
+    ),
+    "a zero scale per block": (
+        {"shape": (2,), "axis": 0, "block_size": 1, "params": SCALE_0 + SCALE_0, "codes": b"12"},
+        "every scale must be positive",
+    ),
+}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("what", BAD_HEADERS)
+def test_a_header_claim_its_bytes_do_not_back_raises_value_error(
+    backend: str, what: str, version: int
+) -> None:
+    claims, message = BAD_HEADERS[what]
+    with pytest.raises(ValueError, match=r"^(corrupted|truncated).* linquant chunk: ") as info:
+        Linquant().decode(craft(**claims, version=version))
+    assert info.match(message)
+
+
+def test_version_1_chunks_decode_in_c_order_to_astype() -> None:
+    # a chunk as format version 1 wrote it: 7 padding bytes, codes in C order, no dtype
+    codes = np.array([[0, 1, 2], [3, 4, 255]], np.uint8)
+    params = np.float64(0.5).tobytes() + np.int32(1).tobytes()
+    chunk = craft((2, 3), params=params, codes=codes.tobytes(), version=1, scale_dtype=2)
+    for astype in ("float32", "float64"):
+        expected = lq.dequantize_linear(codes, 0.5, 1, dtype=astype)
+        assert bitwise_equal(Linquant(astype=astype).decode(chunk).reshape(2, 3), expected)
+
+
+def test_fortran_ordered_chunk_decodes_in_fortran_order() -> None:
+    x = sample((6, 5), "float64")
+    codec = Linquant(bits=8, axis=1)
+    decoded = codec.decode(codec.encode(np.asfortranarray(x)))
+    assert decoded.flags.f_contiguous and not decoded.flags.c_contiguous
+    assert bitwise_equal(np.ascontiguousarray(decoded), codec.decode(codec.encode(x)))
+    # numcodecs reads a chunk in its memory order: an out of another shape takes it so
+    flat = np.empty(x.size)
+    assert codec.decode(codec.encode(np.asfortranarray(x)), out=flat) is flat
+    assert bitwise_equal(flat, numcodecs.compat.ndarray_copy(decoded, np.empty(x.size)))
+    assert bitwise_equal(flat, decoded.reshape(-1, order="F"))
+
+
+def test_raw_bytes_are_read_as_the_codec_dtype() -> None:
+    x = sample((12,), "float32")
+    expected = Linquant(bits=6).encode(x)
+    codec = Linquant(bits=6, dtype="float32")
+    for buf in (x.tobytes(), bytearray(x.tobytes()), memoryview(x.tobytes()), x.view(np.uint8)):
+        assert codec.encode(buf) == expected
+    assert codec.encode(x) == expected
+    assert Linquant().encode(memoryview(x)) == Linquant().encode(x)  # a buffer of floats
+    with pytest.raises(TypeError, match=r"float16, float32 or float64.*dtype="):
+        Linquant().encode(x.tobytes())
+    with pytest.raises(TypeError, match="the codec's dtype= float32"):
+        codec.encode(x.astype(np.float64))
+    with pytest.raises(ValueError, match="not a whole number of float32"):
+        codec.encode(x.tobytes()[:-1])
+
+
+def test_decode_refuses_an_out_of_the_wrong_dtype_or_size() -> None:
+    x = sample((6, 5), "float64")
+    chunk = Linquant().encode(x)  # float64 data: the chunk decodes to float64
+    with pytest.raises(TypeError, match="out must have dtype float64, got object"):
+        Linquant().decode(chunk, out=np.empty(x.shape, object))
+    with pytest.raises(TypeError, match="out must have dtype float64, got float32"):
+        Linquant().decode(chunk, out=np.empty(x.shape, np.float32))
+    with pytest.raises(ValueError, match=r"out must have 30 elements \(shape \(6, 5\)\), got 31"):
+        Linquant().decode(chunk, out=np.empty(31))
+    read_only = np.empty(x.shape)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be writeable"):
+        Linquant().decode(chunk, out=read_only)
+    with pytest.raises(ValueError, match="contiguous"):
+        Linquant().decode(chunk, out=np.empty(60)[::2])
+    strided = np.full((12, 5), np.nan)[::2]  # of the chunk's shape: any strides will do
+    Linquant().decode(chunk, out=strided)
+    assert bitwise_equal(np.ascontiguousarray(strided), Linquant().decode(chunk))
 
 
 # --- Zarr ----------------------------------------------------------------------------------
@@ -284,7 +428,7 @@ def test_zarr3_array_stores_dynamically_quantized_chunks(tmp_path: Path, options
     assert (path / "c" / "0" / "0").read_bytes()[:4] == b"LQNT"  # the codec wrote the chunk
     stored = json.loads((path / "zarr.json").read_text())["codecs"][0]
     assert stored["name"] == "numcodecs.linquant"
-    assert stored["configuration"]["astype"] == "float64"  # from the array's dtype
+    assert decode_chunk((path / "c" / "0" / "0").read_bytes()).dtype == np.float64
     expected = expected_chunks(
         x, (10, 12), 0.0, lambda chunk: lq.quantize(chunk, **options).dequantize("float64")
     )
@@ -309,10 +453,9 @@ def test_zarr3_reads_the_array_without_importing_linquant(tmp_path: Path, python
     path = tmp_path / "b.zarr"
     with pytest.warns(zarr.errors.ZarrUserWarning, match="not in the Zarr version 3"):
         serializer = ZarrLinquant(bits=6, scheme="symmetric")
-    with pytest.warns(zarr.errors.ZarrUserWarning, match="not in the Zarr version 3"):
-        z = zarr.create_array(
-            store=path, shape=x.shape, chunks=(5, 9), dtype="float32", serializer=serializer
-        )
+    z = zarr.create_array(
+        store=path, shape=x.shape, chunks=(5, 9), dtype="float32", serializer=serializer
+    )
     z[:] = x
     code = (
         "import sys, warnings, numpy as np, zarr\n"
@@ -354,3 +497,57 @@ def test_zarr2_array_with_the_codec_as_filter_or_compressor(tmp_path: Path, role
     assert stored == codec.get_config()
     expected = expected_chunks(x, (8, 7), 0.0, lambda c: lq.quantize(c, axis=0).dequantize())
     assert bitwise_equal(zarr.open_array(path, mode="r")[:], expected)
+
+
+@pytest.mark.parametrize("role", ["filter", "compressor"])
+def test_zarr2_fortran_order_array_reads_back_as_with_fixedscaleoffset(
+    tmp_path: Path, role: str
+) -> None:
+    x = sample((20, 14), "float32")
+    fixed = numcodecs.FixedScaleOffset(offset=0, scale=100, dtype="f4", astype="i4")
+    arrays = {}
+    for name, codec in {"linquant": Linquant(bits=8, axis=1), "fixed": fixed}.items():
+        if role == "filter":
+            encoding = {"filters": [codec], "compressors": None}
+        else:
+            encoding = {"filters": None, "compressors": codec}
+        z = zarr.create_array(
+            store=tmp_path / name, shape=x.shape, chunks=(8, 7), dtype="float32",
+            zarr_format=2, order="F", **encoding,
+        )  # fmt: skip
+        z[:] = x
+        arrays[name] = zarr.open_array(tmp_path / name, mode="r")[:]
+    assert np.abs(arrays["fixed"] - x).max() <= 0.5 / 100  # numcodecs' own codec: in order
+    expected = expected_chunks(x, (8, 7), 0.0, lambda c: lq.quantize(c, axis=1).dequantize())
+    assert bitwise_equal(arrays["linquant"], expected)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float64"])
+def test_zarr2_array_of_any_float_dtype_with_the_default_codec(tmp_path: Path, dtype: str) -> None:
+    x = sample((30, 20), dtype)
+    z = zarr.create_array(
+        store=tmp_path / "a.zarr", shape=x.shape, chunks=(16, 16), dtype=dtype, zarr_format=2,
+        filters=[Linquant()],
+    )  # fmt: skip
+    z[:] = x
+    work = "float64" if dtype == "float64" else "float32"
+    expected = expected_chunks(
+        x, (16, 16), 0.0, lambda c: lq.quantize(c).dequantize(work).astype(dtype)
+    )
+    assert bitwise_equal(zarr.open_array(tmp_path / "a.zarr", mode="r")[:], expected)
+
+
+@ZARR3_NUMCODECS
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_zarr3_float16_array_in_either_order(tmp_path: Path, order: str) -> None:
+    x = sample((21, 18), "float16")
+    path = tmp_path / "h.zarr"
+    z = zarr.create_array(
+        store=path, shape=x.shape, chunks=(8, 9), dtype="float16",
+        serializer=ZarrLinquant(bits=8, axis=0), config={"order": order},
+    )  # fmt: skip
+    z[:] = x
+    expected = expected_chunks(
+        x, (8, 9), 0.0, lambda c: lq.quantize(c, axis=0).dequantize().astype(np.float16)
+    )
+    assert bitwise_equal(zarr.open_array(path, mode="r", config={"order": order})[:], expected)

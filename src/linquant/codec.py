@@ -13,15 +13,21 @@ without importing linquant first. It needs the ``numcodecs`` extra:
 
 An encoded chunk is a little-endian header, then the parameters, then the codes::
 
-    magic b"LQNT" | version u8 | code dtype u8 | scale dtype u8 | ndim u8 | axis u8 (255: none)
-    | 7 padding bytes | block_size u64 (0: none) | shape: ndim x u64
+    magic b"LQNT" | version u8 (2) | code dtype u8 | scale dtype u8 | ndim u8
+    | axis u8 (255: none) | source dtype u8 | order u8 (0: C, 1: F) | 5 zero bytes
+    | block_size u64 (0: none) | shape: ndim x u64
     | scales: the float of the scale dtype, one per group | zero points: int32, one per group
-    | codes: prod(shape) of the code dtype, C order
+    | codes: prod(shape) of the code dtype, in the order of the order byte
+
+The source dtype (float16, float32 or float64) is the dtype the chunk was encoded from and
+decodes to; the order is the chunk's memory order, which numcodecs and Zarr 2 read a chunk's
+values in. Format version 1 had 7 padding bytes in place of the source dtype, the order and
+the zero bytes: its chunks are in C order and decode to the codec's ``astype``.
 
 >>> import numpy as np, linquant.codec
 >>> codec = linquant.codec.Linquant(bits=8)
 >>> x = np.array([[-1.0, 0.0], [0.5, 2.0]], np.float32)
->>> codec.decode(codec.encode(x)).reshape(x.shape)
+>>> codec.decode(codec.encode(x))
 array([[-1.        ,  0.        ],
        [ 0.49411765,  2.        ]], dtype=float32)
 """
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Any
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -40,8 +46,8 @@ try:
     from numcodecs.abc import Codec  # type: ignore[import-untyped, import-not-found, unused-ignore]
     from numcodecs.compat import (  # type: ignore[import-untyped, import-not-found, unused-ignore]
         ensure_contiguous_ndarray,
+        ensure_contiguous_ndarray_like,
         ensure_ndarray_like,
-        ndarray_copy,
     )
 except ImportError as error:  # pragma: no cover - numcodecs is in the test extra
     raise ImportError(
@@ -51,27 +57,53 @@ except ImportError as error:  # pragma: no cover - numcodecs is in the test extr
 from . import _checks
 from ._api import dequantize_linear, dynamic_settings, quantize_linear
 from ._groups import group_args, grouping
+from ._io import NPY_MAXDIMS
 from ._params import storage_dtype
 from ._quantized import quantize
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _MAGIC = b"LQNT"
-_HEADER = struct.Struct("<4sBBBBB7xQ")
+_HEADER = struct.Struct("<4sBBBBBBB5sQ")
 _NO_AXIS = 255
-# Codes of the dtypes in a header; never renumbered, so that old chunks stay readable.
+# Codes of the dtypes and orders in a header; never renumbered, so that old chunks stay
+# readable.
 _CODE_DTYPES = {1: "uint8", 2: "int8", 3: "uint16", 4: "int16"}
 _SCALE_DTYPES = {1: "float32", 2: "float64"}
+_SOURCE_DTYPES = {1: "float16", 2: "float32", 3: "float64"}
+_ORDERS: dict[int, Literal["C", "F"]] = {0: "C", 1: "F"}
+# NumPy's limit on a shape (its non-zero dimensions' product times the item size, empty
+# arrays included), for the widest array a chunk makes, float64: no chunk past it was encoded.
+_ELEMENTS_MAX = np.iinfo(np.intp).max // 8
 
 
-def _code_of(table: dict[int, str], dtype: np.dtype) -> int:
-    return next(code for code, name in table.items() if name == dtype.name)
+_T = TypeVar("_T")
 
 
-def _dtype_of(table: dict[int, str], code: int, what: str) -> np.dtype:
+def _code_of(table: dict[int, _T], entry: _T) -> int:
+    return next(code for code, value in table.items() if value == entry)
+
+
+def _entry(table: dict[int, _T], code: int, what: str) -> _T:
     if code not in table:
         raise ValueError(f"corrupted linquant chunk: unknown {what} code {code}")
-    dtype: np.dtype = np.dtype(table[code]).newbyteorder("<")
-    return dtype
+    return table[code]
+
+
+def _memory_order(a: np.ndarray) -> Literal["C", "F"]:
+    """``"F"`` for an array laid out in Fortran order only, else ``"C"`` (as numcodecs'
+    ``reshape(-1, order="A")`` reads it: both orders are one where both are contiguous)."""
+    return "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+
+
+class Chunk(NamedTuple):
+    """The contents of an encoded chunk, views of its bytes."""
+
+    codes: np.ndarray  # of the chunk's shape, in the memory order it was encoded from
+    scale: Any  # a scalar per tensor, else an array of the groups' shape
+    zero_point: Any
+    axis: int | None
+    block_size: int | None
+    dtype: np.dtype | None  # what it decodes to; None in format version 1, which has no record
 
 
 def encode_chunk(
@@ -80,16 +112,23 @@ def encode_chunk(
     zero_point: Any,
     axis: int | None = None,
     block_size: int | None = None,
+    *,
+    dtype: np.dtype,
+    order: Literal["C", "F"] = "C",
 ) -> bytes:
-    """One encoded chunk: header, ``scale`` and ``zero_point`` (one per group), ``codes``."""
+    """One encoded chunk of an array of float ``dtype``: header, ``scale`` and ``zero_point``
+    (one per group), then ``codes`` in ``order`` ("C" or "F")."""
     scales = np.asarray(scale).reshape(-1)
     header = _HEADER.pack(
         _MAGIC,
         FORMAT_VERSION,
-        _code_of(_CODE_DTYPES, codes.dtype),
-        _code_of(_SCALE_DTYPES, scales.dtype),
+        _code_of(_CODE_DTYPES, codes.dtype.name),
+        _code_of(_SCALE_DTYPES, scales.dtype.name),
         codes.ndim,
         _NO_AXIS if axis is None else axis,
+        _code_of(_SOURCE_DTYPES, dtype.name),
+        _code_of(_ORDERS, order),
+        bytes(5),
         block_size or 0,
     )
     return b"".join(
@@ -98,31 +137,48 @@ def encode_chunk(
             struct.pack(f"<{codes.ndim}Q", *codes.shape),
             scales.astype(scales.dtype.newbyteorder("<")).tobytes(),
             np.asarray(zero_point, dtype="<i4").reshape(-1).tobytes(),
-            codes.astype(codes.dtype.newbyteorder("<"), copy=False).tobytes(),
+            codes.astype(codes.dtype.newbyteorder("<"), copy=False).tobytes(order),
         )
     )
 
 
-def decode_chunk(buf: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, int | None, int | None]:
-    """``(codes, scale, zero_point, axis, block_size)`` of an encoded chunk.
+def decode_chunk(buf: object) -> Chunk:
+    """The contents of an encoded chunk (any contiguous buffer).
 
-    Raises ValueError if ``buf`` is not a whole chunk of this format (truncated, too long,
-    or with a header that makes no sense).
+    Every claim of the header (version, dtypes, order, dimensions, shape, axis, block size,
+    and so the number of parameters and codes) is checked before anything is made of it:
+    ValueError says what is wrong if ``buf`` is not a whole chunk of this format (truncated,
+    too long, or with a header that makes no sense). The values of the parameters are
+    checked when the chunk is dequantized.
     """
-    data = memoryview(ensure_contiguous_ndarray(buf).reshape(-1).view(np.uint8))
+    data = memoryview(ensure_contiguous_ndarray(buf).view(np.uint8))
     if len(data) < _HEADER.size:
         raise ValueError(f"truncated linquant chunk: {len(data)} bytes, shorter than its header")
-    magic, version, code_dtype, scale_dtype, ndim, axis, block_size = _HEADER.unpack_from(data)
+    magic, version, code_dtype, scale_dtype, ndim, axis, source_dtype, order, zeros, block_size = (
+        _HEADER.unpack_from(data)
+    )
     if magic != _MAGIC:
         raise ValueError(f"not a linquant chunk: it starts with {bytes(magic)!r}")
-    if version != FORMAT_VERSION:
+    if version not in (1, FORMAT_VERSION):
         raise ValueError(f"linquant chunk format version {version} is not supported")
-    codes_dtype = _dtype_of(_CODE_DTYPES, code_dtype, "code dtype")
-    scales_dtype = _dtype_of(_SCALE_DTYPES, scale_dtype, "scale dtype")
+    codes_dtype = np.dtype(_entry(_CODE_DTYPES, code_dtype, "code dtype")).newbyteorder("<")
+    scales_dtype = np.dtype(_entry(_SCALE_DTYPES, scale_dtype, "scale dtype")).newbyteorder("<")
+    # Version 1 has padding there, not a record of them.
+    dtype: np.dtype | None = None
+    order_name: Literal["C", "F"] = "C"
+    if version == FORMAT_VERSION:
+        dtype = np.dtype(_entry(_SOURCE_DTYPES, source_dtype, "source dtype"))
+        order_name = _entry(_ORDERS, order, "order")
+        if zeros != bytes(5):
+            raise ValueError("corrupted linquant chunk: its reserved header bytes are not zero")
+    if ndim > NPY_MAXDIMS:
+        raise ValueError(f"corrupted linquant chunk: {ndim} dimensions, over NumPy's {NPY_MAXDIMS}")
     offset = _HEADER.size + 8 * ndim
     if len(data) < offset:
         raise ValueError("truncated linquant chunk: its shape is cut off")
     shape = struct.unpack_from(f"<{ndim}Q", data, _HEADER.size)
+    if math.prod(n for n in shape if n) > _ELEMENTS_MAX:
+        raise ValueError(f"corrupted linquant chunk: no NumPy array has shape {shape}")
     try:
         groups = grouping(shape, None if axis == _NO_AXIS else axis, block_size or None)
     except ValueError as error:
@@ -138,29 +194,68 @@ def decode_chunk(buf: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, int |
     scale = np.frombuffer(data, scales_dtype, n_params, offset)
     zero_point = np.frombuffer(data, "<i4", n_params, offset + sizes[0])
     codes = np.frombuffer(data, codes_dtype, n_codes, offset + sizes[0] + sizes[1])
+    codes = codes.reshape(shape, order=order_name)
     if groups is None:
-        return codes.reshape(shape), scale[0], zero_point[0], None, None
-    return (
-        codes.reshape(shape),
+        return Chunk(codes, scale[0], zero_point[0], None, None, dtype)
+    return Chunk(
+        codes,
         scale.reshape(groups.param_shape),
         zero_point.reshape(groups.param_shape),
         groups.axis,
         groups.block_size,
+        dtype,
     )
 
 
+def _float_name(value: object) -> str:
+    try:
+        return str(_checks.source_float(value).name)
+    except ValueError:
+        names = ("float16", "float32", "float64")
+        raise ValueError(f"dtype must be None or one of {names}, got {value!r}") from None
+
+
+def _target(out: np.ndarray, chunk: Chunk, dtype: np.dtype) -> np.ndarray:
+    """``out`` as an array of the chunk's shape, checked before anything is written to it.
+
+    An ``out`` of another shape must be contiguous: its memory takes the values in the
+    chunk's memory order, as numcodecs' ``ndarray_copy`` fills it.
+    """
+    codes = chunk.codes
+    if out.dtype != dtype:
+        raise TypeError(f"out must have dtype {dtype.name}, got {out.dtype}")
+    if out.size != codes.size:
+        raise ValueError(
+            f"out must have {codes.size} elements (shape {codes.shape}), got {out.size}"
+        )
+    target = out
+    if out.shape != codes.shape:
+        target = ensure_contiguous_ndarray_like(out).reshape(
+            codes.shape, order=_memory_order(codes)
+        )
+    inputs = {"the chunk's codes": codes, "scale": chunk.scale, "zero_point": chunk.zero_point}
+    _checks.out_array(target, codes.shape, dtype, inputs)
+    return target
+
+
 class Linquant(Codec):  # type: ignore[misc]
-    """Quantize chunks to integer codes; decode them to ``astype`` floats.
+    """Quantize chunks to integer codes; decode them to the dtype they were encoded from.
 
     Dynamic parameters (the default): each chunk is quantized as :func:`linquant.quantize`
     would quantize it, with ``bits``, ``scheme``, ``axis``, ``block_size``, ``include_zero``,
     ``narrow_range`` and ``nan`` meaning what they mean there (``axis`` counts the chunk's
     dimensions). Fixed parameters (``scale`` given): every chunk is quantized as
     :func:`linquant.quantize_linear` would, with ``scale``, ``zero_point`` and the codes of
-    ``bits`` bits and ``scheme`` (unsigned for asymmetric, signed for symmetric). Either way
-    decoding is :func:`linquant.dequantize_linear` to ``astype`` (float32 or float64), the
-    dtype of the Zarr array it serves. Bad arguments raise ValueError here, not at the first
-    chunk.
+    ``bits`` bits and ``scheme`` (unsigned for asymmetric, signed for symmetric). Either way a
+    chunk decodes to an array of its shape, dtype (float16, float32 or float64) and memory
+    order: :func:`linquant.dequantize_linear` to float64 for float64, to float32 otherwise,
+    then rounded to float16 for float16. ``astype`` (float32 or float64) is the dtype that
+    chunks of format version 1, which do not record theirs, decode to.
+
+    A chunk is a float array, or any buffer whose items are floats; ``dtype`` (float16,
+    float32 or float64) reads any other buffer (bytes, bytearray...) as values of that dtype,
+    as numcodecs' ``FixedScaleOffset(dtype=)`` does. Bad arguments raise ValueError here, not
+    at the first chunk.
 
     >>> import numpy as np, numcodecs
     >>> from linquant.codec import Linquant
@@ -186,6 +281,7 @@ class Linquant(Codec):  # type: ignore[misc]
         scale: float | None = None,
         zero_point: int = 0,
         astype: str = "float32",
+        dtype: str | None = None,
     ) -> None:
         self.bits = _checks.bits(bits)
         self.scheme = _checks.scheme(scheme)
@@ -196,6 +292,7 @@ class Linquant(Codec):  # type: ignore[misc]
         self.scale = None if scale is None else float(_checks.scale(scale, np.float64))
         self.zero_point = _checks.zero_point(zero_point)
         self.astype = _checks.output_float(astype).name
+        self.dtype = None if dtype is None else _float_name(dtype)
         if self.scale is None:
             if self.zero_point:
                 raise ValueError("zero_point applies to fixed parameters (scale=) only")
@@ -216,11 +313,32 @@ class Linquant(Codec):  # type: ignore[misc]
             nan=self.nan,
         )
 
+    def _chunk(self, buf: object) -> np.ndarray:
+        """``buf`` as a float array: its own items if they are floats, else ``dtype`` values."""
+        x: np.ndarray = ensure_ndarray_like(buf)
+        if x.dtype.kind == "f":
+            if self.dtype is not None and x.dtype.name != self.dtype:
+                raise TypeError(f"the chunk has dtype {x.dtype}, the codec's dtype= {self.dtype}")
+            return x
+        if self.dtype is None:
+            raise TypeError(
+                f"a chunk must be a float16, float32 or float64 array, got dtype {x.dtype} "
+                "(dtype= reads raw bytes as floats)"
+            )
+        data: np.ndarray = ensure_contiguous_ndarray_like(x).view(np.uint8)
+        if data.size % np.dtype(self.dtype).itemsize:
+            raise ValueError(f"a chunk of {data.size} bytes is not a whole number of {self.dtype}")
+        return data.view(self.dtype)
+
     def encode(self, buf: object) -> bytes:
-        """The chunk ``buf`` (a float array of any shape) quantized, with its parameters."""
-        x = ensure_ndarray_like(buf)
+        """The chunk ``buf`` quantized, with its parameters, dtype and memory order."""
+        x = self._chunk(buf)
+        order = _memory_order(x)
         if self.scale is not None:
-            return encode_chunk(self._fixed_codes(x), np.float64(self.scale), self.zero_point)
+            codes = self._fixed_codes(x)
+            return encode_chunk(
+                codes, np.float64(self.scale), self.zero_point, dtype=x.dtype, order=order
+            )
         qa = quantize(
             x,
             self.bits,
@@ -231,12 +349,39 @@ class Linquant(Codec):  # type: ignore[misc]
             narrow_range=self.narrow_range,
             nan=self.nan,
         )
-        return encode_chunk(qa.data, qa.scale, qa.zero_point, qa.axis, qa.block_size)
+        return encode_chunk(
+            qa.data, qa.scale, qa.zero_point, qa.axis, qa.block_size, dtype=x.dtype, order=order
+        )
 
     def decode(self, buf: object, out: object = None) -> Any:
-        """The dequantized chunk, flat (C order), or written into ``out``."""
-        codes, scale, zero_point, axis, block_size = decode_chunk(buf)
-        x_hat = dequantize_linear(
-            codes, scale, zero_point, axis=axis, block_size=block_size, dtype=self.astype
-        ).reshape(-1)
-        return ndarray_copy(x_hat, out)
+        """The dequantized chunk (an array of its shape, dtype and memory order), or ``out``
+        with it written in.
+
+        ``out`` must have the chunk's dtype and number of elements (TypeError, ValueError);
+        one of another shape must be contiguous. A damaged chunk raises ValueError.
+        """
+        chunk = decode_chunk(buf)
+        dtype = np.dtype(self.astype) if chunk.dtype is None else chunk.dtype
+        if out is None:
+            result = target = np.empty_like(chunk.codes, dtype)
+        else:
+            result = ensure_ndarray_like(out)
+            target = _target(result, chunk, dtype)
+        work = np.dtype(np.float64 if dtype == np.float64 else np.float32)
+        x_hat = target if dtype == work else np.empty_like(chunk.codes, work)
+        try:
+            dequantize_linear(
+                chunk.codes,
+                chunk.scale,
+                chunk.zero_point,
+                axis=chunk.axis,
+                block_size=chunk.block_size,
+                dtype=work,
+                out=x_hat,
+            )
+        except ValueError as error:  # out is checked: what is left is the chunk's parameters
+            raise ValueError(f"corrupted linquant chunk: {error}") from None
+        if x_hat is not target:
+            with np.errstate(over="ignore"):  # float16's rounding: inf past its range
+                target[...] = x_hat
+        return result

@@ -4,7 +4,8 @@ Zarr 3 runs numcodecs codecs through its ``zarr.codecs.numcodecs`` adapters; ``L
 here is such an adapter, an array-to-bytes codec (a ``serializer=``) named
 ``"numcodecs.linquant"`` in the array's metadata. The ``zarr.codecs`` entry point registers it,
 so Zarr reopens such arrays without importing linquant first. Its configuration is that of
-:class:`linquant.codec.Linquant`, whose ``astype`` defaults here to the array's dtype.
+:class:`linquant.codec.Linquant`; each chunk records its dtype (float16, float32 or float64,
+the array's) and decodes to it.
 Zarr warns (``ZarrUserWarning``) that numcodecs codecs are not in the Zarr 3 specification:
 other Zarr implementations cannot read these arrays. Zarr format 2 arrays take
 :class:`linquant.codec.Linquant` itself, as a filter or compressor.
@@ -31,7 +32,6 @@ try:
     from zarr.codecs.numcodecs import (  # type: ignore[import-not-found, unused-ignore]
         _NumcodecsArrayBytesCodec,
     )
-    from zarr.core.array_spec import ArraySpec  # type: ignore[import-not-found, unused-ignore]
     from zarr.core.common import JSON  # type: ignore[import-not-found, unused-ignore]
 except ImportError as error:  # pragma: no cover - zarr is in the test extra from Python 3.11
     raise ImportError("linquant.zarr needs zarr 3: pip install 'linquant[zarr]'") from error
@@ -47,10 +47,3 @@ class Linquant(  # type: ignore[misc, unused-ignore]
     def __init__(self, **codec_config: JSON) -> None:
         super().__init__(**codec_config)
         _ = self._codec  # bad arguments raise here, not at the first chunk
-
-    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Linquant:
-        """Decode to the array's dtype unless ``astype`` says otherwise."""
-        if "astype" in self.codec_config:
-            return self
-        astype = str(array_spec.dtype.to_native_dtype())
-        return type(self)(**{**self.codec_config, "astype": astype})
