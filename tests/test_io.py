@@ -409,7 +409,7 @@ def allocating_at_most(limit: int) -> Iterator[None]:
     assert peak <= limit, f"allocated {peak} bytes"
 
 
-def test_our_zip_writer_writes_what_load_reads(saved: Path, tmp_path: Path) -> None:
+def test_zipped_writes_an_archive_that_load_reads(saved: Path, tmp_path: Path) -> None:
     assert_same(lq.load(_zipped(tmp_path / "copy.npz", _members(saved))), lq.load(saved))
 
 

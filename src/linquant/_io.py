@@ -405,10 +405,11 @@ def load(path: str | os.PathLike[str]) -> QuantizedArray:
     """Read a :class:`QuantizedArray` written by :func:`save`, exactly as it was saved.
 
     Every field is checked as the API checks its arguments (SPEC §1, §5): a file that is not
-    a linquant file (a plain ``.npz``, a ``.npy``, text), is truncated or damaged, holds
-    invalid parameters or codes outside the range of its ``bits``, or was written in a newer
-    format raises ValueError naming the file and what is wrong. Nothing is unpickled. A
-    missing file raises FileNotFoundError.
+    a linquant file (a plain ``.npz``, a ``.npy``, text), is truncated or damaged, has a
+    compressed member, holds invalid parameters or codes outside the range of its ``bits``,
+    or was written in a newer format raises ValueError naming the file and what is wrong.
+    Every size the file claims is checked against the file before anything is allocated
+    (see the module). Nothing is unpickled. A missing file raises FileNotFoundError.
 
     >>> import numpy as np, linquant as lq, tempfile, os
     >>> qa = lq.quantize(np.array([-1.0, 0.5, 2.0], np.float32), bits=2)
