@@ -578,6 +578,20 @@ def test_metadata_json_that_python_cannot_read(saved: Path, tmp_path: Path, text
     assert "metadata" in load_error(path)
 
 
+@pytest.mark.parametrize("at", ["start", "scheme"])
+def test_metadata_must_be_unicode(saved: Path, tmp_path: Path, at: str) -> None:
+    """NumPy reads any 4 bytes as a character, 0xFF00007B too (past U+10FFFF): not text."""
+    meta = json.loads(str(_metadata_of(lq.load(saved))))
+    meta["scheme"] = "@"
+    text = json.dumps(meta)
+    if at == "start":
+        text = "@" + text
+    data = np.array(text).tobytes().replace("@".encode("utf-32-le"), b"\x7b\x00\x00\xff")
+    members = {**_members(saved), "metadata": _npy_header(f"<U{len(text)}", ()) + data}
+    message = load_error(_zipped(tmp_path / "not_text.npz", members))
+    assert "metadata is not text ('utf-32-le' codec can't decode" in message
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [

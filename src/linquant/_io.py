@@ -180,8 +180,15 @@ def _metadata(path: str, value: np.ndarray) -> dict[str, Any]:
     """The JSON object of the ``metadata`` member, its format marker and version checked."""
     if value.dtype.kind != "U" or value.shape != ():
         raise ValueError(f"{path}: metadata must be a 0-d string array, got {value.dtype}")
+    # Decoded here: NumPy makes a str of any 4 bytes, code points past U+10FFFF included,
+    # which Python's own str functions are not made for.
+    little_endian = value.astype(value.dtype.newbyteorder("<"))
     try:
-        meta = json.loads(str(value[()]), parse_constant=_not_a_number)
+        text = little_endian.tobytes().decode("utf-32-le").rstrip("\0")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: metadata is not text ({error})") from None
+    try:
+        meta = json.loads(text, parse_constant=_not_a_number)
     except (ValueError, RecursionError) as error:  # ints of over 4300 digits; deep nesting
         raise ValueError(f"{path}: metadata is not valid JSON ({error})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
