@@ -178,8 +178,8 @@ def _not_a_number(name: str) -> None:
 
 def _metadata(path: str, value: np.ndarray) -> dict[str, Any]:
     """The JSON object of the ``metadata`` member, its format marker and version checked."""
-    if value.dtype.kind != "U" or value.shape != ():
-        raise ValueError(f"{path}: metadata must be a 0-d string array, got {value.dtype}")
+    if value.shape != ():
+        raise ValueError(f"{path}: metadata must be a 0-d string array, got shape {value.shape}")
     # Decoded here: NumPy makes a str of any 4 bytes, code points past U+10FFFF included,
     # which Python's own str functions are not made for.
     little_endian = value.astype(value.dtype.newbyteorder("<"))
@@ -232,8 +232,9 @@ def _read_exactly(member: IO[bytes], size: int, what: str) -> bytes:
     return data
 
 
-def _read_npy_header(member: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """The shape, order and dtype of a ``.npy`` header; ValueError unless NumPy wrote it."""
+def _read_npy_header(member: IO[bytes], kinds: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The shape, order and dtype (of one of ``kinds``) of a ``.npy`` header; ValueError unless
+    NumPy wrote it."""
     length_format = _NPY_VERSIONS.get(_read_exactly(member, 8, ".npy magic"))
     if length_format is None:
         raise ValueError("not a .npy array of format version 1.0 or 2.0")
@@ -247,8 +248,9 @@ def _read_npy_header(member: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype
     if match is None:
         raise ValueError(f"not a .npy header as NumPy writes it: {text[:200]!r}")
     descr = match["descr"]
-    if descr.lstrip("<>|=")[0] not in "iufU":
-        raise ValueError(f"dtype {descr}: linquant files hold numbers and text, no Python objects")
+    if descr.lstrip("<>|=")[0] not in kinds:
+        held = "text" if kinds == "U" else "numbers"
+        raise ValueError(f"dtype {descr}, where linquant files hold {held} (no Python objects)")
     try:
         dtype = np.dtype(descr)
     except TypeError:
@@ -325,7 +327,10 @@ class Reader:
     ) -> tuple[tuple[int, ...], bool, np.dtype]:
         """The member's ``.npy`` header, its data size checked against the member's ``size``."""
         try:
-            shape, fortran_order, dtype = _read_npy_header(member)
+            # Text in the metadata only: the checks of numbers may show them, and NumPy makes a
+            # str of any 4 bytes (see _metadata).
+            kinds = "U" if name == "metadata" else "iuf"
+            shape, fortran_order, dtype = _read_npy_header(member, kinds)
             offset = member.tell()
         except _READ_ERRORS as error:
             raise ValueError(f"{self.path}: damaged member {name!r} ({error})") from None
