@@ -58,8 +58,10 @@ SOURCE_DTYPE_NAMES = tuple(dtype.name for dtype in FLOAT_DTYPES)
 METADATA_MAX = 64 * 1024
 # NumPy's own reader refuses longer .npy headers (np.load's max_header_size).
 NPY_HEADER_MAX = 10_000
-# NumPy 2's limit on an array's dimensions.
+# NumPy 2's limits on an array, empty or not: its dimensions, and the bytes of its nonzero
+# dimensions' product.
 NPY_MAXDIMS = 64
+NPY_BYTES_MAX = int(np.iinfo(np.intp).max)
 
 # The .npy format versions a member may have, each with the format of its header's length.
 _NPY_VERSIONS = {b"\x93NUMPY\x01\x00": "<H", b"\x93NUMPY\x02\x00": "<I"}
@@ -258,9 +260,9 @@ def _read_npy_header(member: IO[bytes], kinds: str) -> tuple[tuple[int, ...], bo
     if dtype.itemsize == 0:  # np.frombuffer refuses it, and no member of a linquant file has it
         raise ValueError(f"dtype {descr} has items of 0 bytes")
     shape = tuple(int(n) for n in match["shape"].replace(",", " ").split())
-    # NumPy's own limits on an array, empty or not: past them no array has this shape.
-    if len(shape) > NPY_MAXDIMS or math.prod(n for n in shape if n) * dtype.itemsize > (
-        np.iinfo(np.intp).max
+    if (
+        len(shape) > NPY_MAXDIMS
+        or math.prod(n for n in shape if n) * dtype.itemsize > NPY_BYTES_MAX
     ):
         raise ValueError(f"no NumPy array has shape {shape} and dtype {dtype}")
     return shape, match["fortran_order"] == "True", dtype
