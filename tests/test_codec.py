@@ -356,6 +356,27 @@ def test_fortran_ordered_chunk_decodes_in_fortran_order() -> None:
     assert codec.decode(codec.encode(np.asfortranarray(x)), out=flat) is flat
     assert bitwise_equal(flat, numcodecs.compat.ndarray_copy(decoded, np.empty(x.size)))
     assert bitwise_equal(flat, decoded.reshape(-1, order="F"))
+    c_ordered = np.empty(x.shape)  # an out of the chunk's shape takes the values by index
+    codec.decode(codec.encode(np.asfortranarray(x)), out=c_ordered)
+    assert bitwise_equal(c_ordered, np.ascontiguousarray(decoded))
+
+
+@pytest.mark.parametrize("options", [{}, {"axis": 2}, {"axis": 0, "block_size": 5}, {"scale": 0.1}])
+def test_fortran_ordered_chunk_of_3_dimensions_takes_memory_of_its_size(options: dict) -> None:
+    # in C order, the kernels' order, it is a piece per pair of its last two dimensions
+    x = np.asfortranarray(sample((4000, 2, 2), "float32"))
+    codec = Linquant(**options)
+    tracemalloc.start()
+    try:
+        chunk = codec.encode(x)
+        encoding = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        decoded = codec.decode(chunk)
+        decoding = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert encoding < 4 * x.nbytes and decoding < 3 * x.nbytes
+    assert bitwise_equal(np.ascontiguousarray(decoded), codec.decode(codec.encode(x.copy())))
 
 
 def test_raw_bytes_are_read_as_the_codec_dtype() -> None:

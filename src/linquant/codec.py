@@ -334,6 +334,9 @@ class Linquant(Codec):  # type: ignore[misc]
         """The chunk ``buf`` quantized, with its parameters, dtype and memory order."""
         x = self._chunk(buf)
         order = _memory_order(x)
+        # The kernels walk C order, where a Fortran-ordered array of 3 or more dimensions is
+        # many small pieces: they quantize a C-ordered copy (errors name the same indices).
+        x = np.ascontiguousarray(x)
         if self.scale is not None:
             codes = self._fixed_codes(x)
             return encode_chunk(
@@ -368,20 +371,30 @@ class Linquant(Codec):  # type: ignore[misc]
             result = ensure_ndarray_like(out)
             target = _target(result, chunk, dtype)
         work = np.dtype(np.float64 if dtype == np.float64 else np.float32)
-        x_hat = target if dtype == work else np.empty_like(chunk.codes, work)
+        codes, scale, zero_point, axis = chunk.codes, chunk.scale, chunk.zero_point, chunk.axis
+        fortran = _memory_order(codes) == "F"
+        laid_out = target.flags.f_contiguous if fortran else target.flags.c_contiguous
+        x_hat = target if dtype == work and laid_out else np.empty_like(codes, work)
+        if fortran:  # the kernels walk C order, as the transposed views are laid out
+            codes, into = codes.T, x_hat.T
+            if axis is not None:
+                axis = codes.ndim - 1 - axis
+                scale, zero_point = np.transpose(scale), np.transpose(zero_point)
+        else:
+            into = x_hat
         try:
             dequantize_linear(
-                chunk.codes,
-                chunk.scale,
-                chunk.zero_point,
-                axis=chunk.axis,
+                codes,
+                scale,
+                zero_point,
+                axis=axis,
                 block_size=chunk.block_size,
                 dtype=work,
-                out=x_hat,
+                out=into,
             )
         except ValueError as error:  # out is checked: what is left is the chunk's parameters
             raise ValueError(f"corrupted linquant chunk: {error}") from None
-        if x_hat is not target:
-            with np.errstate(over="ignore"):  # float16's rounding: inf past its range
+        if x_hat is not target:  # float16 (rounded: inf past its range), or another layout
+            with np.errstate(over="ignore"):
                 target[...] = x_hat
         return result
