@@ -57,7 +57,7 @@ except ImportError as error:  # pragma: no cover - numcodecs is in the test extr
 from . import _checks
 from ._api import dequantize_linear, dynamic_settings, quantize_linear
 from ._groups import group_args, grouping
-from ._io import NPY_MAXDIMS
+from ._io import NPY_BYTES_MAX, NPY_MAXDIMS
 from ._params import storage_dtype
 from ._quantized import quantize
 
@@ -71,9 +71,8 @@ _CODE_DTYPES = {1: "uint8", 2: "int8", 3: "uint16", 4: "int16"}
 _SCALE_DTYPES = {1: "float32", 2: "float64"}
 _SOURCE_DTYPES = {1: "float16", 2: "float32", 3: "float64"}
 _ORDERS: dict[int, Literal["C", "F"]] = {0: "C", 1: "F"}
-# NumPy's limit on a shape (its non-zero dimensions' product times the item size, empty
-# arrays included), for the widest array a chunk makes, float64: no chunk past it was encoded.
-_ELEMENTS_MAX = np.iinfo(np.intp).max // 8
+# A chunk makes arrays of at most 8-byte items (float64): no shape NumPy refuses them was encoded.
+_WIDEST_ITEMSIZE = 8
 
 
 _T = TypeVar("_T")
@@ -177,7 +176,7 @@ def decode_chunk(buf: object) -> Chunk:
     if len(data) < offset:
         raise ValueError("truncated linquant chunk: its shape is cut off")
     shape = struct.unpack_from(f"<{ndim}Q", data, _HEADER.size)
-    if math.prod(n for n in shape if n) > _ELEMENTS_MAX:
+    if math.prod(n for n in shape if n) * _WIDEST_ITEMSIZE > NPY_BYTES_MAX:
         raise ValueError(f"corrupted linquant chunk: no NumPy array has shape {shape}")
     try:
         groups = grouping(shape, None if axis == _NO_AXIS else axis, block_size or None)
