@@ -379,6 +379,15 @@ def test_fortran_ordered_chunk_of_3_dimensions_takes_memory_of_its_size(options:
     assert bitwise_equal(np.ascontiguousarray(decoded), codec.decode(codec.encode(x.copy())))
 
 
+@pytest.mark.parametrize("shape", [(), (0,), (3, 0, 2), (1, 1)])
+def test_0_d_and_empty_chunks_keep_their_shape(shape: tuple[int, ...]) -> None:
+    x = np.full(shape, 2.5, np.float32)
+    for codec in (Linquant(bits=3), Linquant(scale=0.5), Linquant(axis=-1, block_size=2)):
+        if codec.axis is not None and x.ndim == 0:
+            continue
+        assert bitwise_equal(codec.decode(codec.encode(x)), x)
+
+
 def test_raw_bytes_are_read_as_the_codec_dtype() -> None:
     x = sample((12,), "float32")
     expected = Linquant(bits=6).encode(x)

@@ -335,7 +335,7 @@ class Linquant(Codec):  # type: ignore[misc]
         order = _memory_order(x)
         # The kernels walk C order, where a Fortran-ordered array of 3 or more dimensions is
         # many small pieces: they quantize a C-ordered copy (errors name the same indices).
-        x = np.ascontiguousarray(x)
+        x = np.asarray(x, order="C")
         if self.scale is not None:
             codes = self._fixed_codes(x)
             return encode_chunk(
