@@ -252,7 +252,7 @@ def _read_npy_header(member: IO[bytes], kinds: str) -> tuple[tuple[int, ...], bo
     descr = match["descr"]
     if descr.lstrip("<>|=")[0] not in kinds:
         held = "text" if kinds == "U" else "numbers"
-        raise ValueError(f"dtype {descr}, where linquant files hold {held} (no Python objects)")
+        raise ValueError(f"dtype {descr}: this member holds {held}, never Python objects")
     try:
         dtype = np.dtype(descr)
     except TypeError:
