@@ -145,6 +145,7 @@ def write_seeds(directory: str) -> None:
         "float16": Linquant(bits=5).encode(x.astype(np.float16)),
         "float64": Linquant(bits=12, include_zero=False).encode(x.astype(np.float64)),
         "fortran": Linquant(axis=1).encode(np.asfortranarray(x)),
+        "fortran_4d": Linquant().encode(np.asfortranarray(x.reshape(3, 2, 2, 2))),
         "zero_d": Linquant(bits=3).encode(np.array(2.5, np.float32)),
         "empty": Linquant(axis=1, block_size=2).encode(np.zeros((0, 3), np.float32)),
     }
