@@ -14,9 +14,11 @@ import re
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -297,6 +299,42 @@ def test_data_errors_exit_1(
     (tmp_path / "short.npy").write_bytes((tmp_path / "x.npy").read_bytes()[:-100])
     lq.save(tmp_path / "good.npz", lq.quantize(data))
     assert message in fails(tmp_path, *args)
+
+
+DAMAGED_HEADERS = {
+    "unclosed bracket": "{'descr': (\n",  # tokenize.TokenError
+    "bad indentation": "a\n  b\n c\n",  # IndentationError
+    "unhashable key": "{{}: 1}",  # TypeError
+    "deep nesting": "-" * 5000 + "1",  # RecursionError
+    "dimension past int64": f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({2**70},)}}",
+}
+
+
+@pytest.mark.parametrize("header", DAMAGED_HEADERS.values(), ids=DAMAGED_HEADERS.keys())
+def test_a_damaged_npy_header_is_a_data_error(tmp_path: Path, header: str) -> None:
+    text = header.encode("latin1")
+    (tmp_path / "bad.npy").write_bytes(
+        np.lib.format.MAGIC_PREFIX + b"\x01\x00" + struct.pack("<H", len(text)) + text
+    )
+    assert "bad.npy: damaged .npy file" in fails(tmp_path, "quantize", "bad.npy", "-o", "q.npz")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_input_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    assert fails(tmp_path, "quantize", "pipe", "-o", "q.npz") == (
+        "linquant: error: pipe: not a regular file (a .npy input is memory-mapped)"
+    )
+
+
+def test_an_error_is_one_line_whatever_the_names_hold(tmp_path: Path) -> None:
+    """A newline or a terminal escape in a file name, or in the name of a member of an
+    archive, is printed escaped."""
+    message = fails(tmp_path, "quantize", "a\nb\x1b[2J.npy", "-o", "q.npz")
+    assert message == r"linquant: error: a\nb\x1b[2J.npy: No such file or directory"
+    with zipfile.ZipFile(tmp_path / "names.npz", "w") as archive:
+        archive.writestr("a\nb", b"")
+    assert r"it holds a\nb" in fails(tmp_path, "info", "names.npz")
 
 
 def test_a_failed_run_keeps_the_previous_output(tmp_path: Path, data: np.ndarray) -> None:

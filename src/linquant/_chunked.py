@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import math
 import os
+import stat
+import tokenize
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -47,6 +49,19 @@ from ._version import __version__
 
 CHUNK_BYTES = 32 * 2**20
 """The default size of a chunk of the float array (input of quantize, output of dequantize)."""
+
+# What np.load(mmap_mode="r") raises on a damaged header (it parses the header's text with
+# tokenize and ast.literal_eval, then makes a dtype and a memory map of it); each becomes a
+# ValueError naming the file.
+_NPY_ERRORS = (
+    ValueError,
+    EOFError,
+    TypeError,  # an unhashable key in the header's dict
+    OverflowError,  # a dimension beyond int64
+    RecursionError,  # deeply nested operators
+    SyntaxError,  # an IndentationError from tokenize, in the filter of Python 2 headers
+    tokenize.TokenError,  # an unclosed bracket, in that filter
+)
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: elements of ``total`` processed in ``stage``."""
@@ -148,16 +163,19 @@ class _Layout:
 
 
 class NpyInput:
-    """A ``.npy`` file of floats, read by memory-mapping one chunk at a time."""
+    """A ``.npy`` file of floats, read by memory-mapping one chunk at a time: a regular file
+    (a pipe or device cannot be mapped, and opening a FIFO would wait for a writer)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
+        if not stat.S_ISREG(os.stat(self.path).st_mode):
+            raise ValueError(f"{self.path}: not a regular file (a .npy input is memory-mapped)")
         with open(self.path, "rb") as file:
             if file.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
                 raise ValueError(f"{self.path}: not a .npy file")
         try:
             array = np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, EOFError) as error:
+        except _NPY_ERRORS as error:
             raise ValueError(f"{self.path}: damaged .npy file ({error})") from None
         self.shape, self.dtype, self.offset = array.shape, array.dtype, array.offset
         self.fortran_order = not array.flags.c_contiguous

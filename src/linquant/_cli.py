@@ -154,6 +154,17 @@ def _summary(values: np.ndarray) -> str:
     )
 
 
+def _data_error(message: str) -> int:
+    """Print ``message`` on one line, ``linquant: error: ...``; the exit status of a data error.
+
+    Characters that are not printable (a newline or a terminal escape, from a file name or the
+    name of a member of an archive) are escaped as ``repr`` escapes them.
+    """
+    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    print(f"linquant: error: {line}", file=sys.stderr)
+    return 1
+
+
 def _check_output(source: str, target: str, force: bool) -> None:
     """ValueError if writing ``target`` would lose data: it is ``source`` (the same file,
     through a symlink or a hard link), or an existing regular file without ``force``. A FIFO or
@@ -289,11 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(bench(size=args.size, repeat=args.repeat))
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
-        print(f"linquant: error: {where}{error.strerror or error}", file=sys.stderr)
-        return 1
+        return _data_error(f"{where}{error.strerror or error}")
     except ValueError as error:
-        print(f"linquant: error: {error}", file=sys.stderr)
-        return 1
+        return _data_error(str(error))
     except KeyboardInterrupt:
         print("linquant: interrupted", file=sys.stderr)
         return 130
