@@ -275,7 +275,7 @@ BAD_DATA = [
     (["quantize", "notes.txt", "-o", "q.npz"], "notes.txt: not a .npy file"),
     (["quantize", "plain.npz", "-o", "q.npz"], "plain.npz: not a .npy file"),
     (["quantize", "short.npy", "-o", "q.npz"], "short.npy: damaged .npy file"),
-    (["quantize", "objects.npy", "-o", "q.npz"], "objects.npy: damaged .npy file"),
+    (["quantize", "objects.npy", "-o", "q.npz"], "objects.npy: x must be a float16, float32"),
     (["quantize", "x.npy", "-o", "nowhere/q.npz"], "No such file or directory"),
     (["dequantize", "x.npy", "-o", "y.npy"], "x.npy: not a linquant file"),
     (["dequantize", "plain.npz", "-o", "y.npy"], "plain.npz: not a linquant file"),
@@ -307,6 +307,10 @@ DAMAGED_HEADERS = {
     "unhashable key": "{{}: 1}",  # TypeError
     "deep nesting": "-" * 5000 + "1",  # RecursionError
     "dimension past int64": f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({2**70},)}}",
+    # np.memmap warned of an overflow (more lines on stderr) before its error
+    "size past int64": f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({2**31}, {2**31})}}",
+    # np.load reads it as (0, 3) float64, np.memmap as (0, 3, 8)
+    "sub-array dtype": "{'descr': '8f8', 'fortran_order': False, 'shape': (0, 3), }",
 }
 
 

@@ -50,9 +50,15 @@ from ._version import __version__
 CHUNK_BYTES = 32 * 2**20
 """The default size of a chunk of the float array (input of quantize, output of dequantize)."""
 
-# What np.load(mmap_mode="r") raises on a damaged header (it parses the header's text with
-# tokenize and ast.literal_eval, then makes a dtype and a memory map of it); each becomes a
-# ValueError naming the file.
+# NumPy's readers of a .npy header, by format version (3.0, a UTF-8 header, is written for
+# names of structured fields, never for an array of floats).
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+# What reading a damaged .npy header raises (NumPy parses its text with tokenize and
+# ast.literal_eval, then makes a dtype and a memory map of it); each becomes a ValueError
+# naming the file.
 _NPY_ERRORS = (
     ValueError,
     EOFError,
@@ -162,6 +168,22 @@ class _Layout:
         return scale[box], zero_point[box]
 
 
+def _npy_header(file: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The shape, order and dtype of the ``.npy`` file ``file``, read as ``np.load`` reads
+    them; ValueError for a dtype of sub-arrays or data that goes past the end of the file."""
+    version = np.lib.format.read_magic(file)
+    read_header = _HEADER_READERS.get(version)
+    if read_header is None:
+        raise ValueError(f"format version {version[0]}.{version[1]}, not 1.0 or 2.0")
+    shape, fortran_order, dtype = read_header(file)
+    if dtype.subdtype is not None:  # np.save writes none; np.load and np.memmap disagree on it
+        raise ValueError(f"dtype {dtype}, of sub-arrays")
+    size = math.prod(shape) * dtype.itemsize
+    if file.tell() + size > os.fstat(file.fileno()).st_size:  # np.memmap would overflow on it
+        raise ValueError(f"{size} bytes of data for shape {shape} {dtype}, past the end")
+    return shape, fortran_order, dtype
+
+
 class NpyInput:
     """A ``.npy`` file of floats, read by memory-mapping one chunk at a time: a regular file
     (a pipe or device cannot be mapped, and opening a FIFO would wait for a writer)."""
@@ -173,17 +195,22 @@ class NpyInput:
         with open(self.path, "rb") as file:
             if file.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
                 raise ValueError(f"{self.path}: not a .npy file")
+            file.seek(0)
+            try:
+                shape, fortran_order, dtype = _npy_header(file)
+                if dtype.kind == "f":  # else refused below, never mapped: objects would be
+                    array = np.memmap(
+                        file, dtype, "r", file.tell(), shape, "F" if fortran_order else "C"
+                    )
+            except _NPY_ERRORS as error:
+                raise ValueError(f"{self.path}: damaged .npy file ({error})") from None
         try:
-            array = np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except _NPY_ERRORS as error:
-            raise ValueError(f"{self.path}: damaged .npy file ({error})") from None
+            as_float_input(np.empty(0, dtype))
+        except TypeError as error:
+            raise ValueError(f"{self.path}: {error}") from None
         self.shape, self.dtype, self.offset = array.shape, array.dtype, array.offset
         self.fortran_order = not array.flags.c_contiguous
         del array  # nothing of it was read
-        try:
-            as_float_input(np.empty(0, self.dtype))
-        except TypeError as error:
-            raise ValueError(f"{self.path}: {error}") from None
 
     def windows(self, file: IO[bytes], chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, Any]]:
         """Each chunk with its values, a native float32 or float64 array (SPEC §1)."""
