@@ -318,3 +318,32 @@ def test_copies_of_a_quantized_array_stay_read_only(clone) -> None:  # type: ign
         qa.block_size,
         qa.source_dtype,
     )
+
+
+# Parameters the kernels read in place
+
+
+def _misaligned(values: np.ndarray) -> np.ndarray:
+    raw = np.zeros(values.nbytes + 1, np.uint8)
+    view = raw[1:].view(values.dtype)
+    view[...] = values.ravel()
+    return view.reshape(values.shape)
+
+
+def test_misaligned_parameters_reach_the_kernels_aligned(backend: str) -> None:
+    # The compiled kernels read per-axis and per-block parameters as typed items in place: a
+    # misaligned array is undefined behaviour there (UBSan reports it), so the checks copy it.
+    from linquant import _checks
+
+    scale = _misaligned(np.full(8, 0.01, np.float32))
+    zero_point = _misaligned(np.full(8, 128, np.int32))
+    assert not scale.flags.aligned and not zero_point.flags.aligned
+    assert _checks.scales(scale, (8,), np.float32).flags.aligned
+    assert _checks.zero_points(zero_point, (8,)).flags.aligned
+    x = np.linspace(-1, 1, 800, dtype=np.float32).reshape(8, 100)
+    expected = lq.quantize_linear(x, scale.copy(), zero_point.copy(), axis=0)
+    np.testing.assert_array_equal(lq.quantize_linear(x, scale, zero_point, axis=0), expected)
+    np.testing.assert_array_equal(
+        lq.dequantize_linear(expected, scale, zero_point, axis=0),
+        lq.dequantize_linear(expected, scale.copy(), zero_point.copy(), axis=0),
+    )

@@ -131,7 +131,8 @@ def out_array(
 def scales(value: object, shape: tuple[int, ...], wf: type[np.floating]) -> np.ndarray:
     """Per-axis or per-block scales: an array of ``shape``, positive and finite in ``wf``.
 
-    Returned C-contiguous, whatever the layout given: the kernels view it as 3-D.
+    Returned C-contiguous and aligned, whatever the layout given: the kernels view it as 3-D
+    and read its items in place.
     """
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu" or isinstance(value, (bool, np.bool_)):
@@ -141,7 +142,9 @@ def scales(value: object, shape: tuple[int, ...], wf: type[np.floating]) -> np.n
             f"scale must have shape {shape} for this axis and block_size, got {arr.shape}"
         )
     with np.errstate(over="ignore"):
-        converted = arr.astype(wf, order="C", copy=False)  # C order: see _groups.params_3d
+        # C order: see _groups.params_3d; a misaligned array is copied (astype keeps it as it
+        # is when it needs no conversion)
+        converted = arr.astype(wf, order="C", copy=not arr.flags.aligned)
     if converted.size and not (converted.min() > 0 and converted.max() < np.inf):  # NaN fails
         raise ValueError(f"every scale must be positive and finite in {np.dtype(wf).name}")
     return converted
@@ -150,7 +153,7 @@ def scales(value: object, shape: tuple[int, ...], wf: type[np.floating]) -> np.n
 def zero_points(value: object, shape: tuple[int, ...]) -> np.ndarray:
     """Per-axis or per-block zero points: an integer scalar or array of ``shape``.
 
-    Returned as a C-contiguous array of ``shape``: as given when int32 or narrower (uint8,
+    Returned as a C-contiguous, aligned array of ``shape``: as given when int32 or narrower (uint8,
     int8, uint16, int16, as ONNX gives them; the backends widen them as they read), else
     converted to int32; a broadcast int32 array for a scalar.
     """
@@ -165,7 +168,7 @@ def zero_points(value: object, shape: tuple[int, ...]) -> np.ndarray:
     fits = arr.dtype.itemsize < 4 or arr.dtype == np.int32  # else look at the values
     if arr.size and not fits and not (arr.min() >= INT32_MIN and arr.max() <= INT32_MAX):
         raise ValueError("every zero_point must fit in int32")
-    if arr.shape == shape and fits and arr.dtype.isnative:
+    if arr.shape == shape and fits and arr.dtype.isnative and arr.flags.aligned:
         return np.ascontiguousarray(arr)
-    converted = arr.astype(np.int32, order="C", copy=False)
+    converted = arr.astype(np.int32, order="C", copy=not arr.flags.aligned)
     return converted if converted.shape == shape else np.broadcast_to(converted, shape)
