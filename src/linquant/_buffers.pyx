@@ -15,8 +15,6 @@ reference to it through ``__array_interface__``, with no buffer export that a ca
 release (a ``memoryview`` base could be released while the array lives, freeing its memory).
 """
 
-import os
-
 from cpython.pythread cimport (
     WAIT_LOCK,
     PyThread_acquire_lock,
@@ -66,8 +64,11 @@ MIN_POOLED_BYTES = 256 << 10
 # The pool: buffers freed by their arrays, oldest first, each for arrays of `_pool_bytes`
 # (mapped ALIGNMENT bytes longer: see _map).
 # A C-level lock, since buffers are freed wherever an array dies, at any time, interpreter
-# shutdown included; fork handlers hold it across a fork, so that a child never inherits it
-# taken by a thread that does not exist there (on free-threaded builds no GIL orders them).
+# shutdown included. It is only taken by a thread attached to the interpreter (holding the GIL,
+# or attached on free-threaded builds) and released before that thread can detach, while
+# os.fork runs with the GIL held or (free-threaded) the world stopped: no thread holds it at a
+# fork, and a child never inherits it taken. (Holding it across the fork instead deadlocked: a
+# thread waiting for it with the GIL kept the parent from taking the GIL back after the fork.)
 cdef PyThread_type_lock _lock = PyThread_allocate_lock()
 cdef void *_pool_data[MAX_POOLED]
 cdef size_t _pool_bytes[MAX_POOLED]
@@ -211,17 +212,3 @@ def clear() -> int:
         _remove(0)
     PyThread_release_lock(_lock)
     return freed
-
-
-def _before_fork() -> None:
-    PyThread_acquire_lock(_lock, WAIT_LOCK)
-
-
-def _after_fork() -> None:
-    PyThread_release_lock(_lock)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork
-    )
