@@ -30,10 +30,10 @@ import io
 import os
 import random
 import struct
-import sys
 import tempfile
 import zipfile
 
+import _main  # a sibling module: fuzz/ is on sys.path
 import atheris
 
 with atheris.instrument_imports(include=["linquant", "numpy.lib.format"]):
@@ -148,8 +148,4 @@ def write_seeds(directory: str) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--seeds"]:
-        write_seeds(sys.argv[2])
-    else:
-        atheris.Setup(sys.argv, test_one_input, custom_mutator=mutate)
-        atheris.Fuzz()
+    _main.run(write_seeds, test_one_input, mutate)

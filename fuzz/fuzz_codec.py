@@ -26,9 +26,9 @@ import os
 import random
 import re
 import struct
-import sys
 import tracemalloc
 
+import _main  # a sibling module: fuzz/ is on sys.path
 import atheris
 import numpy as np
 
@@ -168,9 +168,4 @@ def write_seeds(directory: str) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--seeds"]:
-        write_seeds(sys.argv[2])
-    else:
-        tracemalloc.start()  # once: starting and stopping it for each input grows the process
-        atheris.Setup(sys.argv, test_one_input, custom_mutator=mutate)
-        atheris.Fuzz()
+    _main.run(write_seeds, test_one_input, mutate, trace_memory=True)
