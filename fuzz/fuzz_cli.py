@@ -2,7 +2,7 @@
 
 Run it on the seed corpus for a minute::
 
-    python fuzz/fuzz_cli.py fuzz/corpus/cli -max_total_time=60
+    python fuzz/fuzz_cli.py "$(mktemp -d)" fuzz/corpus/cli -max_total_time=60
 
 libFuzzer adds the inputs it finds to the first directory named: to keep the seeds as they
 are, name an empty directory first (``python fuzz/fuzz_cli.py work fuzz/corpus/cli ...``).

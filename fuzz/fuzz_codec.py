@@ -2,7 +2,7 @@
 
 Run it on the seed corpus for a minute::
 
-    python fuzz/fuzz_codec.py fuzz/corpus/codec -max_total_time=60
+    python fuzz/fuzz_codec.py "$(mktemp -d)" fuzz/corpus/codec -max_total_time=60
 
 libFuzzer adds the inputs it finds to the first directory named: to keep the seeds as they
 are, name an empty directory first (``python fuzz/fuzz_codec.py work fuzz/corpus/codec ...``).
