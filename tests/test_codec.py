@@ -363,8 +363,10 @@ def test_fortran_ordered_chunk_decodes_in_fortran_order() -> None:
 
 @pytest.mark.parametrize("options", [{}, {"axis": 2}, {"axis": 0, "block_size": 5}, {"scale": 0.1}])
 def test_fortran_ordered_chunk_of_3_dimensions_takes_memory_of_its_size(options: dict) -> None:
-    # in C order, the kernels' order, it is a piece per pair of its last two dimensions
+    # In C order, the compiled kernels' order, it was a piece per pair of its last two
+    # dimensions (137 times its size); the NumPy backend's temporaries take up to about 9.
     x = np.asfortranarray(sample((4000, 2, 2), "float32"))
+    bound = 1 if lq.get_backend() == "cython" else 3
     codec = Linquant(**options)
     tracemalloc.start()
     try:
@@ -375,7 +377,7 @@ def test_fortran_ordered_chunk_of_3_dimensions_takes_memory_of_its_size(options:
         decoding = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert encoding < 4 * x.nbytes and decoding < 3 * x.nbytes
+    assert encoding < 4 * bound * x.nbytes and decoding < 3 * bound * x.nbytes
     assert bitwise_equal(np.ascontiguousarray(decoded), codec.decode(codec.encode(x.copy())))
 
 
