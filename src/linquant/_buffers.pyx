@@ -15,6 +15,7 @@ reference to it through ``__array_interface__``, with no buffer export that a ca
 release (a ``memoryview`` base could be released while the array lives, freeing its memory).
 """
 
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.pythread cimport (
     WAIT_LOCK,
     PyThread_acquire_lock,
@@ -22,6 +23,8 @@ from cpython.pythread cimport (
     PyThread_release_lock,
     PyThread_type_lock,
 )
+
+import math
 
 import numpy as np
 
@@ -92,14 +95,14 @@ cdef void _remove(int i) noexcept nogil:
     _pool_count -= 1
 
 
-cdef size_t _shrink(size_t room) noexcept nogil:
-    """Unmap the oldest buffers until ``room`` more bytes fit within the limit and a slot is
+cdef size_t _shrink(size_t room, size_t limit) noexcept nogil:
+    """Unmap the oldest buffers until ``room`` more bytes fit within ``limit`` and a slot is
     free (the lock held); returns the bytes unmapped."""
     cdef size_t total = room, freed = 0
     cdef int i
     for i in range(_pool_count):
         total += _pool_bytes[i]
-    while _pool_count and (_pool_count == MAX_POOLED or total > _limit):
+    while _pool_count and (_pool_count == MAX_POOLED or total > limit):
         total -= _pool_bytes[0]
         freed += _pool_bytes[0]
         _unmap(_pool_data[0], _pool_bytes[0])
@@ -114,7 +117,7 @@ cdef void _give_back(void *data, size_t nbytes) noexcept nogil:
         PyThread_release_lock(_lock)
         _unmap(data, nbytes)
         return
-    _shrink(nbytes)
+    _shrink(nbytes, _limit)
     _pool_data[_pool_count] = data
     _pool_bytes[_pool_count] = nbytes
     _pool_count += 1
@@ -158,11 +161,9 @@ cdef class _PooledBuffer:
 def empty(shape: tuple[int, ...], dtype: object) -> np.ndarray:
     """An uninitialized C-contiguous array, as ``np.empty``; pooled memory when it is large."""
     dtype = np.dtype(dtype)
-    cdef size_t nbytes = dtype.itemsize
-    for n in shape:
-        nbytes *= <size_t>n
-    if nbytes < MIN_POOLED_BYTES:
-        return np.empty(shape, dtype)
+    nbytes = dtype.itemsize * math.prod(shape)  # Python ints: a claim past memory cannot wrap
+    if nbytes < MIN_POOLED_BYTES or nbytes > PY_SSIZE_T_MAX:
+        return np.empty(shape, dtype)  # NumPy raises for the too large
     cdef _PooledBuffer buffer = _PooledBuffer.__new__(_PooledBuffer)
     buffer.nbytes = nbytes
     buffer.allocation = <char *>_take(nbytes)
@@ -195,20 +196,19 @@ def get_limit() -> int:
 def set_limit(nbytes: int) -> int:
     """Keep at most ``nbytes`` in the pool (0: none); returns the bytes unmapped to fit."""
     global _limit
+    cdef size_t limit = nbytes  # converted (or OverflowError) before the lock is taken
+    cdef size_t freed
     PyThread_acquire_lock(_lock, WAIT_LOCK)
-    _limit = nbytes
-    freed = _shrink(0)
+    _limit = limit
+    freed = _shrink(0, limit)
     PyThread_release_lock(_lock)
     return freed
 
 
 def clear() -> int:
     """Unmap every pooled buffer now; returns the bytes unmapped."""
-    cdef size_t freed = 0
+    cdef size_t freed
     PyThread_acquire_lock(_lock, WAIT_LOCK)
-    while _pool_count:
-        freed += _pool_bytes[0]
-        _unmap(_pool_data[0], _pool_bytes[0])
-        _remove(0)
+    freed = _shrink(0, 0)
     PyThread_release_lock(_lock)
     return freed

@@ -89,9 +89,11 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     # Never more open than the file it becomes: the umask may only take permissions away.
     mode = 0o666 if old is None else stat.S_IMODE(old.st_mode) & 0o777
+    created = False
     try:  # from the open on: a signal may interrupt as soon as the file exists
         with _naming(name):
             descriptor = os.open(temporary, flags, mode)
+        created = True
         with _File(descriptor, name) as file:
             yield file
             if old is not None:
@@ -100,11 +102,10 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
                     _keep_status(file.fileno(), temporary, old)
         with _naming(name):
             os.replace(temporary, target)
-    except FileExistsError:  # from O_EXCL: another's file, whose name was drawn by chance
-        raise
     except BaseException:
-        with suppress(OSError):  # the error that got here is the one to report
-            os.unlink(temporary)
+        if created:  # else the name is another's file (O_EXCL), drawn by chance
+            with suppress(OSError):  # the error that got here is the one to report
+                os.unlink(temporary)
         raise
 
 
