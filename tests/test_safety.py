@@ -107,6 +107,17 @@ def test_pool_limit_clear_and_disable() -> None:
 
 
 @needs_pool
+def test_a_bad_limit_leaves_the_pool_usable() -> None:
+    from linquant import _buffers
+
+    for bad in (-1, 2**64):
+        with pytest.raises(OverflowError):
+            _buffers.set_limit(bad)
+    assert isinstance(_buffers.pooled_sizes(), list)  # the lock is free: this returns
+    assert lq.quantize_linear(np.ones(MB, np.float32), 0.5, 0).nbytes == MB
+
+
+@needs_pool
 def test_clearing_the_pool_returns_memory_to_the_system() -> None:
     def resident() -> int:
         with open("/proc/self/statm") as statm:
