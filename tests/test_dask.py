@@ -31,7 +31,7 @@ def client() -> Iterator[Client]:
             processes=True,
             threads_per_worker=1,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: never one another cluster holds
         ) as cluster,
         Client(cluster) as client,
     ):
