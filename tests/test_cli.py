@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 import linquant as lq
-from linquant import _chunked
+from linquant import _chunked, _output
 from linquant._groups import grouping
 
 RNG = np.random.default_rng(3)
@@ -584,3 +584,33 @@ def test_a_signal_removes_the_temporary_file(tmp_path: Path, signum: int) -> Non
     assert run.returncode == 128 + signum, err
     assert out == err == ""
     assert os.listdir(tmp_path) == ["x.npy"]
+
+
+def test_an_interrupt_just_after_the_open_removes_the_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal handled between creating the temporary file and the next line still removes it
+    (the race a real SIGTERM hit at random)."""
+    real_open = os.open
+
+    def open_then_interrupt(path: str, flags: int, mode: int = 0o777) -> int:
+        real_open(path, flags, mode)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_output.os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt), _output.replacing(tmp_path / "q.npz"):
+        pass
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_temporary_name_held_by_another_file_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """O_EXCL refuses a drawn name another file holds; that file is not removed."""
+    monkeypatch.setattr(_output.secrets, "token_hex", lambda n: "0" * 2 * n)
+    held = tmp_path / ".q.npz.000000000000.tmp"
+    held.write_bytes(b"another's")
+    with pytest.raises(FileExistsError), _output.replacing(tmp_path / "q.npz"):
+        pass
+    assert held.read_bytes() == b"another's"
+    assert sorted(os.listdir(tmp_path)) == [held.name]

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _checks
 from ._chunked import CHUNK_BYTES, dequantize_file, quantize_file
-from ._output import existing
+from ._output import existing, remove_temporaries
 from ._version import __version__
 
 
@@ -178,17 +178,12 @@ def _check_output(source: str, target: str, force: bool) -> None:
         raise ValueError(f"{target} exists: pass --force to overwrite it")
 
 
-class _Signal(BaseException):
-    """A SIGTERM or SIGHUP, raised where the program is, so that ``finally`` clauses (which
-    remove a temporary output file) run; not an Exception, which handlers would catch."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_signal(signum: int, frame: FrameType | None) -> None:
-    raise _Signal(signum)
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM or SIGHUP: remove the temporary output file and end the process at once with
+    128 + signum. Raising instead, where the program happens to be, could leave a library's
+    state (a zip archive, a thread pool) half-changed and its error in place of the signal's."""
+    remove_temporaries()
+    os._exit(128 + signum)
 
 
 def _quantize(args: argparse.Namespace) -> None:
@@ -280,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "quantize" and args.block_size is not None and args.axis is None:
         args.usage_error("--block-size needs --axis")
     signums = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
-    previous = {signum: signal.signal(signum, _raise_signal) for signum in signums}
+    previous = {signum: signal.signal(signum, _exit_on_signal) for signum in signums}
     try:
         if args.command in ("quantize", "dequantize"):
             _check_output(args.input, args.output, args.force)
@@ -306,8 +301,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("linquant: interrupted", file=sys.stderr)
         return 130
-    except _Signal as caught:
-        return 128 + caught.signum
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -34,7 +34,7 @@ import re
 import struct
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -447,6 +447,21 @@ def _write_npy(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
 
 
 @contextmanager
+def _archive(file: IO[bytes]) -> Iterator[zipfile.ZipFile]:
+    """An uncompressed zip archive written to ``file``. An error inside (Ctrl-C included) is
+    raised as it is: the archive's own refusal to close around a member it was opening when
+    the error came would replace it."""
+    archive = zipfile.ZipFile(file, "w", zipfile.ZIP_STORED)
+    try:
+        yield archive
+    except BaseException:
+        with suppress(ValueError):
+            archive.close()
+        raise
+    archive.close()
+
+
+@contextmanager
 def writer(
     path: str | os.PathLike[str],
     header: Header,
@@ -465,7 +480,7 @@ def writer(
         "source_dtype": header.source_dtype.name,
         "shape": list(header.shape),
     }
-    with replacing(path) as file, zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
+    with replacing(path) as file, _archive(file) as archive:
         _write_npy(archive, "metadata", np.array(json.dumps(meta)))
         _write_npy(archive, "scale", np.asarray(header.scale))
         _write_npy(archive, "zero_point", np.asarray(header.zero_point, np.int32))

@@ -1,12 +1,12 @@
 """Output files that never lose a user's data.
 
 :func:`replacing` writes a new file beside the target and renames it over the target once it
-is complete, so that an error, Ctrl-C or a signal the command line turns into an exception
-leaves the target as it was and no temporary file behind. A symlink is written through (the
-file it points to is replaced, the link stays), an overwritten file keeps its permissions (and
-its owner where the process may set it), and a FIFO or character device (``/dev/null``, a
-terminal) is written in place, never replaced by a regular file. Every error names the
-user's path, never the temporary file.
+is complete, so that an error or Ctrl-C leaves the target as it was and no temporary file
+behind; :func:`remove_temporaries` does the same for a signal handler that exits at once. A
+symlink is written through (the file it points to is replaced, the link stays), an
+overwritten file keeps its permissions (and its owner where the process may set it), and a
+FIFO or character device (``/dev/null``, a terminal) is written in place, never replaced by
+a regular file. Every error names the user's path, never the temporary file.
 """
 
 from __future__ import annotations
@@ -89,11 +89,17 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     # Never more open than the file it becomes: the umask may only take permissions away.
     mode = 0o666 if old is None else stat.S_IMODE(old.st_mode) & 0o777
-    created = False
-    try:  # from the open on: a signal may interrupt as soon as the file exists
-        with _naming(name):
-            descriptor = os.open(temporary, flags, mode)
-        created = True
+    # The name is drawn at random, so it is this call's file unless O_EXCL refused it: a flag
+    # set after the open would miss a signal that arrives between the open and the flag.
+    ours = True
+    _temporaries.add(temporary)
+    try:
+        try:
+            with _naming(name):
+                descriptor = os.open(temporary, flags, mode)
+        except FileExistsError:
+            ours = False
+            raise
         with _File(descriptor, name) as file:
             yield file
             if old is not None:
@@ -103,10 +109,23 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
         with _naming(name):
             os.replace(temporary, target)
     except BaseException:
-        if created:  # else the name is another's file (O_EXCL), drawn by chance
+        if ours:
             with suppress(OSError):  # the error that got here is the one to report
                 os.unlink(temporary)
         raise
+    finally:
+        _temporaries.discard(temporary)
+
+
+_temporaries: set[str] = set()  # created (or about to be) by replacing(), not yet renamed
+
+
+def remove_temporaries() -> None:
+    """Remove every temporary file :func:`replacing` has open, for a signal handler that ends
+    the process at once (no ``finally`` clause runs after ``os._exit``)."""
+    for temporary in list(_temporaries):
+        with suppress(OSError):  # already renamed or removed, or never created
+            os.unlink(temporary)
 
 
 def _open_in_place(path: str, mode: int) -> int:
