@@ -100,6 +100,32 @@ def test_rounding_is_half_to_even_before_the_zero_point(backend: str) -> None:
     # adding the zero point first would round 0.5 + 3 = 3.5 up to 4
 
 
+@pytest.mark.parametrize("x", [X, X[0, 0]], ids=["2-d", "0-d"])
+@pytest.mark.parametrize(
+    ("scale", "zero_point"),
+    [
+        (0.5, np.array([3], np.uint8)),  # ONNX's own DequantizeLinear int4/uint4 cases
+        (np.array([0.5], np.float32), np.int32(3)),
+        ([0.5], [3]),
+        (np.array([0.5]), np.array([3], np.int64)),
+    ],
+)
+def test_one_element_parameters_are_per_tensor(
+    backend: str, x: np.ndarray, scale: object, zero_point: object
+) -> None:
+    # ONNX takes a scalar or a 1-D tensor of one element for per-tensor parameters; the result
+    # has the shape of the input (a 0-d input stays 0-d), as with scalars
+    q = lq.quantize_linear(x, scale, zero_point)
+    assert q.shape == np.shape(x)
+    np.testing.assert_array_equal(q, lq.quantize_linear(x, 0.5, 3))
+    back = lq.dequantize_linear(q, scale, zero_point)
+    assert back.shape == np.shape(x)
+    np.testing.assert_array_equal(back, lq.dequantize_linear(q, 0.5, 3))
+    # a one-element zero point is shared along an axis, as one integer is
+    per_axis = lq.quantize_linear(X, np.full(30, 0.5), zero_point, axis=1)
+    np.testing.assert_array_equal(per_axis, lq.quantize_linear(X, np.full(30, 0.5), 3, axis=1))
+
+
 def test_include_zero_false_gives_a_tighter_grid(backend: str) -> None:
     x = np.linspace(1000.0, 1001.0, 11)
     tight = lq.quantize(x, include_zero=False)

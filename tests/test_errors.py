@@ -119,6 +119,45 @@ def test_bad_zero_point(backend: str, zero_point: object) -> None:
         lq.dequantize_linear(np.zeros(3, np.uint8), 0.1, zero_point)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 1, 1), (0,), (2,)])
+def test_per_tensor_parameters_of_other_shapes_raise(backend: str, shape: tuple[int, ...]) -> None:
+    # a scalar or a one-element 1-D array only, as ONNX Runtime (it rejects (1, 1) too)
+    codes = np.zeros(3, np.uint8)
+    with pytest.raises(ValueError, match="scale must be a real number or a one-element 1-D"):
+        lq.quantize_linear(X, np.full(shape, 0.5))
+    with pytest.raises(ValueError, match="scale must be a real number or a one-element 1-D"):
+        lq.dequantize_linear(codes, np.full(shape, 0.5))
+    with pytest.raises(ValueError, match="zero_point must be an integer or a one-element 1-D"):
+        lq.quantize_linear(X, 0.5, np.full(shape, 3))
+    with pytest.raises(ValueError, match="zero_point must be an integer or a one-element 1-D"):
+        lq.dequantize_linear(codes, 0.5, np.full(shape, 3))
+
+
+@pytest.mark.parametrize(
+    ("scale", "zero_point", "match"),
+    [
+        ([-0.5], 0, "scale must be positive and finite"),
+        ([np.nan], 0, "scale must be positive and finite"),
+        ([True], 0, "scale must be a real number"),
+        (0.5, [1.5], "zero_point must be an integer"),
+        (0.5, [True], "zero_point must be an integer"),
+        (0.5, np.array([2**31]), "zero_point must fit in int32"),
+    ],
+)
+def test_one_element_parameters_are_checked_as_scalars(
+    backend: str, scale: object, zero_point: object, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        lq.quantize_linear(X, scale, zero_point)
+    with pytest.raises(ValueError, match=match):
+        lq.dequantize_linear(np.zeros(3, np.uint8), scale, zero_point)
+
+
+def test_per_axis_zero_point_of_another_shape_raises(backend: str) -> None:
+    with pytest.raises(ValueError, match=r"zero_point must be .* or have shape \(4,\)"):
+        lq.quantize_linear(X.reshape(3, 4), np.ones(4), np.zeros((1, 1), np.int32), axis=1)
+
+
 @pytest.mark.parametrize(
     ("out", "error", "match"),
     [

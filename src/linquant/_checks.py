@@ -67,13 +67,28 @@ def source_float(value: object) -> np.dtype:
     return _dtype("source_dtype", value, FLOAT_DTYPES)
 
 
+def _single(value: object, kinds: str) -> np.generic | None:
+    """The one item of a 0-d or one-element 1-D array of dtype kind ``kinds``, else None.
+
+    ONNX takes either for a per-tensor scale or zero point (ONNX Runtime checks
+    IsScalarOr1ElementVector, and rejects other shapes such as ``(1, 1)``).
+    """
+    arr = np.asarray(value)
+    if arr.shape not in ((), (1,)) or arr.dtype.kind not in kinds:
+        return None
+    item: np.generic = arr.reshape(1)[0]
+    return item
+
+
 def scale(value: object, wf: type[np.floating]) -> np.floating:
-    """A real scalar that is positive and finite in the working float ``wf``."""
+    """A real scalar, or a one-element 1-D array of one, positive and finite in ``wf``."""
     if not isinstance(value, REAL_SCALARS) or isinstance(value, (bool, np.bool_)):
-        arr = np.asarray(value)
-        if arr.ndim != 0 or arr.dtype.kind not in "fiu":
-            raise ValueError(f"scale must be a real number, got {value!r}")
-        value = arr[()]
+        item = _single(value, "fiu")
+        if item is None:
+            raise ValueError(
+                f"scale must be a real number or a one-element 1-D array, got {value!r}"
+            )
+        value = item
     real = float(value)
     if abs(real) < 1e38:
         converted: np.floating = wf(real)
@@ -86,14 +101,16 @@ def scale(value: object, wf: type[np.floating]) -> np.floating:
 
 
 def zero_point(value: object) -> int:
-    """An integer scalar that fits in int32."""
+    """An integer scalar, or a one-element 1-D array of one, that fits in int32."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         integer = int(value)
     else:
-        arr = np.asarray(value)
-        if arr.ndim != 0 or arr.dtype.kind not in "iu":
-            raise ValueError(f"zero_point must be an integer, got {value!r}")
-        integer = int(arr)
+        item = _single(value, "iu")
+        if item is None:
+            raise ValueError(
+                f"zero_point must be an integer or a one-element 1-D array, got {value!r}"
+            )
+        integer = int(item)
     if not INT32_MIN <= integer <= INT32_MAX:
         raise ValueError(f"zero_point must fit in int32, got {integer}")
     return integer
@@ -151,19 +168,20 @@ def scales(value: object, shape: tuple[int, ...], wf: type[np.floating]) -> np.n
 
 
 def zero_points(value: object, shape: tuple[int, ...]) -> np.ndarray:
-    """Per-axis or per-block zero points: an integer scalar or array of ``shape``.
+    """Per-axis or per-block zero points: one integer shared by all, or an array of ``shape``.
 
+    The one integer may be a scalar or a one-element 1-D array, as for a per-tensor zero point.
     Returned as a C-contiguous, aligned array of ``shape``: as given when int32 or narrower (uint8,
     int8, uint16, int16, as ONNX gives them; the backends widen them as they read), else
-    converted to int32; a broadcast int32 array for a scalar.
+    converted to int32; a broadcast int32 array for one shared integer.
     """
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":
         raise ValueError(f"zero_point must be an integer or an array of integers, got {value!r}")
-    if arr.shape not in ((), shape):
+    if arr.shape not in ((), (1,), shape):
         raise ValueError(
-            f"zero_point must be an integer or have shape {shape} for this axis and "
-            f"block_size, got {arr.shape}"
+            f"zero_point must be an integer, a one-element 1-D array or have shape {shape} "
+            f"for this axis and block_size, got {arr.shape}"
         )
     fits = arr.dtype.itemsize < 4 or arr.dtype == np.int32  # else look at the values
     if arr.size and not fits and not (arr.min() >= INT32_MIN and arr.max() <= INT32_MAX):
