@@ -22,16 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from bench_quantize import compare, measure
+from bench_quantize import compare
 
 import linquant as lq
+from linquant._bench import apart, in_turns, measure
 
 CASES = [
     ("axis 0", 0, None),
@@ -131,8 +131,7 @@ def measure_apart(case: int, name: str, threads: int, options: argparse.Namespac
     """measure_one in a process of its own."""
     command = [sys.executable, __file__, "--measure", f"{case},{name},{threads}"]
     command += ["--repeats", str(options.repeats), "--side", str(options.side)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.splitlines()[-1])
+    return apart(command)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -160,12 +159,11 @@ def main(argv: list[str] | None = None) -> None:
         for n in threads:
             times: dict[str, list[float]] = {}
             checks: dict[str, str] = {}
-            for turn in range(options.rounds):
-                for name in METHODS[turn % len(METHODS) :] + METHODS[: turn % len(METHODS)]:
-                    measured = measure_apart(case, name, n, options)
-                    if measured:
-                        times.setdefault(name, []).append(measured["seconds"])
-                        checks[name] = measured["check"]
+            for name in in_turns(METHODS, options.rounds):
+                measured = measure_apart(case, name, n, options)
+                if measured:
+                    times.setdefault(name, []).append(measured["seconds"])
+                    checks[name] = measured["check"]
             base = statistics.median(times["linquant given"])
             for name in METHODS:
                 if name in times:

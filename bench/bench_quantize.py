@@ -1,16 +1,20 @@
 """Benchmark linquant against plain NumPy, ONNX Runtime and PyTorch.
 
-Four operations, each measured with every available method on the same input array in one
-process:
+Four operations, each measured with every available method on the same input array:
 
 - ``dynamic``: parameters from the data (ONNX DynamicQuantizeLinear), then uint8 codes;
 - ``quantize``: uint8 codes with given scale and zero point (ONNX QuantizeLinear);
 - ``dequantize``: uint8 codes back to float32 (ONNX DequantizeLinear);
 - ``floor``: ``x.min()`` and ``x.max()``, two read passes: the floor for two-pass methods.
 
-Every time is the median of ``--repeats`` runs. Methods from packages that are not installed
-are skipped and listed in the header. Results are checked against linquant's (compiled
-backend, one thread); a mismatch is marked in the table and never stops the timing.
+Each method, at each thread count, is timed in a process of its own that makes the input
+from the seed: in a shared process, ONNX Runtime's and PyTorch's pool threads spin on after a
+call and hold a core through whatever is timed next. The methods take turns for ``--rounds``
+rounds; each process reports the median of ``--repeats`` runs, and the tables give the median
+over the rounds of those medians, so that the machine's swings fall on every method alike.
+Methods from packages that are not installed are skipped and listed in the header. Results
+are checked against linquant's (compiled backend, one thread), computed in the same process;
+a mismatch is marked in the table and never stops the timing.
 
 Run ``python bench/bench_quantize.py --help`` for the options; see bench/README.md.
 """
@@ -18,7 +22,6 @@ Run ``python bench/bench_quantize.py --help`` for the options; see bench/README.
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import importlib.util
 import json
@@ -26,9 +29,8 @@ import os
 import platform
 import statistics
 import sys
-import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from typing import Any
 import numpy as np
 
 import linquant as lq
+from linquant._bench import ChildFailed, apart, in_turns, measure, onnx_model
 
 OPS = ("dynamic", "quantize", "dequantize", "floor")
 OPTIONAL_PACKAGES = ("onnx", "onnxruntime", "torch", "matplotlib")
@@ -44,7 +47,6 @@ LOW, HIGH = -50.0, 150.0
 DEFAULT_SIZE = 16 * 2**20
 SWEEP_SIZES = tuple(2**k for k in range(10, 27, 2))  # 1K, 4K, ..., 16M, 64M
 QUICK_SIZES = (2**12, 2**16)
-ONNX_OPSET = 21
 CPU_FLAGS = (
     "sse4_2",
     "avx",
@@ -238,46 +240,20 @@ def numpy_floor(case: Case, threads: int) -> Call:
     return lambda: (x.min(), x.max())
 
 
-# ONNX Runtime: one-node models, one session per operator and thread count
+# ONNX Runtime: one-node models, one session per process
 
 ORT = ("onnx", "onnxruntime")
 
 
-@functools.cache
 def ort_session(op_type: str, threads: int) -> Any:
     """A session running one ``op_type`` node on 1-D input, ``threads`` intra-op threads."""
-    import onnx
     import onnxruntime as ort
-    from onnx import TensorProto, helper
 
-    f32, u8 = TensorProto.FLOAT, TensorProto.UINT8
-    params = [("scale", f32, []), ("zero_point", u8, [])]
-    signatures = {
-        "DynamicQuantizeLinear": (
-            [("x", f32, ["n"])],
-            [("y", u8, ["n"]), ("y_scale", f32, []), ("y_zero_point", u8, [])],
-        ),
-        "QuantizeLinear": ([("x", f32, ["n"]), *params], [("y", u8, ["n"])]),
-        "DequantizeLinear": ([("x", u8, ["n"]), *params], [("y", f32, ["n"])]),
-    }
-    inputs, outputs = signatures[op_type]
-    node = helper.make_node(op_type, [n for n, _, _ in inputs], [n for n, _, _ in outputs])
-    graph = helper.make_graph(
-        [node],
-        op_type,
-        [helper.make_tensor_value_info(*spec) for spec in inputs],
-        [helper.make_tensor_value_info(*spec) for spec in outputs],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
-    model.ir_version = 10  # the IR version of opset 21
-    onnx.checker.check_model(model)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    return ort.InferenceSession(onnx_model(op_type), options, providers=["CPUExecutionProvider"])
 
 
 def _ort_params(case: Case) -> dict[str, np.ndarray]:
@@ -351,31 +327,7 @@ def torch_dequantize(case: Case, threads: int) -> Call:
     return q.dequantize
 
 
-# --- timing and checking -----------------------------------------------------------------
-
-
-def measure(call: Call, repeats: int, min_batch_s: float) -> tuple[float, Any]:
-    """Median seconds per call over ``repeats`` batches, and the result of one call.
-
-    One warm-up call first; short calls run in batches (doubled until a batch lasts
-    ``min_batch_s``) so that the clock's resolution and overhead do not count.
-    """
-    result = call()
-    number = 1
-    while True:
-        batch = _time_batch(call, number)
-        if batch >= min_batch_s:
-            break
-        number *= 2
-    times = [_time_batch(call, number) / number for _ in range(repeats)]
-    return statistics.median(times), result
-
-
-def _time_batch(call: Call, number: int) -> float:
-    start = time.perf_counter()
-    for _ in range(number):
-        call()
-    return time.perf_counter() - start
+# --- timing and checking, one method in a process of its own -------------------------------
 
 
 def compare(actual: np.ndarray, expected: np.ndarray) -> str:
@@ -390,14 +342,67 @@ def compare(actual: np.ndarray, expected: np.ndarray) -> str:
     return f"MISMATCH {count}/{actual.size} (max diff {delta.max():.3g})"
 
 
+def measure_one(
+    key: str, threads: int, size: int, dtype: str, repeats: int, batch: float
+) -> dict[str, Any]:
+    """The child's side of :func:`measure_apart`: seconds per call and the check of the method
+    ``key`` ("op/name"), or why it did not run."""
+    method = next(m for m in REGISTRY if m.key == key)
+    case = Case.make(size, dtype)
+    try:
+        seconds, result = measure(method.prepare(case, threads), repeats, batch)
+    except NotApplicable as reason:
+        return {"not_applicable": str(reason)}
+    except Exception as error:  # reported in the table; the other methods go on
+        return {"error": f"{type(error).__name__}: {error}"}
+    return {"seconds": seconds, "check": compare(method.output(result), case.expected[method.op])}
+
+
+def measure_apart(method: Method, threads: int, size: int, options: Options) -> dict[str, Any]:
+    """:func:`measure_one` in a process of its own (this script with ``--measure``)."""
+    spec = {
+        "key": method.key,
+        "threads": threads,
+        "size": size,
+        "dtype": options.dtype,
+        "repeats": options.repeats_for(size),
+        "batch": options.batch,
+    }
+    try:
+        return apart([sys.executable, __file__, "--measure", json.dumps(spec)])
+    except ChildFailed as error:
+        return {"error": str(error)}
+
+
 @dataclass
 class Row:
-    """One method on one input: seconds and result check per thread count, and notes."""
+    """One method on one input: per thread count, the seconds of each round and the check;
+    notes (errors, or why the method does not apply)."""
 
     method: Method
-    seconds: dict[int, float] = field(default_factory=dict)
+    rounds: dict[int, list[float]] = field(default_factory=dict)
     checks: dict[int, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    applies: bool = True
+
+    @property
+    def seconds(self) -> dict[int, float]:
+        """Per thread count, the median over the rounds."""
+        return {n: statistics.median(times) for n, times in self.rounds.items()}
+
+    def add(self, threads: int, measured: dict[str, Any]) -> None:
+        """One round at ``threads`` threads, as :func:`measure_one` reported it."""
+        if "seconds" in measured:
+            self.rounds.setdefault(threads, []).append(measured["seconds"])
+            self.checks[threads] = measured["check"]
+            return
+        if "not_applicable" in measured:
+            self.applies = False
+            note = f"n/a: {measured['not_applicable']}"
+        else:
+            note = f"{threads} thr: {measured['error']}"
+        if note not in self.notes:
+            self.notes.append(note)
 
     def summary(self) -> str:
         """The notes, then the check: once if the same at every thread count, else each."""
@@ -407,21 +412,19 @@ class Row:
         return "; ".join(self.notes + checks)
 
 
-def run_method(method: Method, case: Case, threads: Iterable[int], options: Options) -> Row:
-    """Time ``method`` at each thread count (once if single-threaded); check its results."""
-    row = Row(method)
-    for n in threads if method.threaded else (1,):
-        try:
-            call = method.prepare(case, n)
-            row.seconds[n], result = measure(call, options.repeats_for(case.x.size), options.batch)
-        except NotApplicable as reason:
-            row.notes.append(f"n/a: {reason}")
-            break
-        except Exception as error:  # a failing method must not stop the others
-            row.notes.append(f"{n} thr: {type(error).__name__}: {error}")
-            continue
-        row.checks[n] = compare(method.output(result), case.expected[method.op])
-    return row
+def run_size(size: int, methods: dict[str, list[Method]], options: Options) -> dict[str, list[Row]]:
+    """Every method at every thread count (once if single-threaded), in turns for the rounds."""
+    rows = {op: [Row(m) for m in op_methods] for op, op_methods in methods.items()}
+    jobs = [
+        (row, n)
+        for op_rows in rows.values()
+        for row in op_rows
+        for n in (options.threads if row.method.threaded else [1])
+    ]
+    for row, n in in_turns(jobs, options.rounds):
+        if row.applies:
+            row.add(n, measure_apart(row.method, n, size, options))
+    return rows
 
 
 # --- options -----------------------------------------------------------------------------
@@ -451,11 +454,13 @@ class Options:
     dtype: str
     threads: list[int]
     repeats: int
+    rounds: int
     batch: float
     sweep: bool
     methods: list[str]
     json: Path | None
     plot: Path | None
+    measure: str | None
 
     def repeats_for(self, size: int) -> int:
         """All the repeats in a table; in a sweep, fewer for the big sizes."""
@@ -479,7 +484,12 @@ def parse_options(argv: list[str] | None) -> Options:
         default=[1, 2],
         help="comma-separated thread counts; 1 is always measured (default 1,2)",
     )
-    parser.add_argument("--repeats", type=int, default=11, help="timed runs, median reported")
+    parser.add_argument("--repeats", type=int, default=11, help="timed runs in each process")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds of every method in turn, median reported (default 3; 1 with --quick)",
+    )
     parser.add_argument(
         "--methods",
         type=parse_list(str.lower),
@@ -489,30 +499,37 @@ def parse_options(argv: list[str] | None) -> Options:
     parser.add_argument("--sweep", action="store_true", help="sizes 1K to 64M in powers of 4")
     parser.add_argument("--json", type=Path, help="write all timings to this JSON file")
     parser.add_argument("--plot", type=Path, help="plot throughput against size to this PNG")
-    parser.add_argument("--quick", action="store_true", help="small sizes, 3 repeats (smoke test)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, 3 repeats, 1 round (smoke test)"
+    )
+    parser.add_argument("--measure", help=argparse.SUPPRESS)  # JSON: measure_one's arguments
     args = parser.parse_args(argv)
 
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if any(n < 1 for n in args.threads):
         parser.error("--threads must be positive")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         parser.error("--plot needs matplotlib: pip install matplotlib")
     sizes = list(SWEEP_SIZES) if args.sweep else args.sizes
-    repeats, batch = args.repeats, 2e-3
+    repeats, rounds, batch = args.repeats, 3, 2e-3
     if args.quick:
         sizes = list(QUICK_SIZES) if args.sweep else [QUICK_SIZES[-1]]
-        repeats, batch = min(repeats, 3), 2e-4
+        repeats, rounds, batch = min(repeats, 3), 1, 2e-4
     return Options(
         sizes=sizes,
         dtype=args.dtype,
         threads=sorted({1, *args.threads}),
         repeats=repeats,
+        rounds=args.rounds or rounds,
         batch=batch,
         sweep=args.sweep,
         methods=args.methods,
         json=args.json,
         plot=args.plot,
+        measure=args.measure,
     )
 
 
@@ -570,7 +587,7 @@ def format_header(env: dict[str, Any], options: Options) -> str:
         f"CPU: {env['cpu_model']}; {env['cpu_count']} CPUs "
         f"({env['cpus_available']} available); features: {' '.join(env['cpu_features']) or '?'}",
         f"input: {options.dtype} uniform in [{LOW:g}, {HIGH:g}], seed {SEED}; "
-        f"median of {options.repeats} runs; ratio = method time / linquant time (>1: "
+        "each method in a process of its own; ratio = method time / linquant time (>1: "
         "linquant faster); single-threaded methods appear under 1 thread",
     ]
     return "\n".join(lines)
@@ -629,6 +646,7 @@ def records(size: int, repeats: int, rows: dict[str, list[Row]]) -> list[dict[st
                         "threads": n,
                         "threaded": row.method.threaded,
                         "repeats": repeats,
+                        "round_seconds": row.rounds[n],
                         "seconds": seconds,
                         "elements_per_s": size / seconds,
                         "ratio_to_linquant": seconds / base if base else None,
@@ -711,6 +729,9 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
     # torch warns that its quantized tensors are deprecated: it is measured as it is today
     warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
+    if options.measure:
+        print(json.dumps(measure_one(**json.loads(options.measure))))
+        return 0
     packages = load_optional()
     methods = select(packages, options.methods)
     if not methods:
@@ -721,13 +742,12 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[dict[str, Any]] = []
     for size in options.sizes:
-        case = Case.make(size, options.dtype)
-        rows = {
-            op: [run_method(m, case, options.threads, options) for m in op_methods]
-            for op, op_methods in methods.items()
-        }
+        rows = run_size(size, methods, options)
         repeats = options.repeats_for(size)
-        print(f"\n== {size:,} {options.dtype} values ({size / 2**20:g} Mi), median of {repeats}")
+        print(
+            f"\n== {size:,} {options.dtype} values ({size / 2**20:g} Mi), median over "
+            f"{options.rounds} rounds of the median of {repeats} runs"
+        )
         for op, op_rows in rows.items():
             print("\n" + format_table(op, op_rows, options.threads))
         print("\n" + goals_line(rows), flush=True)
@@ -738,6 +758,7 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": options.sizes,
         "threads": options.threads,
         "repeats": options.repeats,
+        "rounds": options.rounds,
     }
     if options.json:
         options.json.parent.mkdir(parents=True, exist_ok=True)
