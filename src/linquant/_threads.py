@@ -4,17 +4,43 @@ The kernels release the GIL, so a plain thread pool runs them in parallel. The d
 is the CPUs this process may use: its CPU affinity, capped by a cgroup CPU quota (containers)
 and by ``OMP_NUM_THREADS`` when set. Results never depend on the count: each thread writes its
 own part of the output, and min/max combine exactly.
+
+threadpoolctl (optional) sees the pool as ``user_api="linquant"``: ``threadpool_info()``
+lists it with its count, and ``threadpool_limits(n)`` sets the count for its block, as it does
+for BLAS and OpenMP (``threadpool_limits(n, user_api="blas")`` leaves it alone). Nothing is
+needed for this: linquant registers its controller when threadpoolctl is imported, before
+linquant or after, without importing threadpoolctl itself. Example::
+
+    import linquant as lq
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    [info["num_threads"] for info in threadpool_info() if info["user_api"] == "linquant"]
+    with threadpool_limits(1):  # e.g. inside processes that already use every core
+        lq.quantize_linear(x, 0.1)  # on one thread; the count is restored after the block
+
+The pool is listed where the compiled kernels are loaded; a pure-NumPy installation
+(``LINQUANT_DISABLE_CEXT=1``) has no pool, and threadpoolctl lists nothing for linquant.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import operator
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader  # not at run time: it imports importlib.resources
+    from importlib.machinery import ModuleSpec
 
 T = TypeVar("T")
 
@@ -113,3 +139,106 @@ def run(task: Callable[..., T], pieces: Sequence[tuple[object, ...]], *args: obj
         futures = [_pool.submit(task, *piece, *args) for piece in pieces[1:]]
     first = task(*pieces[0], *args)
     return [first, *(future.result() for future in futures)]
+
+
+def _register_controller(threadpoolctl: ModuleType) -> None:
+    """Register linquant's controller with ``threadpoolctl`` (3.2 and later: earlier releases
+    take no controllers from other libraries, and then this does nothing)."""
+    register = getattr(threadpoolctl, "register", None)
+    if register is None:
+        return
+
+    base: Any = threadpoolctl.LibController  # threadpoolctl has no types
+
+    class LinquantController(base):  # type: ignore[misc]
+        """The pool of linquant's compiled kernels, for threadpoolctl.
+
+        threadpoolctl finds a library by the names of the shared objects loaded in the process:
+        here ``_kernels_baseline``, the kernel build that the compiled backend always loads (it
+        loads the wider builds the CPU runs too; matching those would list the pool again).
+        The count is the process's, as ``set_num_threads`` sets it, not the calling thread's.
+        """
+
+        user_api = "linquant"
+        internal_api = "linquant"
+        filename_prefixes = ("_kernels_baseline",)
+        check_symbols = ("PyInit__kernels_baseline",)  # not "_kernels_baseline2", say
+
+        def get_num_threads(self) -> int:
+            return get_num_threads()
+
+        def set_num_threads(self, num_threads: int) -> None:
+            set_num_threads(operator.index(num_threads))
+
+        def get_version(self) -> str:
+            return __version__
+
+        def set_additional_attributes(self) -> None:
+            from ._backend import get_cpu_level  # _backend imports this module
+
+            self.cpu_level = get_cpu_level()
+
+    register(LinquantController)
+
+
+class _RegisterAfterExecuting:
+    """Loads threadpoolctl with its own loader, then registers linquant's controller.
+
+    A loader by its methods, as the finder below is a finder: subclassing ``importlib.abc``'s
+    would make importing linquant import it, and ``importlib.resources`` with it (17 ms).
+    """
+
+    def __init__(self, loader: Loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__loader__ = self._loader  # the module keeps its own loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        self._loader.exec_module(module)
+        _register_controller(module)
+
+
+class _RegisterOnImport:
+    """Finds threadpoolctl as the other finders do, its loader wrapped to register linquant's
+    controller once threadpoolctl has run; finds nothing else."""
+
+    def __init__(self) -> None:
+        self._finding = threading.local()  # the search below asks this finder too
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname != "threadpoolctl" or getattr(self._finding, "active", False):
+            return None
+        self._finding.active = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._finding.active = False
+        if spec is not None and spec.loader is not None:
+            spec.loader = cast("Loader", _RegisterAfterExecuting(spec.loader))
+        return spec
+
+
+def _register_with_threadpoolctl() -> None:
+    """Make the pool visible to threadpoolctl, an optional dependency, at no cost to import.
+
+    Registered now if threadpoolctl is imported already, else as soon as it is (by the user,
+    or by a library such as scikit-learn, before or after linquant), so that nobody has to call
+    anything; importing it here would cost every import of linquant where it is installed (a
+    few milliseconds), and where it is not, nothing happens. The finder stays in
+    ``sys.meta_path``: removing it could make another thread's import, going through that list
+    meanwhile, skip the finder after it.
+    """
+    module = sys.modules.get("threadpoolctl")
+    if module is not None:
+        _register_controller(module)
+    else:
+        sys.meta_path.insert(0, _RegisterOnImport())
+
+
+_register_with_threadpoolctl()
