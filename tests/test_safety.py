@@ -202,7 +202,9 @@ def _bad_kernel_calls(kernels: ModuleType) -> dict[str, Callable[[], object]]:
         "code zero points": lambda: kernels.block_quantize(
             x, out, scale, np.zeros((2, 1, 1), np.uint8), 32, 0, 255, False
         ),
-        "dequantize out": lambda: kernels.group_dequantize(out, x[:, :32], scale, zero_point, 32),
+        "dequantize out": lambda: kernels.group_dequantize(
+            out, x[:, :32], scale, zero_point, 32, True, False
+        ),
         "dynamic scale": lambda: kernels.block_dynamic_quantize(
             x[:, :, 0], out[:, :, 0], scale[:, :1, 0], zero_point[:, :, 0], *dynamic
         ),

@@ -267,28 +267,38 @@ def group_quantize(
             )
         )
     zero_points = _zero_points(zero_point, groups)
-    # The kernel reads `fast` only where parameters change within a run (blocks of 1, or an
-    # axis with others after it); runs of whole blocks check their own zero points. In blocks
-    # of 32 of 16M values, the two passes over them took about 50 us of a 2 ms call.
-    changing = groups.block == 1 or inner > 1
-    fast = changing and (
-        zero_points.size == 0
-        or (
-            qmin - int(zero_points.max()) >= -FAST_BOUND
-            and qmax - int(zero_points.min()) <= FAST_BOUND
-        )
-    )
+    fast = _changing(groups, inner) and _within(zero_points, qmin, qmax)
     nan_seen = _run_grouped(
         _kernels.group_quantize, x, scale, zero_points, out, groups, qmin, qmax, fast, stream
     )
     return any(nan_seen)
 
 
+def _changing(groups: Grouping, inner: int) -> bool:
+    """Whether parameters change within a run: the only runs whose kernels read ``fast``
+    (runs of whole blocks check their own zero points, sparing a pass over them)."""
+    return groups.block == 1 or inner > 1
+
+
+def _within(zero_points: np.ndarray, qmin: int, qmax: int) -> bool:
+    """Whether every zero point keeps the kernels' fast form: ``qmin - zero_point`` and
+    ``qmax - zero_point`` within ``FAST_BOUND``."""
+    return zero_points.size == 0 or (
+        qmin - int(zero_points.max()) >= -FAST_BOUND and qmax - int(zero_points.min()) <= FAST_BOUND
+    )
+
+
 def group_dequantize(
     q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, out: np.ndarray, groups: Grouping
 ) -> None:
     """Dequantize with each group's parameters."""
-    _run_grouped(_kernels.group_dequantize, q, scale, _zero_points(zero_point, groups), out, groups)
+    zero_points = _zero_points(zero_point, groups)
+    inner = math.prod(q.shape[groups.axis + 1 :])
+    # q - zero_point fits int32 for every code when the zero point is within FAST_BOUND.
+    fast = _changing(groups, inner) and _within(zero_points, 0, 0)
+    _run_grouped(
+        _kernels.group_dequantize, q, scale, zero_points, out, groups, fast, _streams(q, out)
+    )
 
 
 def block_dynamic_quantize(

@@ -90,6 +90,17 @@ cdef extern from "_loops.h" nogil:
                              Py_ssize_t scale_step, int32_t *zero_point,
                              Py_ssize_t zero_point_step, int16_t *out, int stream)
     int lq_cpu_level()
+    enum:
+        LQ_U8
+        LQ_I8
+        LQ_U16
+        LQ_I16
+    int lq_quantize_each(int code, const float *x, Py_ssize_t n, const float *scale,
+                         const int32_t *zero_point, Py_ssize_t zero_point_step, int qmin,
+                         int qmax, void *out, int stream)
+    int lq_dequantize_each(int code, const void *q, Py_ssize_t n, const float *scale,
+                           const int32_t *zero_point, Py_ssize_t zero_point_step, float *out,
+                           int stream)
 
 ctypedef fused codes:
     uint8_t
@@ -105,6 +116,19 @@ ctypedef fused block_zero_point:
     int8_t
     uint16_t
     int16_t
+
+
+cdef inline int _code(const codes *p) noexcept nogil:
+    # The _loops.h name of a code type, for its kernels that take one argument for all.
+    if codes is uint8_t:
+        return LQ_U8
+    elif codes is int8_t:
+        return LQ_I8
+    elif codes is uint16_t:
+        return LQ_U16
+    else:
+        return LQ_I16
+
 
 # The quantize and dequantize loops have a fast form in int32 and the working float, valid
 # when every bound |qmin - zero_point|, |qmax - zero_point| is at most 2**24 (exact in float32,
@@ -272,11 +296,12 @@ cdef inline int _quantize_run_params_fast_loop(
 ) noexcept nogil:
     cdef Py_ssize_t j
     cdef floating t, lo, hi
-    cdef int32_t z
+    # In int32, which the vector units convert to float: the fast form's bounds fit it.
+    cdef int32_t z, qmin32 = <int32_t>qmin, qmax32 = <int32_t>qmax
     cdef int nan_seen = 0
     for j in range(n):
         z = zero_point[j * zero_point_step]
-        lo, hi = <floating>(qmin - z), <floating>(qmax - z)
+        lo, hi = <floating>(qmin32 - z), <floating>(qmax32 - z)
         t = x[j * x_step] / scale[j * scale_step]
         nan_seen |= t != t
         t = t if t > lo else lo
@@ -298,13 +323,48 @@ cdef inline int _quantize_run_params_fast(
 ) noexcept nogil:
     # The fast form (see _quantize_row_pass) with parameters that change along the run, for
     # zero points whose bounds are all within FAST_BOUND; a run with NaN is redone wide.
-    if x_step != 1 or scale_step != 1 or zero_point_step != 1 or out_step != 1:
+    # Contiguous runs with literal steps: the loops the compiler vectorizes (a zero point
+    # shared by the run, step 0, is loaded once).
+    if x_step == 1 and scale_step == 1 and out_step == 1 and zero_point_step == 1:
         return _quantize_run_params_fast_loop(
+            x, 1, n, scale, 1, zero_point, 1, qmin, qmax, out, 1
+        )
+    if x_step == 1 and scale_step == 1 and out_step == 1 and zero_point_step == 0:
+        return _quantize_run_params_fast_loop(
+            x, 1, n, scale, 1, zero_point, 0, qmin, qmax, out, 1
+        )
+    return _quantize_run_params_fast_loop(
+        x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, out_step
+    )
+
+
+cdef inline int _quantize_each(
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n,
+    const floating *scale, Py_ssize_t scale_step,
+    const int32_t *zero_point, Py_ssize_t zero_point_step,
+    int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step, bint stream,
+) noexcept nogil:
+    # Parameters that change at every element, fast form: contiguous float32 runs by
+    # _loops.h's vector loop (AVX-512 builds; a run with NaN is redone wide), else the loops
+    # above.
+    cdef int done = -1
+    if (
+        floating is float and x_step == 1 and scale_step == 1 and out_step == 1
+        and (zero_point_step == 0 or zero_point_step == 1)
+    ):
+        done = lq_quantize_each(
+            _code(out), x, n, scale, zero_point, zero_point_step, <int>qmin, <int>qmax, out,
+            stream,
+        )
+    if done == 0:
+        return 0
+    if done == 1:
+        return _quantize_run_params(
             x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax,
             out, out_step,
         )
-    return _quantize_run_params_fast_loop(  # contiguous: the loop the compiler vectorizes
-        x, 1, n, scale, 1, zero_point, 1, qmin, qmax, out, 1
+    return _quantize_run_params_fast(
+        x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, out_step
     )
 
 
@@ -401,13 +461,55 @@ cdef inline void _dequantize_run_params(
         )
 
 
+cdef inline void _dequantize_run_params_fast_loop(
+    const codes *q, Py_ssize_t q_step, Py_ssize_t n,
+    const floating *scale, Py_ssize_t scale_step,
+    const int32_t *zero_point, Py_ssize_t zero_point_step,
+    floating *out, Py_ssize_t out_step,
+) noexcept nogil:
+    # Fast form, in int32 (every zero point within FAST_BOUND), parameters per element.
+    cdef Py_ssize_t j
+    for j in range(n):
+        out[j * out_step] = (
+            <floating>(<int32_t>q[j * q_step] - zero_point[j * zero_point_step])
+            * scale[j * scale_step]
+        )
+
+
+cdef inline void _dequantize_each(
+    const codes *q, Py_ssize_t q_step, Py_ssize_t n,
+    const floating *scale, Py_ssize_t scale_step,
+    const int32_t *zero_point, Py_ssize_t zero_point_step,
+    floating *out, Py_ssize_t out_step, bint stream,
+) noexcept nogil:
+    # Parameters that change at every element, fast form: as _quantize_each, contiguous runs
+    # by _loops.h's vector loop where the build has one, else loops with literal steps.
+    if q_step == 1 and scale_step == 1 and out_step == 1 and zero_point_step == 1:
+        if floating is float:
+            if lq_dequantize_each(_code(q), q, n, scale, zero_point, 1, out, stream) == 0:
+                return
+        _dequantize_run_params_fast_loop(q, 1, n, scale, 1, zero_point, 1, out, 1)
+    elif q_step == 1 and scale_step == 1 and out_step == 1 and zero_point_step == 0:
+        if floating is float:
+            if lq_dequantize_each(_code(q), q, n, scale, zero_point, 0, out, stream) == 0:
+                return
+        _dequantize_run_params_fast_loop(q, 1, n, scale, 1, zero_point, 0, out, 1)
+    else:
+        _dequantize_run_params_fast_loop(
+            q, q_step, n, scale, scale_step, zero_point, zero_point_step, out, out_step
+        )
+
+
 cdef inline void _dequantize_run(
     const codes *q, Py_ssize_t q_step, Py_ssize_t n, floating scale, int32_t zero_point,
     floating *out, Py_ssize_t out_step,
+    bint stream,  # a contiguous run may be written with non-temporal stores
 ) noexcept nogil:
     # A run with one scale and zero point: in int32 where q - zero_point fits.
     if not -FAST_BOUND <= zero_point <= FAST_BOUND:
         _dequantize_run_params(q, q_step, n, &scale, 0, &zero_point, 0, out, out_step)
+    elif stream and q_step == 1 and out_step == 1:
+        _dequantize_row_streamed(q, n, scale, zero_point, out)
     elif q_step == 1 and out_step == 1:  # the contiguous loop, vectorized
         _dequantize_row(q, 1, n, scale, zero_point, out, 1)
     else:
@@ -441,7 +543,6 @@ def dequantize(
 ):
     """Dequantize ``q`` into ``out`` (SPEC §3): ``(q - zero_point) * scale``."""
     cdef floating scale = <floating>scale_value
-    cdef bint fast = -FAST_BOUND <= zero_point <= FAST_BOUND  # q - zero_point fits int32
     cdef Py_ssize_t i, n = q.shape[1]
     cdef Py_ssize_t q_step = _step(q.strides[1], sizeof(codes))
     cdef Py_ssize_t out_step = _step(out.strides[1], sizeof(floating))
@@ -449,10 +550,7 @@ def dequantize(
     _view("out", out.shape, out.strides, sizeof(floating), q.shape, 2)
     with nogil:
         for i in range(q.shape[0]):
-            if fast and stream and q_step == 1 and out_step == 1:
-                _dequantize_row_streamed(&q[i, 0], n, scale, zero_point, &out[i, 0])
-            else:
-                _dequantize_run(&q[i, 0], q_step, n, scale, zero_point, &out[i, 0], out_step)
+            _dequantize_run(&q[i, 0], q_step, n, scale, zero_point, &out[i, 0], out_step, stream)
         if stream:
             lq_stream_fence()
 
@@ -652,40 +750,43 @@ def group_quantize(
     cdef Py_ssize_t zero2 = _step(zero_point.strides[2], sizeof(int32_t))
     cdef int nan_seen = 0
     with nogil:
-        for o in range(x.shape[0]):
-            if inner == 1 and block == 1 and fast:  # parameters change at every element
-                nan_seen |= _quantize_run_params_fast(
+        if inner == 1 and block == 1 and fast:  # parameters change at every element
+            for o in range(x.shape[0]):
+                nan_seen |= _quantize_each(
                     &x[o, 0, 0], x1, n, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
-                    qmin, qmax, &out[o, 0, 0], out1,
+                    qmin, qmax, &out[o, 0, 0], out1, stream,
                 )
-            elif inner == 1 and block == 1:
-                nan_seen |= _quantize_run_params(
-                    &x[o, 0, 0], x1, n, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
-                    qmin, qmax, &out[o, 0, 0], out1,
-                )
-            elif inner == 1:  # runs of `block` elements along the axis share parameters
-                nan_seen |= _quantize_block_row(
-                    &x[o, 0, 0], x1, n, block, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0],
-                    zero1, qmin, qmax, &out[o, 0, 0], out1, stream,
-                )
-            else:
-                for a in range(n):
-                    b = a // block
-                    if scale2 == 0 and zero2 == 0:  # the row shares its parameters
-                        nan_seen |= _quantize_run(
-                            &x[o, a, 0], x2, inner, scale[o, b, 0], zero_point[o, b, 0],
-                            qmin, qmax, &out[o, a, 0], out2, stream,
-                        )
-                    elif fast:
-                        nan_seen |= _quantize_run_params_fast(
-                            &x[o, a, 0], x2, inner, &scale[o, b, 0], scale2,
-                            &zero_point[o, b, 0], zero2, qmin, qmax, &out[o, a, 0], out2,
-                        )
-                    else:
-                        nan_seen |= _quantize_run_params(
-                            &x[o, a, 0], x2, inner, &scale[o, b, 0], scale2,
-                            &zero_point[o, b, 0], zero2, qmin, qmax, &out[o, a, 0], out2,
-                        )
+        else:
+            for o in range(x.shape[0]):
+                if inner == 1 and block == 1:
+                    nan_seen |= _quantize_run_params(
+                        &x[o, 0, 0], x1, n, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
+                        qmin, qmax, &out[o, 0, 0], out1,
+                    )
+                elif inner == 1:  # runs of `block` elements along the axis share parameters
+                    nan_seen |= _quantize_block_row(
+                        &x[o, 0, 0], x1, n, block, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0],
+                        zero1, qmin, qmax, &out[o, 0, 0], out1, stream,
+                    )
+                else:
+                    for a in range(n):
+                        b = a // block
+                        if scale2 == 0 and zero2 == 0:  # the row shares its parameters
+                            nan_seen |= _quantize_run(
+                                &x[o, a, 0], x2, inner, scale[o, b, 0], zero_point[o, b, 0],
+                                qmin, qmax, &out[o, a, 0], out2, stream,
+                            )
+                        elif fast:
+                            nan_seen |= _quantize_each(
+                                &x[o, a, 0], x2, inner, &scale[o, b, 0], scale2,
+                                &zero_point[o, b, 0], zero2, qmin, qmax, &out[o, a, 0], out2,
+                                stream,
+                            )
+                        else:
+                            nan_seen |= _quantize_run_params(
+                                &x[o, a, 0], x2, inner, &scale[o, b, 0], scale2,
+                                &zero_point[o, b, 0], zero2, qmin, qmax, &out[o, a, 0], out2,
+                            )
         if stream:
             lq_stream_fence()
     return nan_seen != 0
@@ -735,6 +836,8 @@ def group_dequantize(
     const floating[:, :, :] scale,  # IN, per group
     const int32_t[:, :, :] zero_point,  # IN, per group
     Py_ssize_t block,
+    bint fast,  # every zero point is within FAST_BOUND
+    bint stream,  # contiguous float32 runs may be written with non-temporal stores
 ):
     """Dequantize each element with its group's parameters (SPEC §3)."""
     cdef Py_ssize_t o, a, b, end, n = q.shape[1], inner = q.shape[2]
@@ -754,34 +857,48 @@ def group_dequantize(
     cdef Py_ssize_t zero1 = _step(zero_point.strides[1], sizeof(int32_t))
     cdef Py_ssize_t zero2 = _step(zero_point.strides[2], sizeof(int32_t))
     with nogil:
-        for o in range(q.shape[0]):
-            if inner == 1 and block == 1:
-                _dequantize_run_params(
+        if inner == 1 and block == 1 and fast:  # parameters change at every element
+            for o in range(q.shape[0]):
+                _dequantize_each(
                     &q[o, 0, 0], q1, n, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
-                    &out[o, 0, 0], out1,
+                    &out[o, 0, 0], out1, stream,
                 )
-            elif inner == 1:
-                a = 0
-                while a < n:
-                    b, end = a // block, min(n, a + block)
-                    _dequantize_run(
-                        &q[o, a, 0], q1, end - a, scale[o, b, 0], zero_point[o, b, 0],
-                        &out[o, a, 0], out1,
+        else:
+            for o in range(q.shape[0]):
+                if inner == 1 and block == 1:
+                    _dequantize_run_params(
+                        &q[o, 0, 0], q1, n, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
+                        &out[o, 0, 0], out1,
                     )
-                    a = end
-            else:
-                for a in range(n):
-                    b = a // block
-                    if scale2 == 0 and zero2 == 0:
+                elif inner == 1:
+                    a = 0
+                    while a < n:
+                        b, end = a // block, min(n, a + block)
                         _dequantize_run(
-                            &q[o, a, 0], q2, inner, scale[o, b, 0], zero_point[o, b, 0],
-                            &out[o, a, 0], out2,
+                            &q[o, a, 0], q1, end - a, scale[o, b, 0], zero_point[o, b, 0],
+                            &out[o, a, 0], out1, False,
                         )
-                    else:
-                        _dequantize_run_params(
-                            &q[o, a, 0], q2, inner, &scale[o, b, 0], scale2,
-                            &zero_point[o, b, 0], zero2, &out[o, a, 0], out2,
-                        )
+                        a = end
+                else:
+                    for a in range(n):
+                        b = a // block
+                        if scale2 == 0 and zero2 == 0:
+                            _dequantize_run(
+                                &q[o, a, 0], q2, inner, scale[o, b, 0], zero_point[o, b, 0],
+                                &out[o, a, 0], out2, stream,
+                            )
+                        elif fast:
+                            _dequantize_each(
+                                &q[o, a, 0], q2, inner, &scale[o, b, 0], scale2,
+                                &zero_point[o, b, 0], zero2, &out[o, a, 0], out2, stream,
+                            )
+                        else:
+                            _dequantize_run_params(
+                                &q[o, a, 0], q2, inner, &scale[o, b, 0], scale2,
+                                &zero_point[o, b, 0], zero2, &out[o, a, 0], out2,
+                            )
+        if stream:
+            lq_stream_fence()
 
 
 cdef inline int _block_params(

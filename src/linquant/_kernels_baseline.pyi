@@ -54,6 +54,8 @@ def group_dequantize(
     scale: NDArray[np.floating],
     zero_point: NDArray[np.int32],
     block: int,
+    fast: bool,
+    stream: bool,
 ) -> None: ...
 def block_dynamic_quantize(
     x: NDArray[np.floating],

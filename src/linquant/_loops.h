@@ -143,6 +143,9 @@ static inline int lq_irint_f64(double t) { return (int)lq_rint_f64(t); }
     X(uint16_t, uint16_t, u16, u16_zcode, u16)                                                \
     X(int16_t, int16_t, i16, i16_zcode, i16)
 
+/* Code types, for the kernels that take one argument for all of them. */
+enum { LQ_U8, LQ_I8, LQ_U16, LQ_I16 };
+
 /*
  * The code types of the dynamic per-block kernels: X(code type, its least and greatest value,
  * name suffix, the LQ_LINE_* packing of its 64-byte lines).
@@ -895,6 +898,143 @@ LQ_FOR_BLOCK_KERNELS(LQ_BLOCKS_RUN)
     LQ_DEFINE_BLOCK_DYNAMIC_RUN(CODE, lq_block_dynamic_##S, lq_dynamic_groups_##S,           \
                                 lq_block_dynamic_any_##S)
 LQ_FOR_CODE_TYPES(LQ_BLOCK_DYNAMIC_RUN)
+
+/*
+ * Per-axis along a contiguous run (float32): value i has scale[i] and the zero point
+ * zero_point[i * zero_point_step] (step 0: one for the run). The fast form's bounds are
+ * computed lane-wise in int32, exact as lq_broadcast's; callers check that every zero point
+ * keeps the fast form. Quantize returns nonzero if a value was NaN (the caller redoes the run).
+ */
+#define LQ_EACH_PREFETCH 1024
+#define LQ_QUANTIZE_EACH16(i, load_z)                                                         \
+    (_mm_prefetch((const char *)(x + (i)) + LQ_EACH_PREFETCH, _MM_HINT_NTA),                  \
+     z = zero_point_step ? load_z : z,                                                        \
+     lq_quantize16(_mm512_loadu_ps(x + (i)), _mm512_loadu_ps(scale + (i)),                    \
+                   _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmin, z)),                            \
+                   _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmax, z)), z, &nan))
+#define LQ_EACH_Z(i) _mm512_loadu_si512((const void *)(zero_point + (i)))
+/* STREAM_LINE: whole 64-byte lines of codes (LINE packs the vectors of one) go out with
+   non-temporal stores where the run's codes start on a line; the rest by 16 values. */
+#define LQ_DEFINE_QUANTIZE_EACH(CODE, NAME, STORE, MASK_STORE, LINE)                          \
+    LQ_ROW_KERNEL int NAME(const float *x, ptrdiff_t n, const float *scale,                   \
+                           const int32_t *zero_point, ptrdiff_t zero_point_step, int qmin,    \
+                           int qmax, CODE *out, int stream)                                   \
+    {                                                                                         \
+        const __m512i vqmin = _mm512_set1_epi32(qmin), vqmax = _mm512_set1_epi32(qmax);       \
+        const ptrdiff_t per_line = 64 / sizeof(CODE);                                         \
+        __m512i z = _mm512_set1_epi32(zero_point_step || n <= 0 ? 0 : zero_point[0]), q;     \
+        __m512i v[4];                                                                         \
+        __mmask16 nan = 0, m;                                                                 \
+        ptrdiff_t i = 0, k;                                                                   \
+        if (stream && (uintptr_t)out % 64 == 0)                                               \
+            for (; i + per_line <= n; i += per_line) {                                        \
+                for (k = 0; k < per_line / 16; k++)                                           \
+                    v[k] = LQ_QUANTIZE_EACH16(i + 16 * k, LQ_EACH_Z(i + 16 * k));             \
+                _mm512_stream_si512((void *)(out + i), LINE(v));                              \
+            }                                                                                 \
+        for (; i + 16 <= n; i += 16)                                                          \
+            STORE(out + i, LQ_QUANTIZE_EACH16(i, LQ_EACH_Z(i)));                              \
+        if (i < n) { /* masked-off lanes divide 0 by 1: no NaN, nothing stored */             \
+            m = lq_first(n - i);                                                              \
+            if (zero_point_step)                                                              \
+                z = _mm512_maskz_loadu_epi32(m, zero_point + i);                              \
+            q = lq_quantize16(_mm512_maskz_loadu_ps(m, x + i),                                \
+                              _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, scale + i),       \
+                              _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmin, z)),                 \
+                              _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmax, z)), z, &nan);       \
+            MASK_STORE(out + i, m, q);                                                        \
+        }                                                                                     \
+        return nan != 0;                                                                      \
+    }
+/* Dequantize, fast form ((int32)q - zp fits): WIDEN loads 16 codes, MASK_WIDEN the first m. */
+#define LQ_DEFINE_DEQUANTIZE_EACH(CODE, NAME, WIDEN, MASK_WIDEN)                              \
+    LQ_ROW_KERNEL void NAME(const CODE *q, ptrdiff_t n, const float *scale,                   \
+                            const int32_t *zero_point, ptrdiff_t zero_point_step, float *out, \
+                            int stream)                                                       \
+    {                                                                                         \
+        __m512i z = _mm512_set1_epi32(zero_point_step || n <= 0 ? 0 : zero_point[0]);        \
+        __m512 v;                                                                             \
+        __mmask16 m;                                                                          \
+        ptrdiff_t i;                                                                          \
+        stream = stream && (uintptr_t)out % 64 == 0;                                          \
+        for (i = 0; i + 16 <= n; i += 16) {                                                   \
+            _mm_prefetch((const char *)(q + i) + LQ_EACH_PREFETCH, _MM_HINT_NTA);             \
+            if (zero_point_step)                                                              \
+                z = _mm512_loadu_si512((const void *)(zero_point + i));                       \
+            v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(WIDEN(q + i), z)),          \
+                              _mm512_loadu_ps(scale + i));                                    \
+            if (stream)                                                                       \
+                _mm512_stream_ps(out + i, v);                                                 \
+            else                                                                              \
+                _mm512_storeu_ps(out + i, v);                                                 \
+        }                                                                                     \
+        if (i < n) {                                                                          \
+            m = lq_first(n - i);                                                              \
+            if (zero_point_step)                                                              \
+                z = _mm512_maskz_loadu_epi32(m, zero_point + i);                              \
+            v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(MASK_WIDEN(m, q + i), z)),  \
+                              _mm512_maskz_loadu_ps(m, scale + i));                           \
+            _mm512_mask_storeu_ps(out + i, m, v);                                             \
+        }                                                                                     \
+    }
+#define LQ_MASK_WIDEN_U8(m, p) _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p))
+#define LQ_MASK_WIDEN_I8(m, p) _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p))
+#define LQ_MASK_WIDEN_U16(m, p) _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p))
+#define LQ_MASK_WIDEN_I16(m, p) _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(m, p))
+LQ_DEFINE_QUANTIZE_EACH(uint8_t, lq_quantize_each_u8, LQ_STORE_U8, LQ_MASK_STORE_U8,
+                        LQ_LINE_U8)
+LQ_DEFINE_QUANTIZE_EACH(int8_t, lq_quantize_each_i8, LQ_STORE_U8, LQ_MASK_STORE_U8, LQ_LINE_I8)
+LQ_DEFINE_QUANTIZE_EACH(uint16_t, lq_quantize_each_u16, LQ_STORE_U16, LQ_MASK_STORE_U16,
+                        LQ_LINE_U16)
+LQ_DEFINE_QUANTIZE_EACH(int16_t, lq_quantize_each_i16, LQ_STORE_U16, LQ_MASK_STORE_U16,
+                        LQ_LINE_I16)
+LQ_DEFINE_DEQUANTIZE_EACH(uint8_t, lq_dequantize_each_u8, LQ_WIDEN_U8, LQ_MASK_WIDEN_U8)
+LQ_DEFINE_DEQUANTIZE_EACH(int8_t, lq_dequantize_each_i8, LQ_WIDEN_I8, LQ_MASK_WIDEN_I8)
+LQ_DEFINE_DEQUANTIZE_EACH(uint16_t, lq_dequantize_each_u16, LQ_WIDEN_U16, LQ_MASK_WIDEN_U16)
+LQ_DEFINE_DEQUANTIZE_EACH(int16_t, lq_dequantize_each_i16, LQ_WIDEN_I16, LQ_MASK_WIDEN_I16)
+/* By code type (LQ_U8...): 0 or 1 (NaN) when done; dequantize returns 0. */
+static inline int lq_quantize_each(int code, const float *x, ptrdiff_t n, const float *scale,
+                                   const int32_t *zero_point, ptrdiff_t zero_point_step,
+                                   int qmin, int qmax, void *out, int stream)
+{
+    switch (code) {
+    case LQ_U8:
+        return lq_quantize_each_u8(x, n, scale, zero_point, zero_point_step, qmin, qmax,
+                                   (uint8_t *)out, stream);
+    case LQ_I8:
+        return lq_quantize_each_i8(x, n, scale, zero_point, zero_point_step, qmin, qmax,
+                                   (int8_t *)out, stream);
+    case LQ_U16:
+        return lq_quantize_each_u16(x, n, scale, zero_point, zero_point_step, qmin, qmax,
+                                    (uint16_t *)out, stream);
+    default:
+        return lq_quantize_each_i16(x, n, scale, zero_point, zero_point_step, qmin, qmax,
+                                    (int16_t *)out, stream);
+    }
+}
+static inline int lq_dequantize_each(int code, const void *q, ptrdiff_t n, const float *scale,
+                                     const int32_t *zero_point, ptrdiff_t zero_point_step,
+                                     float *out, int stream)
+{
+    switch (code) {
+    case LQ_U8:
+        lq_dequantize_each_u8((const uint8_t *)q, n, scale, zero_point, zero_point_step, out,
+                              stream);
+        break;
+    case LQ_I8:
+        lq_dequantize_each_i8((const int8_t *)q, n, scale, zero_point, zero_point_step, out,
+                              stream);
+        break;
+    case LQ_U16:
+        lq_dequantize_each_u16((const uint16_t *)q, n, scale, zero_point, zero_point_step, out,
+                               stream);
+        break;
+    default:
+        lq_dequantize_each_i16((const int16_t *)q, n, scale, zero_point, zero_point_step, out,
+                               stream);
+    }
+    return 0;
+}
 #else
 #define LQ_STREAM 0
 #define LQ_DEFINE_QUANTIZE8(CODE, NAME)                                                       \
@@ -936,6 +1076,23 @@ static inline void lq_stream_fence(void) {}
         (void)zero_point_step, (void)out, (void)stream;                                       \
         return -1;                                                                            \
     }
+/* Builds without AVX-512: -1 (not done), the Cython loops do the run. */
+static inline int lq_quantize_each(int code, const float *x, ptrdiff_t n, const float *scale,
+                                   const int32_t *zero_point, ptrdiff_t zero_point_step,
+                                   int qmin, int qmax, void *out, int stream)
+{
+    (void)code, (void)x, (void)n, (void)scale, (void)zero_point, (void)zero_point_step;
+    (void)qmin, (void)qmax, (void)out, (void)stream;
+    return -1;
+}
+static inline int lq_dequantize_each(int code, const void *q, ptrdiff_t n, const float *scale,
+                                     const int32_t *zero_point, ptrdiff_t zero_point_step,
+                                     float *out, int stream)
+{
+    (void)code, (void)q, (void)n, (void)scale, (void)zero_point, (void)zero_point_step;
+    (void)out, (void)stream;
+    return -1;
+}
 #define LQ_BLOCKS_STUB(CODE, ZP, S, N, L)                                                     \
     LQ_DEFINE_QUANTIZE_BLOCKS(CODE, ZP, lq_quantize_blocks_##N)
 LQ_FOR_BLOCK_KERNELS(LQ_BLOCKS_STUB)
