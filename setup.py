@@ -6,6 +6,7 @@ Environment variables read at build time:
 - ``LINQUANT_CYTHON_DEBUG=1``: compile the kernels with bounds checking and no optimisation.
 """
 
+import glob
 import os
 import sys
 import sysconfig
@@ -21,7 +22,8 @@ DEBUG = os.environ.get("LINQUANT_CYTHON_DEBUG", "0") not in ("", "0")
 # SPEC §2 needs true IEEE division and no fused multiply-add: never -ffast-math, and
 # -ffp-contract=off so that no compiler turns `(q - zp) * s` or `x / s` into an FMA.
 UNIX_FLAGS = ["-O0", "-g"] if DEBUG else ["-O3"]
-# -fopenmp-simd honours the `omp simd` pragma of _loops.h without linking an OpenMP runtime.
+# -fopenmp-simd honours the `omp simd` pragma of _c/lq_portable.h without linking an OpenMP
+# runtime.
 # -fno-trapping-math lets the vectorizer turn the clamps of the quantize loop into selects
 # (without it GCC keeps the SSE2 loop scalar); it only concerns floating-point exception
 # traps, never a value, and the kernels install no trap handler.
@@ -100,8 +102,8 @@ if cext_enabled():
         kernels = Extension(
             f"linquant._kernels_{level}",
             [f"src/linquant/_kernels_{level}.pyx"],
-            depends=["src/linquant/_kernels.pxi", "src/linquant/_loops.h"],
-            include_dirs=["src/linquant"],
+            depends=["src/linquant/_kernels.pxi", *sorted(glob.glob("src/linquant/_c/*.h"))],
+            include_dirs=["src/linquant/_c"],
         )
         kernels.cython_directives = DIRECTIVES  # type: ignore[attr-defined]
         extensions.append(kernels)

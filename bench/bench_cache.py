@@ -1,6 +1,6 @@
 """The AVX-512 kernels with their input in the cache and from memory, without Python.
 
-Compiles ``cache_harness.c`` (which includes ``src/linquant/_loops.h``) with the flags of
+Compiles ``cache_harness.c`` (which includes ``src/linquant/_c/lq_kernels.h``) with the flags of
 the package's AVX-512 build and times, per 16M float32 values (uniform in [-50, 150], fixed
 seed): per-tensor ``quantize_linear``, dynamic per-block ``quantize`` (asymmetric uint8) and
 given-parameter blocks. "in L2" runs the kernel over the same 16K values (64 KiB) 1024

@@ -1,10 +1,10 @@
 /*
- * The AVX-512 kernels of _loops.h called straight from C, for bench_cache.py: `reps` calls
+ * The AVX-512 kernels of lq_kernels.h called straight from C, for bench_cache.py: `reps` calls
  * on the same n float32 values, so that n picks where the input comes from (L1, L2, memory)
  * without Python's per-call cost. out must be 64-byte aligned and n a multiple of 64 (no
  * scalar head or tail here).
  */
-#include "../src/linquant/_loops.h"
+#include "../src/linquant/_c/lq_kernels.h"
 
 /* quantize_linear per tensor, uint8 codes: the fast form with bounds lo = qmin - zero_point,
    hi = qmax - zero_point, as _kernels.pxi gives them. Returns nonzero for a NaN. */

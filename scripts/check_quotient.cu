@@ -1,4 +1,4 @@
-// Exhaustive check of the division-free quotient of _loops.h (lq_quotient16) over all float32
+// Exhaustive check of the division-free quotient of lq_kernels.h (lq_quotient16) over all float32
 // significand pairs (a, b in [1, 2), 2**46 pairs):
 //   r = RN(1/b); q0 = RN(a*r); e = RN(a - q0*b) (fma); q1 = RN(q0 + e*r) (fma)
 // against a correctly rounded division, RN(a/b). Prints the pairs where q1 differs (none) and

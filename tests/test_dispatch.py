@@ -251,7 +251,7 @@ def _grouped_cases(seed: int) -> list[tuple[np.ndarray, int, int | None]]:
     """Arrays with NaN, .5 ties and wide values, and the axis and block layouts to cut them by.
 
     Rows before the axis, or (one row: a 1-D array, axis 0) the axis itself at block edges;
-    blocks of multiples of 16 along the last axis take the vector block loops of _loops.h,
+    blocks of multiples of 16 along the last axis take the vector block loops of lq_kernels.h,
     with non-temporal stores on aligned rows, and the last block shorter.
     """
     rng = np.random.default_rng(seed)

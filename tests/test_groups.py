@@ -411,7 +411,7 @@ def test_larger_arrays_match_slice_loop(shape, axis, block_size, dtype, options)
     )
 
 
-# Rows of at least 16 whole blocks of 16-256 values take _loops.h's group kernels (dynamic:
+# Rows of at least 16 whole blocks of 16-256 values take lq_kernels.h's group kernels (dynamic:
 # division-free quotients, integer clamps or saturating packs); the rest of a row and other
 # block sizes take the per-block loops. Rows here mix both, with exact ties and rows whose
 # scales leave the group kernels' range (they hand such rows back).

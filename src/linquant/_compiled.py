@@ -24,6 +24,7 @@ import numpy as np
 from . import _threads
 from ._buffers import empty
 from ._groups import Grouping, as_3d
+from ._kernels_baseline import FAST_BOUND
 from ._kernels_baseline import cpu_level as _cpu_level
 from ._layout import slabs
 
@@ -36,9 +37,6 @@ PARALLEL_MIN_SIZE = 1 << 21
 # result is written with non-temporal stores where the build has them (AVX-512), which saves
 # reading the result's cache lines first; a smaller result is left in the cache for its user.
 STREAM_MIN_BYTES = 48 << 20
-# The kernels' fast form needs |qmin - zero_point| and |qmax - zero_point| within this
-# (exact in float32): _kernels.pxi's FAST_BOUND.
-FAST_BOUND = 1 << 24
 
 
 def _built_levels() -> dict[str, ModuleType]:

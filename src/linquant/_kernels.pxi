@@ -15,7 +15,7 @@ from cython cimport floating
 from libc.math cimport INFINITY, isfinite, rint
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t
 
-cdef extern from "_loops.h" nogil:
+cdef extern from "lq_kernels.h" nogil:  # the C kernels: _c/lq_kernels.h lists them
     int lq_minmax_f32(const float *p, Py_ssize_t n, Py_ssize_t step, float *lo, float *hi)
     int lq_minmax_f64(const double *p, Py_ssize_t n, Py_ssize_t step, double *lo, double *hi)
     int lq_minmax_each_f32(const float *p, Py_ssize_t n, float *lo, float *hi)
@@ -24,83 +24,37 @@ cdef extern from "_loops.h" nogil:
     double lq_rint_f64(double t)
     int lq_irint_f32(float t)
     int lq_irint_f64(double t)
-    void lq_stream_fence()
-    int lq_stream_quantize_u8(const float *x, Py_ssize_t n, float scale, float lo, float hi,
-                              int zero_point, uint8_t *out, Py_ssize_t *begin, Py_ssize_t *end)
-    int lq_stream_quantize_i8(const float *x, Py_ssize_t n, float scale, float lo, float hi,
-                              int zero_point, int8_t *out, Py_ssize_t *begin, Py_ssize_t *end)
-    int lq_stream_quantize_u16(const float *x, Py_ssize_t n, float scale, float lo, float hi,
-                               int zero_point, uint16_t *out, Py_ssize_t *begin, Py_ssize_t *end)
-    int lq_stream_quantize_i16(const float *x, Py_ssize_t n, float scale, float lo, float hi,
-                               int zero_point, int16_t *out, Py_ssize_t *begin, Py_ssize_t *end)
-    void lq_stream_dequantize_u8(const uint8_t *q, Py_ssize_t n, float scale, int zero_point,
-                                 float *out, Py_ssize_t *begin, Py_ssize_t *end)
-    void lq_stream_dequantize_i8(const int8_t *q, Py_ssize_t n, float scale, int zero_point,
-                                 float *out, Py_ssize_t *begin, Py_ssize_t *end)
-    void lq_stream_dequantize_u16(const uint16_t *q, Py_ssize_t n, float scale, int zero_point,
-                                  float *out, Py_ssize_t *begin, Py_ssize_t *end)
-    void lq_stream_dequantize_i16(const int16_t *q, Py_ssize_t n, float scale, int zero_point,
-                                  float *out, Py_ssize_t *begin, Py_ssize_t *end)
-    int lq_quantize_blocks_u8(const float *x, Py_ssize_t n, Py_ssize_t block,
-                              const float *scale, Py_ssize_t scale_step,
-                              const int32_t *zero_point, Py_ssize_t zero_point_step,
-                              int qmin, int qmax, uint8_t *out, int stream)
-    int lq_quantize_blocks_i8(const float *x, Py_ssize_t n, Py_ssize_t block,
-                              const float *scale, Py_ssize_t scale_step,
-                              const int32_t *zero_point, Py_ssize_t zero_point_step,
-                              int qmin, int qmax, int8_t *out, int stream)
-    int lq_quantize_blocks_u16(const float *x, Py_ssize_t n, Py_ssize_t block,
-                               const float *scale, Py_ssize_t scale_step,
-                               const int32_t *zero_point, Py_ssize_t zero_point_step,
-                               int qmin, int qmax, uint16_t *out, int stream)
-    int lq_quantize_blocks_i16(const float *x, Py_ssize_t n, Py_ssize_t block,
-                               const float *scale, Py_ssize_t scale_step,
-                               const int32_t *zero_point, Py_ssize_t zero_point_step,
-                               int qmin, int qmax, int16_t *out, int stream)
-    int lq_quantize_blocks_u8_zcode(const float *x, Py_ssize_t n, Py_ssize_t block,
-                                    const float *scale, Py_ssize_t scale_step,
-                                    const uint8_t *zero_point, Py_ssize_t zero_point_step,
-                                    int qmin, int qmax, uint8_t *out, int stream)
-    int lq_quantize_blocks_i8_zcode(const float *x, Py_ssize_t n, Py_ssize_t block,
-                                    const float *scale, Py_ssize_t scale_step,
-                                    const int8_t *zero_point, Py_ssize_t zero_point_step,
-                                    int qmin, int qmax, int8_t *out, int stream)
-    int lq_quantize_blocks_u16_zcode(const float *x, Py_ssize_t n, Py_ssize_t block,
-                                     const float *scale, Py_ssize_t scale_step,
-                                     const uint16_t *zero_point, Py_ssize_t zero_point_step,
-                                     int qmin, int qmax, uint16_t *out, int stream)
-    int lq_quantize_blocks_i16_zcode(const float *x, Py_ssize_t n, Py_ssize_t block,
-                                     const float *scale, Py_ssize_t scale_step,
-                                     const int16_t *zero_point, Py_ssize_t zero_point_step,
-                                     int qmin, int qmax, int16_t *out, int stream)
-    int lq_block_dynamic_u8(const float *x, Py_ssize_t n, Py_ssize_t block, int bits,
-                            int is_signed, int include_zero, int qmin, int qmax, float *scale,
-                            Py_ssize_t scale_step, int32_t *zero_point,
-                            Py_ssize_t zero_point_step, uint8_t *out, int stream)
-    int lq_block_dynamic_i8(const float *x, Py_ssize_t n, Py_ssize_t block, int bits,
-                            int is_signed, int include_zero, int qmin, int qmax, float *scale,
-                            Py_ssize_t scale_step, int32_t *zero_point,
-                            Py_ssize_t zero_point_step, int8_t *out, int stream)
-    int lq_block_dynamic_u16(const float *x, Py_ssize_t n, Py_ssize_t block, int bits,
-                             int is_signed, int include_zero, int qmin, int qmax, float *scale,
-                             Py_ssize_t scale_step, int32_t *zero_point,
-                             Py_ssize_t zero_point_step, uint16_t *out, int stream)
-    int lq_block_dynamic_i16(const float *x, Py_ssize_t n, Py_ssize_t block, int bits,
-                             int is_signed, int include_zero, int qmin, int qmax, float *scale,
-                             Py_ssize_t scale_step, int32_t *zero_point,
-                             Py_ssize_t zero_point_step, int16_t *out, int stream)
     int lq_cpu_level()
     enum:
+        LQ_FAST_BOUND
         LQ_U8
         LQ_I8
         LQ_U16
         LQ_I16
+    # Families, by code type (the first argument, from _code): void * is of that type.
+    void lq_stream_fence()
+    int lq_stream_quantize(int code, const float *x, Py_ssize_t n, float scale, float lo,
+                           float hi, int zero_point, void *out, Py_ssize_t *begin,
+                           Py_ssize_t *end)
+    int lq_stream_dequantize(int code, const void *q, Py_ssize_t n, float scale, int zero_point,
+                             float *out, Py_ssize_t *begin, Py_ssize_t *end)
     int lq_quantize_each(int code, const float *x, Py_ssize_t n, const float *scale,
                          const int32_t *zero_point, Py_ssize_t zero_point_step, int qmin,
                          int qmax, void *out, int stream)
     int lq_dequantize_each(int code, const void *q, Py_ssize_t n, const float *scale,
                            const int32_t *zero_point, Py_ssize_t zero_point_step, float *out,
                            int stream)
+    int lq_quantize_blocks(int code, const float *x, Py_ssize_t n, Py_ssize_t block,
+                           const float *scale, Py_ssize_t scale_step, const int32_t *zero_point,
+                           Py_ssize_t zero_point_step, int qmin, int qmax, void *out, int stream)
+    int lq_quantize_blocks_zcode(int code, const float *x, Py_ssize_t n, Py_ssize_t block,
+                                 const float *scale, Py_ssize_t scale_step,
+                                 const void *zero_point, Py_ssize_t zero_point_step, int qmin,
+                                 int qmax, void *out, int stream)
+    int lq_block_dynamic(int code, const float *x, Py_ssize_t n, Py_ssize_t block, int bits,
+                         int is_signed, int include_zero, int qmin, int qmax, float *scale,
+                         Py_ssize_t scale_step, int32_t *zero_point, Py_ssize_t zero_point_step,
+                         void *out, int stream)
 
 ctypedef fused codes:
     uint8_t
@@ -118,24 +72,26 @@ ctypedef fused block_zero_point:
     int16_t
 
 
-cdef inline int _code(const codes *p) noexcept nogil:
-    # The _loops.h name of a code type, for its kernels that take one argument for all.
-    if codes is uint8_t:
+cdef inline int _code(const block_zero_point *p) noexcept nogil:
+    # The lq_kernels.h name of a code type (-1 for int32), for the families that take one
+    # argument for every code type: the one place where Cython's types meet C names.
+    if block_zero_point is uint8_t:
         return LQ_U8
-    elif codes is int8_t:
+    elif block_zero_point is int8_t:
         return LQ_I8
-    elif codes is uint16_t:
+    elif block_zero_point is uint16_t:
         return LQ_U16
-    else:
+    elif block_zero_point is int16_t:
         return LQ_I16
+    else:
+        return -1
 
 
 # The quantize and dequantize loops have a fast form in int32 and the working float, valid
-# when every bound |qmin - zero_point|, |qmax - zero_point| is at most 2**24 (exact in float32,
-# and in int32): saturating rint(x / scale) to [qmin - zp, qmax - zp] in the float and adding zp
-# after is then the same as adding zp first and saturating to [qmin, qmax]. Other zero points
-# (up to the int32 limits, SPEC §4 include_zero=False) take the wide form, in int64.
-cdef int64_t FAST_BOUND = 1 << 24
+# when every bound |qmin - zero_point|, |qmax - zero_point| is at most LQ_FAST_BOUND
+# (_c/lq_portable.h says why). Other zero points (up to the int32 limits, SPEC §4
+# include_zero=False) take the wide form, in int64. linquant._compiled reads the bound here.
+FAST_BOUND = LQ_FAST_BOUND
 # Wide form: a rounded value beyond ±2**32 saturates whatever the int32 zero point; 2**32 is
 # exact in both floats, so clamping to it first keeps the int64 conversion defined and exact.
 cdef double WIDE_LIMIT = 4294967296.0
@@ -345,7 +301,7 @@ cdef inline int _quantize_each(
     int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step, bint stream,
 ) noexcept nogil:
     # Parameters that change at every element, fast form: contiguous float32 runs by
-    # _loops.h's vector loop (AVX-512 builds; a run with NaN is redone wide), else the loops
+    # lq_kernels.h's vector loop (AVX-512 builds; a run with NaN is redone wide), else the loops
     # above.
     cdef int done = -1
     if (
@@ -375,7 +331,7 @@ cdef inline int _quantize_run(
 ) noexcept nogil:
     # A run with one scale and zero point: the fast form where the zero point allows it.
     cdef floating lo = <floating>(qmin - zero_point), hi = <floating>(qmax - zero_point)
-    if not (-FAST_BOUND <= qmin - zero_point and qmax - zero_point <= FAST_BOUND):
+    if not (-LQ_FAST_BOUND <= qmin - zero_point and qmax - zero_point <= LQ_FAST_BOUND):
         return _quantize_run_params(
             x, x_step, n, &scale, 0, &zero_point, 0, qmin, qmax, out, out_step
         )
@@ -390,18 +346,13 @@ cdef inline int _quantize_row_streamed(
     const floating *x, Py_ssize_t n, floating scale, floating lo, floating hi,
     int32_t zero_point, codes *out,
 ) noexcept nogil:
-    # The whole cache lines of the row by _loops.h, the ends by the Cython loop.
+    # The whole cache lines of the row by lq_kernels.h, the ends by the Cython loop.
     cdef Py_ssize_t begin = 0, end = 0
     cdef int nan_seen = 0
     if floating is float:
-        if codes is uint8_t:
-            nan_seen = lq_stream_quantize_u8(x, n, scale, lo, hi, zero_point, out, &begin, &end)
-        elif codes is int8_t:
-            nan_seen = lq_stream_quantize_i8(x, n, scale, lo, hi, zero_point, out, &begin, &end)
-        elif codes is uint16_t:
-            nan_seen = lq_stream_quantize_u16(x, n, scale, lo, hi, zero_point, out, &begin, &end)
-        else:
-            nan_seen = lq_stream_quantize_i16(x, n, scale, lo, hi, zero_point, out, &begin, &end)
+        nan_seen = lq_stream_quantize(
+            _code(out), x, n, scale, lo, hi, zero_point, out, &begin, &end
+        )
     if nan_seen:  # redo the row, storing NaN as 0.0 would be
         return _quantize_row(x, 1, n, scale, lo, hi, zero_point, out, 1)
     nan_seen = _quantize_row(x, 1, begin, scale, lo, hi, zero_point, out, 1)
@@ -417,7 +368,7 @@ def quantize(
     int32_t zero_point,
     int64_t qmin,
     int64_t qmax,
-    bint stream,  # write contiguous float32 rows with non-temporal stores (_loops.h)
+    bint stream,  # write contiguous float32 rows with non-temporal stores (lq_kernels.h)
 ):
     """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0)."""
     cdef floating scale = <floating>scale_value
@@ -483,7 +434,7 @@ cdef inline void _dequantize_each(
     floating *out, Py_ssize_t out_step, bint stream,
 ) noexcept nogil:
     # Parameters that change at every element, fast form: as _quantize_each, contiguous runs
-    # by _loops.h's vector loop where the build has one, else loops with literal steps.
+    # by lq_kernels.h's vector loop where the build has one, else loops with literal steps.
     if q_step == 1 and scale_step == 1 and out_step == 1 and zero_point_step == 1:
         if floating is float:
             if lq_dequantize_each(_code(q), q, n, scale, zero_point, 1, out, stream) == 0:
@@ -506,7 +457,7 @@ cdef inline void _dequantize_run(
     bint stream,  # a contiguous run may be written with non-temporal stores
 ) noexcept nogil:
     # A run with one scale and zero point: in int32 where q - zero_point fits.
-    if not -FAST_BOUND <= zero_point <= FAST_BOUND:
+    if not -LQ_FAST_BOUND <= zero_point <= LQ_FAST_BOUND:
         _dequantize_run_params(q, q_step, n, &scale, 0, &zero_point, 0, out, out_step)
     elif stream and q_step == 1 and out_step == 1:
         _dequantize_row_streamed(q, n, scale, zero_point, out)
@@ -519,17 +470,10 @@ cdef inline void _dequantize_run(
 cdef inline void _dequantize_row_streamed(
     const codes *q, Py_ssize_t n, floating scale, int32_t zero_point, floating *out,
 ) noexcept nogil:
-    # The whole cache lines of the row by _loops.h, the ends by the Cython loop.
+    # The whole cache lines of the row by lq_kernels.h, the ends by the Cython loop.
     cdef Py_ssize_t begin = 0, end = 0
     if floating is float:
-        if codes is uint8_t:
-            lq_stream_dequantize_u8(q, n, scale, zero_point, out, &begin, &end)
-        elif codes is int8_t:
-            lq_stream_dequantize_i8(q, n, scale, zero_point, out, &begin, &end)
-        elif codes is uint16_t:
-            lq_stream_dequantize_u16(q, n, scale, zero_point, out, &begin, &end)
-        else:
-            lq_stream_dequantize_i16(q, n, scale, zero_point, out, &begin, &end)
+        lq_stream_dequantize(_code(q), q, n, scale, zero_point, out, &begin, &end)
     _dequantize_row(q, 1, begin, scale, zero_point, out, 1)
     _dequantize_row(q + end, 1, n - end, scale, zero_point, out + end, 1)
 
@@ -539,7 +483,7 @@ def dequantize(
     floating[:, :] out,  # OUT, same shape as q
     double scale_value,  # a value of the output float, so the narrowing below is exact
     int32_t zero_point,
-    bint stream,  # write contiguous float32 rows with non-temporal stores (_loops.h)
+    bint stream,  # write contiguous float32 rows with non-temporal stores (lq_kernels.h)
 ):
     """Dequantize ``q`` into ``out`` (SPEC §3): ``(q - zero_point) * scale``."""
     cdef floating scale = <floating>scale_value
@@ -570,7 +514,7 @@ cdef inline int _minmax_run_each(
     cdef Py_ssize_t j
     cdef floating v
     cdef int nan_seen = 0
-    if x_step == 1 and lo_step == 1 and hi_step == 1:  # contiguous: _loops.h, vectorized
+    if x_step == 1 and lo_step == 1 and hi_step == 1:  # contiguous: lq_kernels.h, vectorized
         if floating is float:
             return lq_minmax_each_f32(x, n, lo, hi)
         else:
@@ -649,47 +593,20 @@ cdef inline int _quantize_blocks_vector(
     const block_zero_point *zero_point, Py_ssize_t zero_point_step,
     int64_t qmin, int64_t qmax, codes *out, bint stream,
 ) noexcept nogil:
-    # Contiguous float32 runs of blocks by _loops.h's vector loops (AVX-512 builds): 0 when
+    # Contiguous float32 runs of blocks by lq_kernels.h's vector loops (AVX-512 builds): 0 when
     # done, nonzero where the caller must do the run itself (a NaN, a zero point beyond the
     # fast form, no such build, zero points neither int32 nor of the code type).
     if floating is not float:
         return -1
     elif block_zero_point is int32_t:
-        if codes is uint8_t:
-            return lq_quantize_blocks_u8(
-                x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
-                stream,
-            )
-        elif codes is int8_t:
-            return lq_quantize_blocks_i8(
-                x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
-                stream,
-            )
-        elif codes is uint16_t:
-            return lq_quantize_blocks_u16(
-                x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
-                stream,
-            )
-        else:
-            return lq_quantize_blocks_i16(
-                x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
-                stream,
-            )
-    elif codes is uint8_t and block_zero_point is uint8_t:
-        return lq_quantize_blocks_u8_zcode(
-            x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, stream
+        return lq_quantize_blocks(
+            _code(out), x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax,
+            out, stream,
         )
-    elif codes is int8_t and block_zero_point is int8_t:
-        return lq_quantize_blocks_i8_zcode(
-            x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, stream
-        )
-    elif codes is uint16_t and block_zero_point is uint16_t:
-        return lq_quantize_blocks_u16_zcode(
-            x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, stream
-        )
-    elif codes is int16_t and block_zero_point is int16_t:
-        return lq_quantize_blocks_i16_zcode(
-            x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, stream
+    elif _code(zero_point) == _code(out):  # zero points of the code type
+        return lq_quantize_blocks_zcode(
+            _code(out), x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax,
+            out, stream,
         )
     else:
         return -1
@@ -947,30 +864,14 @@ cdef inline int _block_dynamic_vector(
     bint include_zero, int64_t qmin, int64_t qmax, floating *scale, Py_ssize_t scale_step,
     int32_t *zero_point, Py_ssize_t zero_point_step, codes *out, bint stream,
 ) noexcept nogil:
-    # A contiguous float32 row by _loops.h's vector loops (AVX-512 builds), 16 blocks' SPEC §4
-    # at once: 0 when done, nonzero where the caller must do the row itself (a NaN, parameters
-    # that raise or leave the fast form, no such build).
+    # A contiguous float32 row by lq_kernels.h's vector loops (AVX-512 builds), 16 blocks'
+    # SPEC §4 at once: 0 when done, nonzero where the caller must do the row itself (a NaN,
+    # parameters that raise or leave the fast form, no such build).
     if floating is float:
-        if codes is uint8_t:
-            return lq_block_dynamic_u8(
-                x, n, block, bits, signed, include_zero, qmin, qmax, scale, scale_step,
-                zero_point, zero_point_step, out, stream,
-            )
-        elif codes is int8_t:
-            return lq_block_dynamic_i8(
-                x, n, block, bits, signed, include_zero, qmin, qmax, scale, scale_step,
-                zero_point, zero_point_step, out, stream,
-            )
-        elif codes is uint16_t:
-            return lq_block_dynamic_u16(
-                x, n, block, bits, signed, include_zero, qmin, qmax, scale, scale_step,
-                zero_point, zero_point_step, out, stream,
-            )
-        else:
-            return lq_block_dynamic_i16(
-                x, n, block, bits, signed, include_zero, qmin, qmax, scale, scale_step,
-                zero_point, zero_point_step, out, stream,
-            )
+        return lq_block_dynamic(
+            _code(out), x, n, block, bits, signed, include_zero, qmin, qmax, scale, scale_step,
+            zero_point, zero_point_step, out, stream,
+        )
     else:
         return -1
 

@@ -3,6 +3,9 @@
 import numpy as np
 from numpy.typing import NDArray
 
+# The fast form's bound on |qmin - zero_point| and |qmax - zero_point| (_c/lq_portable.h).
+FAST_BOUND: int
+
 def minmax(x: NDArray[np.floating]) -> tuple[float, float, bool]: ...
 def nan_stats(x: NDArray[np.floating]) -> tuple[int, int]: ...
 def quantize(

@@ -1,129 +1,12 @@
 /*
- * The parts of linquant's kernels that Cython cannot express: a min/max loop that the
- * compiler may vectorize, exact rounding where the instruction set has no vector rounding
- * instruction, and CPU feature detection. Included by every build of _kernels.pxi.
+ * AVX-512 kernels for blocks along contiguous float32 runs: given parameters, and dynamic
+ * blocks whose parameters (SPEC §4) are computed from the block's range in registers.
+ * Included by lq_kernels.h in AVX-512 builds only.
  */
-#ifndef LINQUANT_LOOPS_H
-#define LINQUANT_LOOPS_H
+#ifndef LINQUANT_LQ_AVX512_BLOCKS_H
+#define LINQUANT_LQ_AVX512_BLOCKS_H
 
-#include <math.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#if defined(_MSC_VER) && !defined(__cplusplus) && !defined(inline)
-#define inline __inline /* older MSVC C modes know only __inline */
-#endif
-
-/*
- * Compilers do not vectorize `lo = v < lo ? v : lo` on their own: reordering a min is only
- * allowed where NaN and signed zeros cannot tell, so they must be told (OpenMP SIMD, built
- * with -fopenmp-simd, no OpenMP runtime needed). The loop is NaN-exact even vectorized: a NaN
- * `v` fails `v < lo` and leaves the accumulator alone (x86 minps(v, lo) returns lo for a NaN
- * v, likewise), and NaN is reported separately. Of equal zeros either may be kept; the caller
- * turns -0.0 into +0.0.
- */
-#if defined(_MSC_VER) && !defined(__clang__)
-#define LQ_SIMD_MINMAX
-#else
-#define LQ_SIMD_MINMAX _Pragma("omp simd reduction(min:lo) reduction(max:hi) reduction(|:nan)")
-#endif
-
-#define LQ_DEFINE_MINMAX(T, NAME)                                                             \
-    static inline int NAME(const T *p, ptrdiff_t n, ptrdiff_t step, T *lo_io, T *hi_io)       \
-    {                                                                                         \
-        T lo = *lo_io, hi = *hi_io;                                                           \
-        int nan = 0;                                                                          \
-        ptrdiff_t i;                                                                          \
-        if (step == 1) {                                                                      \
-            LQ_SIMD_MINMAX                                                                    \
-            for (i = 0; i < n; i++) {                                                         \
-                T v = p[i];                                                                   \
-                nan |= v != v;                                                                \
-                lo = v < lo ? v : lo;                                                         \
-                hi = v > hi ? v : hi;                                                         \
-            }                                                                                 \
-        } else {                                                                              \
-            LQ_SIMD_MINMAX                                                                    \
-            for (i = 0; i < n; i++) {                                                         \
-                T v = p[i * step];                                                            \
-                nan |= v != v;                                                                \
-                lo = v < lo ? v : lo;                                                         \
-                hi = v > hi ? v : hi;                                                         \
-            }                                                                                 \
-        }                                                                                     \
-        *lo_io = lo;                                                                          \
-        *hi_io = hi;                                                                          \
-        return nan;                                                                           \
-    }
-
-/* Return nonzero if p[0], p[step], ... holds a NaN; fold the others into [*lo_io, *hi_io]. */
-LQ_DEFINE_MINMAX(float, lq_minmax_f32)
-LQ_DEFINE_MINMAX(double, lq_minmax_f64)
-
-/*
- * Element-wise: fold p[i] into lo[i] and hi[i] (contiguous runs; per-axis ranges along the
- * innermost axis, a row at a time). NaN fails both comparisons and is only reported.
- */
-#if defined(_MSC_VER) && !defined(__clang__)
-#define LQ_SIMD_OR
-#else
-#define LQ_SIMD_OR _Pragma("omp simd reduction(|:nan)")
-#endif
-#define LQ_DEFINE_MINMAX_EACH(T, NAME)                                                      \
-    static inline int NAME(const T *p, ptrdiff_t n, T *lo, T *hi)                           \
-    {                                                                                       \
-        int nan = 0;                                                                        \
-        ptrdiff_t i;                                                                        \
-        LQ_SIMD_OR                                                                          \
-        for (i = 0; i < n; i++) {                                                           \
-            T v = p[i], a = lo[i], b = hi[i];                                               \
-            nan |= v != v;                                                                  \
-            lo[i] = v < a ? v : a;                                                          \
-            hi[i] = v > b ? v : b;                                                          \
-        }                                                                                   \
-        return nan;                                                                         \
-    }
-LQ_DEFINE_MINMAX_EACH(float, lq_minmax_each_f32)
-LQ_DEFINE_MINMAX_EACH(double, lq_minmax_each_f64)
-
-/*
- * Round half to even, as rint in the default rounding mode. x86-64's baseline (SSE2) has no
- * vector rounding instruction, so a call to rintf would keep the quantize loop scalar. There,
- * for |t| < 2**23 (2**52 for double), (|t| + 2**23) - 2**23 rounds |t| to an integer, half to
- * even, exactly (the sum lies in [2**23, 2**24), where the spacing is 1); larger |t| already are
- * integers, and NaN fails the comparison and stays NaN. SSE arithmetic has no excess precision
- * (FLT_EVAL_METHOD 0) and no flag of the build allows reassociation, so this is exact.
- */
-#if defined(__SSE2__) && !defined(__SSE4_1__) && (defined(__x86_64__) || defined(_M_X64))
-static inline float lq_rint_f32(float t)
-{
-    float a = fabsf(t);
-    float r = copysignf((a + 0x1p23f) - 0x1p23f, t);
-    return a < 0x1p23f ? r : t;
-}
-static inline double lq_rint_f64(double t)
-{
-    double a = fabs(t);
-    double r = copysign((a + 0x1p52) - 0x1p52, t);
-    return a < 0x1p52 ? r : t;
-}
-#else
-static inline float lq_rint_f32(float t) { return rintf(t); }
-static inline double lq_rint_f64(double t) { return rint(t); }
-#endif
-
-/*
- * Round half to even and convert to int32, for |t| < 2**31. GCC vectorizes its irint
- * builtins into one instruction (cvtps2dq / cvtpd2dq, which round in the default mode) where a
- * rint followed by a truncating conversion takes two; elsewhere, exactly that pair.
- */
-#if defined(__GNUC__) && !defined(__clang__)
-static inline int lq_irint_f32(float t) { return __builtin_irintf(t); }
-static inline int lq_irint_f64(double t) { return __builtin_irint(t); }
-#else
-static inline int lq_irint_f32(float t) { return (int)lq_rint_f32(t); }
-static inline int lq_irint_f64(double t) { return (int)lq_rint_f64(t); }
-#endif
+#include "lq_avx512_tensor.h"
 
 /*
  * The given-parameter per-block kernels come once per code type and zero point type: int32
@@ -143,9 +26,6 @@ static inline int lq_irint_f64(double t) { return (int)lq_rint_f64(t); }
     X(uint16_t, uint16_t, u16, u16_zcode, u16)                                                \
     X(int16_t, int16_t, i16, i16_zcode, i16)
 
-/* Code types, for the kernels that take one argument for all of them. */
-enum { LQ_U8, LQ_I8, LQ_U16, LQ_I16 };
-
 /*
  * The code types of the dynamic per-block kernels: X(code type, its least and greatest value,
  * name suffix, the LQ_LINE_* packing of its 64-byte lines).
@@ -157,105 +37,6 @@ enum { LQ_U8, LQ_I8, LQ_U16, LQ_I16 };
     X(int16_t, -32768, 32767, i16, LQ_LINE_I16)
 
 /*
- * Large results, written with non-temporal stores (AVX-512 builds): whole cache lines go to
- * memory without first being read into the cache, which saves a third of the memory traffic
- * of quantizing float32 into 8-bit codes (16M values: 2.45 ms instead of 3.05 here). The
- * arithmetic is that of the Cython loops, to the bit:
- * - quantize, fast form: lo = qmin - zp and hi = qmax - zp are exact integers, so saturating
- *   first and rounding after is exact; vcvtps2dq rounds half to even (the default mode, as
- *   rint does); max(t, lo) returns lo for a NaN t (the x86 rule: the second operand), so a
- *   NaN leaves only the returned flag, and the caller redoes a row that had one;
- * - dequantize, fast form: (float)((int32)q - zp) * scale.
- * Each function does the part of a contiguous run whose output is 64-byte aligned and whole
- * lines, sets [*begin, *end) to it, and leaves the rest to the Cython loops; builds without
- * AVX-512 do nothing (*begin = *end = 0).
- */
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-#include <immintrin.h>
-#define LQ_STREAM 1
-/* The vector helpers below take and return vectors: inlined, they stay in registers. */
-#define LQ_VECTOR_INLINE static inline __attribute__((always_inline))
-/* Row kernels stay functions of their own: inlined into the Cython kernels' large bodies, their
-   loops were allocated fewer registers and ran slower. */
-#define LQ_ROW_KERNEL static __attribute__((noinline))
-static inline void lq_line_span(const void *out, ptrdiff_t n, ptrdiff_t itemsize,
-                                ptrdiff_t *begin, ptrdiff_t *end)
-{
-    ptrdiff_t per_line = 64 / itemsize;
-    ptrdiff_t head = (ptrdiff_t)((64u - (uintptr_t)out % 64u) % 64u) / itemsize;
-    *begin = head < n ? head : n;
-    *end = *begin + (n - *begin) / per_line * per_line;
-}
-/* One vector of 16 quantized int32 codes, zero point added. */
-LQ_VECTOR_INLINE __m512i lq_quantize16(__m512 x, __m512 scale, __m512 lo, __m512 hi,
-                                      __m512i zero_point, __mmask16 *nan)
-{
-    __m512 t = _mm512_div_ps(x, scale);
-    *nan |= _mm512_cmp_ps_mask(t, t, _CMP_UNORD_Q);
-    t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
-    return _mm512_add_epi32(_mm512_cvtps_epi32(t), zero_point);
-}
-#define LQ_QUANTIZE_SETUP                                                                     \
-    const __m512 vs = _mm512_set1_ps(scale), vlo = _mm512_set1_ps(lo);                        \
-    const __m512 vhi = _mm512_set1_ps(hi);                                                    \
-    const __m512i vz = _mm512_set1_epi32(zero_point);                                         \
-    __mmask16 nan = 0;                                                                        \
-    ptrdiff_t i;                                                                              \
-    lq_line_span(out, n, sizeof(*out), begin, end)
-#define LQ_QUANTIZE16_AT(p) lq_quantize16(_mm512_loadu_ps(p), vs, vlo, vhi, vz, &nan)
-#define LQ_DEFINE_QUANTIZE8(CODE, NAME)                                                       \
-    static inline int NAME(const float *x, ptrdiff_t n, float scale, float lo, float hi,      \
-                           int zero_point, CODE *out, ptrdiff_t *begin, ptrdiff_t *end)       \
-    {                                                                                         \
-        LQ_QUANTIZE_SETUP;                                                                    \
-        for (i = *begin; i < *end; i += 64) {                                                 \
-            __m512i line =                                                                    \
-                _mm512_castsi128_si512(_mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i)));        \
-            line = _mm512_inserti32x4(                                                        \
-                line, _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i + 16)), 1);                 \
-            line = _mm512_inserti32x4(                                                        \
-                line, _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i + 32)), 2);                 \
-            line = _mm512_inserti32x4(                                                        \
-                line, _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i + 48)), 3);                 \
-            _mm512_stream_si512((void *)(out + i), line);                                     \
-        }                                                                                     \
-        return nan != 0;                                                                      \
-    }
-#define LQ_DEFINE_QUANTIZE16(CODE, NAME)                                                      \
-    static inline int NAME(const float *x, ptrdiff_t n, float scale, float lo, float hi,      \
-                           int zero_point, CODE *out, ptrdiff_t *begin, ptrdiff_t *end)       \
-    {                                                                                         \
-        LQ_QUANTIZE_SETUP;                                                                    \
-        for (i = *begin; i < *end; i += 32) {                                                 \
-            __m512i line =                                                                    \
-                _mm512_castsi256_si512(_mm512_cvtepi32_epi16(LQ_QUANTIZE16_AT(x + i)));       \
-            line = _mm512_inserti64x4(                                                        \
-                line, _mm512_cvtepi32_epi16(LQ_QUANTIZE16_AT(x + i + 16)), 1);                \
-            _mm512_stream_si512((void *)(out + i), line);                                     \
-        }                                                                                     \
-        return nan != 0;                                                                      \
-    }
-/* WIDEN loads 16 codes into 16 int32. */
-#define LQ_DEFINE_DEQUANTIZE(CODE, NAME, WIDEN)                                               \
-    static inline void NAME(const CODE *q, ptrdiff_t n, float scale, int zero_point,          \
-                            float *out, ptrdiff_t *begin, ptrdiff_t *end)                     \
-    {                                                                                         \
-        const __m512 vs = _mm512_set1_ps(scale);                                              \
-        const __m512i vz = _mm512_set1_epi32(zero_point);                                     \
-        ptrdiff_t i;                                                                          \
-        lq_line_span(out, n, sizeof(*out), begin, end);                                       \
-        for (i = *begin; i < *end; i += 16) {                                                 \
-            __m512i shifted = _mm512_sub_epi32(WIDEN(q + i), vz);                             \
-            _mm512_stream_ps(out + i, _mm512_mul_ps(_mm512_cvtepi32_ps(shifted), vs));        \
-        }                                                                                     \
-    }
-#define LQ_WIDEN_U8(p) _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p)))
-#define LQ_WIDEN_I8(p) _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p)))
-#define LQ_WIDEN_U16(p) _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p)))
-#define LQ_WIDEN_I16(p) _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(p)))
-static inline void lq_stream_fence(void) { _mm_sfence(); }
-
-/*
  * Per-block quantization along a contiguous run (float32): a block's scale and zero point are
  * broadcast to vectors of 16 values, its last partial vector is loaded and stored under a mask
  * (masked-off lanes are neither read nor written), so a block of 32 costs two vector steps
@@ -264,7 +45,6 @@ static inline void lq_stream_fence(void) { _mm_sfence(); }
  * fill whole lines). The arithmetic is lq_quantize16's, the fast form: callers check that
  * every zero point's bounds are within LQ_FAST_BOUND.
  */
-#define LQ_FAST_BOUND (1 << 24)
 static inline int lq_fast_zero_point(int64_t zero_point, int qmin, int qmax)
 {
     return qmin - zero_point >= -LQ_FAST_BOUND && qmax - zero_point <= LQ_FAST_BOUND;
@@ -275,7 +55,6 @@ static inline __mmask16 lq_fast_zero_points16(__m512i z, int qmin, int qmax)
     return _mm512_cmp_epi32_mask(z, _mm512_set1_epi32(qmin + LQ_FAST_BOUND), _MM_CMPINT_LE) &
            _mm512_cmp_epi32_mask(z, _mm512_set1_epi32(qmax - LQ_FAST_BOUND), _MM_CMPINT_NLT);
 }
-static inline __mmask16 lq_first(ptrdiff_t n) { return (__mmask16)((1u << n) - 1u); }
 /* A block's parameters as vectors: scale, the fast form's bounds, zero point. */
 typedef struct {
     __m512 scale, lo, hi;
@@ -290,12 +69,6 @@ LQ_VECTOR_INLINE lq_block_vectors lq_broadcast(float scale, int zero_point, int 
     v.zero_point = _mm512_set1_epi32(zero_point);
     return v;
 }
-#define LQ_STORE_U8(p, v) _mm_storeu_si128((__m128i *)(p), _mm512_cvtepi32_epi8(v))
-#define LQ_STREAM_U8(p, v) _mm_stream_si128((__m128i *)(p), _mm512_cvtepi32_epi8(v))
-#define LQ_MASK_STORE_U8(p, m, v) _mm512_mask_cvtepi32_storeu_epi8((void *)(p), m, v)
-#define LQ_STORE_U16(p, v) _mm256_storeu_si256((__m256i *)(p), _mm512_cvtepi32_epi16(v))
-#define LQ_STREAM_U16(p, v) _mm256_stream_si256((__m256i *)(p), _mm512_cvtepi32_epi16(v))
-#define LQ_MASK_STORE_U16(p, m, v) _mm512_mask_cvtepi32_storeu_epi16((void *)(p), m, v)
 #define LQ_QUANTIZE_BLOCK16(v, p) lq_quantize16(p, v.scale, v.lo, v.hi, v.zero_point, &nan)
 /* Quantize a block of n values with the parameters p; nonzero if one was NaN. */
 #define LQ_DEFINE_QUANTIZE_BLOCK(CODE, NAME, STORE, STREAM, MASK_STORE)                       \
@@ -614,23 +387,6 @@ LQ_VECTOR_INLINE __m512i lq_group_code16(__m512 x, const lq_group_params *p, int
     *low = _mm512_min_epi32(*low, c);
     return lq_add16(c, &p->zero_point[k]);
 }
-/* A 64-byte line of codes from 4 (8-bit) or 2 (16-bit) vectors already within the code range:
-   the packs work within 128-bit lanes, the permute puts the pieces in order. */
-LQ_VECTOR_INLINE __m512i lq_line8(__m512i packed)
-{
-    return _mm512_permutexvar_epi32(
-        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), packed);
-}
-LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
-{
-    return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), packed);
-}
-#define LQ_LINE_U8(v)                                                                         \
-    lq_line8(_mm512_packus_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3])))
-#define LQ_LINE_I8(v)                                                                         \
-    lq_line8(_mm512_packs_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3])))
-#define LQ_LINE_U16(v) lq_line16(_mm512_packus_epi32(v[0], v[1]))
-#define LQ_LINE_I16(v) lq_line16(_mm512_packs_epi32(v[0], v[1]))
 #define LQ_STORE_LINE(p, line, stream)                                                        \
     do {                                                                                      \
         if (stream)                                                                           \
@@ -899,232 +655,4 @@ LQ_FOR_BLOCK_KERNELS(LQ_BLOCKS_RUN)
                                 lq_block_dynamic_any_##S)
 LQ_FOR_CODE_TYPES(LQ_BLOCK_DYNAMIC_RUN)
 
-/*
- * Per-axis along a contiguous run (float32): value i has scale[i] and the zero point
- * zero_point[i * zero_point_step] (step 0: one for the run). The fast form's bounds are
- * computed lane-wise in int32, exact as lq_broadcast's; callers check that every zero point
- * keeps the fast form. Quantize returns nonzero if a value was NaN (the caller redoes the run).
- */
-#define LQ_EACH_PREFETCH 1024
-#define LQ_QUANTIZE_EACH16(i, load_z)                                                         \
-    (_mm_prefetch((const char *)(x + (i)) + LQ_EACH_PREFETCH, _MM_HINT_NTA),                  \
-     z = zero_point_step ? load_z : z,                                                        \
-     lq_quantize16(_mm512_loadu_ps(x + (i)), _mm512_loadu_ps(scale + (i)),                    \
-                   _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmin, z)),                            \
-                   _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmax, z)), z, &nan))
-#define LQ_EACH_Z(i) _mm512_loadu_si512((const void *)(zero_point + (i)))
-/* STREAM_LINE: whole 64-byte lines of codes (LINE packs the vectors of one) go out with
-   non-temporal stores where the run's codes start on a line; the rest by 16 values. */
-#define LQ_DEFINE_QUANTIZE_EACH(CODE, NAME, STORE, MASK_STORE, LINE)                          \
-    LQ_ROW_KERNEL int NAME(const float *x, ptrdiff_t n, const float *scale,                   \
-                           const int32_t *zero_point, ptrdiff_t zero_point_step, int qmin,    \
-                           int qmax, CODE *out, int stream)                                   \
-    {                                                                                         \
-        const __m512i vqmin = _mm512_set1_epi32(qmin), vqmax = _mm512_set1_epi32(qmax);       \
-        const ptrdiff_t per_line = 64 / sizeof(CODE);                                         \
-        __m512i z = _mm512_set1_epi32(zero_point_step || n <= 0 ? 0 : zero_point[0]), q;     \
-        __m512i v[4];                                                                         \
-        __mmask16 nan = 0, m;                                                                 \
-        ptrdiff_t i = 0, k;                                                                   \
-        if (stream && (uintptr_t)out % 64 == 0)                                               \
-            for (; i + per_line <= n; i += per_line) {                                        \
-                for (k = 0; k < per_line / 16; k++)                                           \
-                    v[k] = LQ_QUANTIZE_EACH16(i + 16 * k, LQ_EACH_Z(i + 16 * k));             \
-                _mm512_stream_si512((void *)(out + i), LINE(v));                              \
-            }                                                                                 \
-        for (; i + 16 <= n; i += 16)                                                          \
-            STORE(out + i, LQ_QUANTIZE_EACH16(i, LQ_EACH_Z(i)));                              \
-        if (i < n) { /* masked-off lanes divide 0 by 1: no NaN, nothing stored */             \
-            m = lq_first(n - i);                                                              \
-            if (zero_point_step)                                                              \
-                z = _mm512_maskz_loadu_epi32(m, zero_point + i);                              \
-            q = lq_quantize16(_mm512_maskz_loadu_ps(m, x + i),                                \
-                              _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, scale + i),       \
-                              _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmin, z)),                 \
-                              _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmax, z)), z, &nan);       \
-            MASK_STORE(out + i, m, q);                                                        \
-        }                                                                                     \
-        return nan != 0;                                                                      \
-    }
-/* Dequantize, fast form ((int32)q - zp fits): WIDEN loads 16 codes, MASK_WIDEN the first m. */
-#define LQ_DEFINE_DEQUANTIZE_EACH(CODE, NAME, WIDEN, MASK_WIDEN)                              \
-    LQ_ROW_KERNEL void NAME(const CODE *q, ptrdiff_t n, const float *scale,                   \
-                            const int32_t *zero_point, ptrdiff_t zero_point_step, float *out, \
-                            int stream)                                                       \
-    {                                                                                         \
-        __m512i z = _mm512_set1_epi32(zero_point_step || n <= 0 ? 0 : zero_point[0]);        \
-        __m512 v;                                                                             \
-        __mmask16 m;                                                                          \
-        ptrdiff_t i;                                                                          \
-        stream = stream && (uintptr_t)out % 64 == 0;                                          \
-        for (i = 0; i + 16 <= n; i += 16) {                                                   \
-            _mm_prefetch((const char *)(q + i) + LQ_EACH_PREFETCH, _MM_HINT_NTA);             \
-            if (zero_point_step)                                                              \
-                z = _mm512_loadu_si512((const void *)(zero_point + i));                       \
-            v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(WIDEN(q + i), z)),          \
-                              _mm512_loadu_ps(scale + i));                                    \
-            if (stream)                                                                       \
-                _mm512_stream_ps(out + i, v);                                                 \
-            else                                                                              \
-                _mm512_storeu_ps(out + i, v);                                                 \
-        }                                                                                     \
-        if (i < n) {                                                                          \
-            m = lq_first(n - i);                                                              \
-            if (zero_point_step)                                                              \
-                z = _mm512_maskz_loadu_epi32(m, zero_point + i);                              \
-            v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(MASK_WIDEN(m, q + i), z)),  \
-                              _mm512_maskz_loadu_ps(m, scale + i));                           \
-            _mm512_mask_storeu_ps(out + i, m, v);                                             \
-        }                                                                                     \
-    }
-#define LQ_MASK_WIDEN_U8(m, p) _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p))
-#define LQ_MASK_WIDEN_I8(m, p) _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p))
-#define LQ_MASK_WIDEN_U16(m, p) _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p))
-#define LQ_MASK_WIDEN_I16(m, p) _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(m, p))
-LQ_DEFINE_QUANTIZE_EACH(uint8_t, lq_quantize_each_u8, LQ_STORE_U8, LQ_MASK_STORE_U8,
-                        LQ_LINE_U8)
-LQ_DEFINE_QUANTIZE_EACH(int8_t, lq_quantize_each_i8, LQ_STORE_U8, LQ_MASK_STORE_U8, LQ_LINE_I8)
-LQ_DEFINE_QUANTIZE_EACH(uint16_t, lq_quantize_each_u16, LQ_STORE_U16, LQ_MASK_STORE_U16,
-                        LQ_LINE_U16)
-LQ_DEFINE_QUANTIZE_EACH(int16_t, lq_quantize_each_i16, LQ_STORE_U16, LQ_MASK_STORE_U16,
-                        LQ_LINE_I16)
-LQ_DEFINE_DEQUANTIZE_EACH(uint8_t, lq_dequantize_each_u8, LQ_WIDEN_U8, LQ_MASK_WIDEN_U8)
-LQ_DEFINE_DEQUANTIZE_EACH(int8_t, lq_dequantize_each_i8, LQ_WIDEN_I8, LQ_MASK_WIDEN_I8)
-LQ_DEFINE_DEQUANTIZE_EACH(uint16_t, lq_dequantize_each_u16, LQ_WIDEN_U16, LQ_MASK_WIDEN_U16)
-LQ_DEFINE_DEQUANTIZE_EACH(int16_t, lq_dequantize_each_i16, LQ_WIDEN_I16, LQ_MASK_WIDEN_I16)
-/* By code type (LQ_U8...): 0 or 1 (NaN) when done; dequantize returns 0. */
-static inline int lq_quantize_each(int code, const float *x, ptrdiff_t n, const float *scale,
-                                   const int32_t *zero_point, ptrdiff_t zero_point_step,
-                                   int qmin, int qmax, void *out, int stream)
-{
-    switch (code) {
-    case LQ_U8:
-        return lq_quantize_each_u8(x, n, scale, zero_point, zero_point_step, qmin, qmax,
-                                   (uint8_t *)out, stream);
-    case LQ_I8:
-        return lq_quantize_each_i8(x, n, scale, zero_point, zero_point_step, qmin, qmax,
-                                   (int8_t *)out, stream);
-    case LQ_U16:
-        return lq_quantize_each_u16(x, n, scale, zero_point, zero_point_step, qmin, qmax,
-                                    (uint16_t *)out, stream);
-    default:
-        return lq_quantize_each_i16(x, n, scale, zero_point, zero_point_step, qmin, qmax,
-                                    (int16_t *)out, stream);
-    }
-}
-static inline int lq_dequantize_each(int code, const void *q, ptrdiff_t n, const float *scale,
-                                     const int32_t *zero_point, ptrdiff_t zero_point_step,
-                                     float *out, int stream)
-{
-    switch (code) {
-    case LQ_U8:
-        lq_dequantize_each_u8((const uint8_t *)q, n, scale, zero_point, zero_point_step, out,
-                              stream);
-        break;
-    case LQ_I8:
-        lq_dequantize_each_i8((const int8_t *)q, n, scale, zero_point, zero_point_step, out,
-                              stream);
-        break;
-    case LQ_U16:
-        lq_dequantize_each_u16((const uint16_t *)q, n, scale, zero_point, zero_point_step, out,
-                               stream);
-        break;
-    default:
-        lq_dequantize_each_i16((const int16_t *)q, n, scale, zero_point, zero_point_step, out,
-                               stream);
-    }
-    return 0;
-}
-#else
-#define LQ_STREAM 0
-#define LQ_DEFINE_QUANTIZE8(CODE, NAME)                                                       \
-    static inline int NAME(const float *x, ptrdiff_t n, float scale, float lo, float hi,      \
-                           int zero_point, CODE *out, ptrdiff_t *begin, ptrdiff_t *end)       \
-    {                                                                                         \
-        (void)x, (void)n, (void)scale, (void)lo, (void)hi, (void)zero_point, (void)out;       \
-        *begin = *end = 0;                                                                    \
-        return 0;                                                                             \
-    }
-#define LQ_DEFINE_QUANTIZE16 LQ_DEFINE_QUANTIZE8
-#define LQ_DEFINE_DEQUANTIZE(CODE, NAME, WIDEN)                                               \
-    static inline void NAME(const CODE *q, ptrdiff_t n, float scale, int zero_point,          \
-                            float *out, ptrdiff_t *begin, ptrdiff_t *end)                     \
-    {                                                                                         \
-        (void)q, (void)n, (void)scale, (void)zero_point, (void)out;                           \
-        *begin = *end = 0;                                                                    \
-    }
-static inline void lq_stream_fence(void) {}
-/* Builds without AVX-512 have no per-block vector kernels: -1 (not done), the Cython loops do. */
-#define LQ_DEFINE_QUANTIZE_BLOCKS(CODE, ZP, NAME)                                             \
-    static inline int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, const float *scale,  \
-                           ptrdiff_t scale_step, const ZP *zero_point,                        \
-                           ptrdiff_t zero_point_step, int qmin, int qmax, CODE *out,          \
-                           int stream)                                                        \
-    {                                                                                         \
-        (void)x, (void)n, (void)block, (void)scale, (void)scale_step, (void)zero_point;       \
-        (void)zero_point_step, (void)qmin, (void)qmax, (void)out, (void)stream;               \
-        return -1;                                                                            \
-    }
-#define LQ_DEFINE_BLOCK_DYNAMIC(CODE, NAME)                                                   \
-    static inline int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, int bits,            \
-                           int is_signed, int include_zero, int qmin, int qmax, float *scale, \
-                           ptrdiff_t scale_step, int32_t *zero_point,                         \
-                           ptrdiff_t zero_point_step, CODE *out, int stream)                  \
-    {                                                                                         \
-        (void)x, (void)n, (void)block, (void)bits, (void)is_signed, (void)include_zero;       \
-        (void)qmin, (void)qmax, (void)scale, (void)scale_step, (void)zero_point;              \
-        (void)zero_point_step, (void)out, (void)stream;                                       \
-        return -1;                                                                            \
-    }
-/* Builds without AVX-512: -1 (not done), the Cython loops do the run. */
-static inline int lq_quantize_each(int code, const float *x, ptrdiff_t n, const float *scale,
-                                   const int32_t *zero_point, ptrdiff_t zero_point_step,
-                                   int qmin, int qmax, void *out, int stream)
-{
-    (void)code, (void)x, (void)n, (void)scale, (void)zero_point, (void)zero_point_step;
-    (void)qmin, (void)qmax, (void)out, (void)stream;
-    return -1;
-}
-static inline int lq_dequantize_each(int code, const void *q, ptrdiff_t n, const float *scale,
-                                     const int32_t *zero_point, ptrdiff_t zero_point_step,
-                                     float *out, int stream)
-{
-    (void)code, (void)q, (void)n, (void)scale, (void)zero_point, (void)zero_point_step;
-    (void)out, (void)stream;
-    return -1;
-}
-#define LQ_BLOCKS_STUB(CODE, ZP, S, N, L)                                                     \
-    LQ_DEFINE_QUANTIZE_BLOCKS(CODE, ZP, lq_quantize_blocks_##N)
-LQ_FOR_BLOCK_KERNELS(LQ_BLOCKS_STUB)
-#define LQ_BLOCK_DYNAMIC_STUB(CODE, CODE_MIN, CODE_MAX, S, LINE)                             \
-    LQ_DEFINE_BLOCK_DYNAMIC(CODE, lq_block_dynamic_##S)
-LQ_FOR_CODE_TYPES(LQ_BLOCK_DYNAMIC_STUB)
-#endif
-LQ_DEFINE_QUANTIZE8(uint8_t, lq_stream_quantize_u8)
-LQ_DEFINE_QUANTIZE8(int8_t, lq_stream_quantize_i8)
-LQ_DEFINE_QUANTIZE16(uint16_t, lq_stream_quantize_u16)
-LQ_DEFINE_QUANTIZE16(int16_t, lq_stream_quantize_i16)
-LQ_DEFINE_DEQUANTIZE(uint8_t, lq_stream_dequantize_u8, LQ_WIDEN_U8)
-LQ_DEFINE_DEQUANTIZE(int8_t, lq_stream_dequantize_i8, LQ_WIDEN_I8)
-LQ_DEFINE_DEQUANTIZE(uint16_t, lq_stream_dequantize_u16, LQ_WIDEN_U16)
-LQ_DEFINE_DEQUANTIZE(int16_t, lq_stream_dequantize_i16, LQ_WIDEN_I16)
-
-/*
- * The widest kernel build this CPU (and its operating system) can run: 2 for AVX-512
- * (F, BW, DQ, VL), 1 for AVX2, 0 for the baseline. GCC's and clang's __builtin_cpu_supports
- * also check that the OS saves the wide registers. Other compilers and architectures: 0.
- */
-static inline int lq_cpu_level(void)
-{
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-        return 2;
-    if (__builtin_cpu_supports("avx2"))
-        return 1;
-#endif
-    return 0;
-}
-
-#endif /* LINQUANT_LOOPS_H */
+#endif /* LINQUANT_LQ_AVX512_BLOCKS_H */
