@@ -90,23 +90,39 @@ def _select_from_environment() -> None:
 _select_from_environment()
 
 
-def _pieces(views: tuple[np.ndarray, ...], parts: int) -> list[tuple[np.ndarray, ...]]:
-    """Split same-shaped 2-D views into ``parts`` pieces: by rows, or by columns if too few."""
-    rows, cols = views[0].shape
+def _pieces(
+    arrays: tuple[np.ndarray, ...], params: tuple[np.ndarray, ...], block: int, parts: int
+) -> list[tuple[np.ndarray, ...]]:
+    """``arrays + params`` cut into ``parts`` pieces: along axis 0, or along axis 1 where it
+    has fewer rows than parts.
+
+    ``arrays`` are (rows, n, ...) views, ``params`` (rows, groups, ...) views in which element
+    ``a`` along axis 1 has group ``a // block``: cuts along axis 1 fall between groups.
+    """
+    rows, n = arrays[0].shape[:2]
     if rows >= parts:
         edges = np.linspace(0, rows, parts + 1).astype(int).tolist()
-        return [tuple(v[a:b] for v in views) for a, b in pairwise(edges)]
-    edges = np.linspace(0, cols, parts + 1).astype(int).tolist()
-    return [tuple(v[:, a:b] for v in views) for a, b in pairwise(edges)]
+        return [tuple(v[a:b] for v in arrays + params) for a, b in pairwise(edges)]
+    edges = np.linspace(0, -(-n // block), parts + 1).astype(int).tolist()
+    return [
+        tuple(v[:, a * block : b * block] for v in arrays) + tuple(p[:, a:b] for p in params)
+        for a, b in pairwise(edges)
+        if a < b
+    ]
 
 
 def _split(*arrays: np.ndarray) -> list[tuple[np.ndarray, ...]]:
     """2-D views covering ``arrays``, cut into one piece per thread when they are large."""
     pieces = [views for _, views in slabs(*arrays)]
-    parts = _threads.get_num_threads()
-    if parts == 1 or arrays[0].size < PARALLEL_MIN_SIZE:
+    parts = _parts(arrays[0].size)
+    if parts == 1:
         return pieces
-    return [piece for views in pieces for piece in _pieces(views, parts)]
+    return [piece for views in pieces for piece in _pieces(views, (), 1, parts)]
+
+
+def _parts(size: int) -> int:
+    """How many threads a call over ``size`` elements runs on."""
+    return 1 if size < PARALLEL_MIN_SIZE else _threads.get_num_threads()
 
 
 def _streams(source: np.ndarray, result: np.ndarray) -> bool:
@@ -156,24 +172,10 @@ def dequantize(q: np.ndarray, scale: np.floating, zero_point: int, out: np.ndarr
 def _split_groups(
     block: int, arrays: tuple[np.ndarray, ...], params: tuple[np.ndarray, ...]
 ) -> list[tuple[np.ndarray, ...]]:
-    """``arrays + params`` cut into one piece per thread when the call is large.
-
-    ``arrays`` are (outer, n, ...) views, ``params`` (outer, groups, ...) views in which
-    element ``a`` along axis 1 has group ``a // block``.
-    """
-    rows, n = arrays[0].shape[:2]
-    parts = _threads.get_num_threads()
-    if parts == 1 or arrays[0].size < PARALLEL_MIN_SIZE:
-        return [arrays + params]
-    if rows >= parts:
-        edges = np.linspace(0, rows, parts + 1).astype(int).tolist()
-        return [tuple(v[a:b] for v in arrays + params) for a, b in pairwise(edges)]
-    edges = np.linspace(0, -(-n // block), parts + 1).astype(int).tolist()
-    return [
-        tuple(v[:, a * block : b * block] for v in arrays) + tuple(p[:, a:b] for p in params)
-        for a, b in pairwise(edges)
-        if a < b
-    ]
+    """``arrays + params`` (see :func:`_pieces`) cut into one piece per thread when the call
+    is large."""
+    parts = _parts(arrays[0].size)
+    return [arrays + params] if parts == 1 else _pieces(arrays, params, block, parts)
 
 
 def _3d(a: np.ndarray, axis: int) -> np.ndarray:
@@ -257,8 +259,7 @@ def group_quantize(
     inner = math.prod(x.shape[groups.axis + 1 :])
     if zero_point.dtype == out.dtype and groups.block > 1 and inner == 1:
         # Blocks along the innermost axis with zero points of the code type, as ONNX gives
-        # them: read in place (an int32 copy first cost blocks of 32 0.13 ms of 2.9 for 16M
-        # values at 1 thread, 0.2 of 1.8 at 2).
+        # them: read in place, sparing an int32 copy (a pass over every block's zero point).
         return any(
             _run_grouped(
                 _kernels.block_quantize, x, scale, zero_point, out, groups, qmin, qmax, stream
