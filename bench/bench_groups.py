@@ -2,7 +2,8 @@
 
 Cases (float32, uniform in [-50, 150], fixed seed): per-axis on a 4096x4096 array along
 axis 0 and axis 1, and per-block with blocks of 32 and 128 along the last axis of the same
-16M values. For each: linquant's ``quantize_linear`` with given parameters, ONNX Runtime
+16M values. For each: linquant's ``quantize_linear`` with given parameters (uint8 zero
+points, and the one integer 0 checked against the NumPy backend), ONNX Runtime
 QuantizeLinear with the same ``axis``/``block_size`` (opset 21), ``torch.quantize_per_channel``
 (per-axis only), linquant's dynamic ``quantize`` (parameters from the data), and per-tensor
 ``quantize_linear`` as the one-pass reference.
@@ -91,6 +92,7 @@ def torch_per_channel(axis: int, threads: int) -> Callable[..., Any] | None:
 
 METHODS = (
     "linquant given",
+    "linquant given zero_point=0",
     "linquant dynamic",
     "linquant per-tensor",
     "onnxruntime",
@@ -103,6 +105,8 @@ def method(name: str, axis: int, block_size: int | None, threads: int) -> Callab
     groups = {"axis": axis, "block_size": block_size}
     if name == "linquant given":
         return lambda x, s, z: lq.quantize_linear(x, s, z, **groups)
+    if name == "linquant given zero_point=0":  # the common symmetric call: one integer
+        return lambda x, s, z: lq.quantize_linear(x, s, 0, **groups)
     if name == "linquant dynamic":
         return lambda x, s, z: lq.quantize(x, **groups).data
     if name == "linquant per-tensor":
@@ -123,7 +127,12 @@ def measure_one(case: int, name: str, threads: int, repeats: int, side: int) -> 
     if call is None:
         return {}
     seconds, result = measure(lambda: call(x, scale, zero_point), repeats, 0.05)
-    check = compare(np.asarray(result), qa.data) if "per-tensor" not in name else ""
+    expected = qa.data
+    if name == "linquant given zero_point=0":
+        lq.set_backend("numpy")
+        expected = call(x, scale, zero_point)
+        lq.set_backend("cython")
+    check = compare(np.asarray(result), expected) if "per-tensor" not in name else ""
     return {"seconds": seconds, "check": check}
 
 
