@@ -1,11 +1,10 @@
 """Reusable memory for large results.
 
 A fresh multi-megabyte NumPy array comes from new pages of the operating system, and faulting
-those pages in can cost more than the kernel that fills them: writing 16M float32 into a new
-array takes about twice as long as into one whose pages are already there. :func:`empty`
-therefore hands out arrays whose memory goes back to a small pool when the last array or view
-of it is gone, so that repeated calls of the same size (the batches of a pipeline) reuse it,
-as ONNX Runtime's arena does. The pool is bounded: at most ``MAX_POOLED`` buffers of at least
+those pages in can cost more than the kernel that fills them. :func:`empty` therefore hands
+out arrays whose memory goes back to a small pool when the last array or view of it is gone,
+so that repeated calls of the same size (the batches of a pipeline) reuse it, as ONNX
+Runtime's arena does. The pool is bounded: at most ``MAX_POOLED`` buffers of at least
 ``MIN_POOLED_BYTES``, at most the limit in bytes in all (:func:`set_limit`; 0 turns it off).
 Memory that leaves the pool goes straight back to the operating system (it is mapped for
 each buffer on POSIX systems, so no allocator keeps it).

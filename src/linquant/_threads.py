@@ -185,7 +185,7 @@ class _RegisterAfterExecuting:
     """Loads threadpoolctl with its own loader, then registers linquant's controller.
 
     A loader by its methods, as the finder below is a finder: subclassing ``importlib.abc``'s
-    would make importing linquant import it, and ``importlib.resources`` with it (17 ms).
+    would make importing linquant import it, and ``importlib.resources`` with it.
     """
 
     def __init__(self, loader: Loader) -> None:
@@ -229,10 +229,10 @@ def _register_with_threadpoolctl() -> None:
 
     Registered now if threadpoolctl is imported already, else as soon as it is (by the user,
     or by a library such as scikit-learn, before or after linquant), so that nobody has to call
-    anything; importing it here would cost every import of linquant where it is installed (a
-    few milliseconds), and where it is not, nothing happens. The finder stays in
-    ``sys.meta_path``: removing it could make another thread's import, going through that list
-    meanwhile, skip the finder after it.
+    anything; importing it here would slow every import of linquant where it is installed,
+    and where it is not, nothing happens. The finder stays in ``sys.meta_path``: removing it
+    could make another thread's import, going through that list meanwhile, skip the finder
+    after it.
     """
     module = sys.modules.get("threadpoolctl")
     if module is not None:

@@ -11,10 +11,10 @@
 /*
  * The given-parameter per-block kernels come once per code type and zero point type: int32
  * zero points, and zero points of the code type itself (ONNX's y_zero_point), which the
- * _zcode kernels read in place, sparing a converted copy (16M values in blocks of 32: uint8
- * zero points converted first took 0.13 ms more at 1 thread, 0.2 at 2). X(code type, zero
- * point type, code suffix, kernel suffix, zero point suffix) for each: lq_quantize_blocks_u8,
- * ..._i16 and lq_quantize_blocks_u8_zcode, ..._i16_zcode, with their parts.
+ * _zcode kernels read in place, sparing a converted copy (a pass over every zero point).
+ * X(code type, zero point type, code suffix, kernel suffix, zero point suffix) for each:
+ * lq_quantize_blocks_u8, ..._i16 and lq_quantize_blocks_u8_zcode, ..._i16_zcode, with their
+ * parts.
  */
 #define LQ_FOR_BLOCK_KERNELS(X)                                                               \
     X(uint8_t, int32_t, u8, u8, i32)                                                          \
@@ -160,11 +160,10 @@ LQ_VECTOR_INLINE void lq_block_range16(const float *x, ptrdiff_t n, __m512 *lo, 
  * Reduce 16 vectors at once: lane k of the result is the minimum (maximum) of v[k]'s lanes.
  * Each step pairs vectors u and w whose blocks span 2g lanes each and halves that: lane i
  * takes OP of u's lanes i and i + g where i % 2g < g, of w's lanes i and i - g elsewhere; a
- * blend gives the first operands and one two-source permute the second (two lane-crossing
- * shuffles a pair before: in cache, 3.12 to 3.06 ms per 16M values in blocks of 32, 3.86 to
- * 3.77 in blocks of 16; out of cache the difference is within the noise). So
- * 16 reductions cost 15 vector steps instead of 16 horizontal ones. The last step leaves
- * block k in lane bit_reverse4(k), which a permute puts back.
+ * blend gives the first operands and one two-source permute the second (one lane-crossing
+ * instruction a pair, not two shuffles). So 16 reductions cost 15 vector steps instead of 16
+ * horizontal ones. The last step leaves block k in lane bit_reverse4(k), which a permute puts
+ * back.
  */
 #define LQ_REDUCE_STEP(OP, u, w, mask, partner)                                               \
     OP(_mm512_mask_blend_ps(mask, u, w), _mm512_permutex2var_ps(u, partner, w))
@@ -312,24 +311,23 @@ LQ_FOR_CODE_TYPES(LQ_BLOCK_DYNAMIC_ANY)
  * Division-free quotients (dynamic blocks): with r = RN(1 / s), q0 = RN(x * r) can be an ulp
  * off x / s, but one correction with the residual, RN(q0 + RN(x - q0 * s) * r) (two fused
  * multiply-adds), equals RN(x / s) for every pair of float significands: all 2**46 pairs were
- * checked against a correctly rounded division (scripts/check_quotient.cu, a minute on one
- * GPU; q0 alone differs for about a quarter of them). Scaling x and s by powers of two scales
- * every step exactly, so this holds for all x and s while the steps stay normal: s in
- * [2**-100, 2**100] keeps r normal, |x| >= 2**-102 keeps the residual exact or normal, and a
- * smaller x has |x / s| < 1/4, which both forms round to 0. Other scales are handed back; the
- * tests hold rows near 2**-125 that the correction gets wrong. A division costs 1.7 ms per
- * 16M floats here, a multiply 0.5; in cache, blocks of 128 went from 2.55 to 2.17 ms.
+ * checked against a correctly rounded division (scripts/check_quotient.cu; q0 alone differs
+ * for about a quarter of them). Scaling x and s by powers of two scales every step exactly,
+ * so this holds for all x and s while the steps stay normal: s in [2**-100, 2**100] keeps r
+ * normal, |x| >= 2**-102 keeps the residual exact or normal, and a smaller x has
+ * |x / s| < 1/4, which both forms round to 0. Other scales are handed back; the tests hold
+ * rows near 2**-125 that the correction gets wrong. Why: a vector division takes several
+ * times as long as a multiply.
  */
 #define LQ_GROUP_SCALE_MIN 0x1p-100f
 #define LQ_GROUP_SCALE_MAX 0x1p100f
 /*
  * 16 blocks' parameters, element k for block k. Scale, reciprocal and zero point stay in
  * memory: each instruction that uses block k's reads it as an embedded broadcast ({1to16}),
- * part of its load. Broadcasting them into registers took a permute each a block, which cost
- * blocks of 32 0.25 ms of 3.4 per 16M values in cache (blocks of 16: 0.6 of 4.5); a broadcast
- * load of its own was no cheaper. The fast form's bounds (given) stay vectors: a NaN must
- * survive their min and max, and those return their second operand, the one that may be a
- * broadcast, for a NaN.
+ * part of its load: broadcasting them into registers would take an instruction of its own a
+ * block (a permute or a broadcast load), which small blocks feel. The fast form's bounds
+ * (given) stay vectors: a NaN must survive their min and max, and those return their second
+ * operand, the one that may be a broadcast, for a NaN.
  */
 typedef struct {
     __attribute__((aligned(64))) float scale[16];
@@ -368,7 +366,7 @@ LQ_VECTOR_INLINE __m512i lq_add16(__m512i c, const int32_t *zero_point)
  *   |zero point| + 2**16 < 2**25 and the rounding converts it without overflow; clamping the
  *   integer is then the same as SPEC §2's clamp of the quotient. Unless `clamp`, [qmin, qmax]
  *   is the code type's whole range and the saturating packs of LQ_LINE_* clamp instead (two
- *   operations a vector fewer: 2.4 to 2.0 ms for 16M values in blocks of 128, in cache).
+ *   operations a vector fewer).
  * - given: the fast form (saturate, then round) with operands in the order that keeps a NaN;
  *   lo and hi are block k's bounds, broadcast.
  */
@@ -397,12 +395,9 @@ LQ_VECTOR_INLINE __m512i lq_group_code16(__m512 x, const lq_group_params *p, int
 /*
  * Dynamic blocks prefetch the input 16 KiB ahead into L2 while they compute codes from the
  * cache. Without it the memory idles during each group's codes (the hardware prefetcher
- * follows demand misses, and the codes make none), and a group's ranges then wait for it:
- * blocks of 128 went from 3.6 to 2.8 ms for 16M values at 1 thread, against 2.4 in cache.
- * Into L1 (T0, NTA) or 8 KiB ahead it did not help. Blocks of 32 take 2.9 ms with their
- * input in L2 and 3.4-3.8 from memory (bench/bench_cache.py); distances of 2 to 64 KiB, every
- * hint, prefetching during the ranges instead, or no prefetch left that gap as it was. A
- * plain streaming loop of the same traffic and in-cache cost measured no such gap here.
+ * follows demand misses, and the codes make none), and a group's ranges then wait for it.
+ * Blocks of 32 still wait for memory part of the time, a gap that no prefetch distance or hint
+ * closes (the variants tried: bench/NOTES.md).
  */
 #define LQ_GROUP_PREFETCH 16384
 /*
@@ -410,7 +405,7 @@ LQ_VECTOR_INLINE __m512i lq_group_code16(__m512 x, const lq_group_params *p, int
  * the lane-wise minimum of the int32 before the zero point (lq_group_code16), kept in a
  * register here (accumulated through a pointer, the row kernels' large bodies kept it in
  * memory). The lines are unrolled by 8: unrolling all 128 vectors of a group of blocks of 128
- * made it slower (5.5 ms against 3.9 for 16M values).
+ * was slower.
  */
 #define LQ_DEFINE_GROUP_CODES(CODE, NAME, LINE)                                               \
     LQ_VECTOR_INLINE __m512i NAME(const float *x, ptrdiff_t m, const lq_group_params *group,  \
@@ -483,7 +478,7 @@ LQ_DEFINE_STORE16(float, __m512, lq_store16_ps, _mm512_storeu_ps)
 LQ_DEFINE_STORE16(int32_t, __m512i, lq_store16_epi32, LQ_STORE_I32)
 /*
  * A group's ranges: lane-wise minimum and maximum of each block's m whole vectors. Not
- * lq_block_range16: its infinite start and partial last vector cost blocks of 32 11% here.
+ * lq_block_range16: its infinite start and masked last vector are work whole blocks never need.
  */
 LQ_VECTOR_INLINE void lq_block_range(const float *x, ptrdiff_t m, __m512 *lo, __m512 *hi)
 {
@@ -543,13 +538,8 @@ LQ_FOR_BLOCK_KERNELS(LQ_GIVEN_GROUPS)
  * codes from the cache. Returns the number of values done, or -1 where the caller must do the
  * run its own way (a NaN, parameters that raise or leave the fast form, a scale outside
  * [LQ_GROUP_SCALE_MIN, LQ_GROUP_SCALE_MAX]).
- * Blocks of 32 are bound by the instructions themselves (bench/bench_cache.py: 2.9 ms per 16M
- * values in L2). Measured and not kept: the next group's ranges and parameters ahead of this
- * group's codes (3.26 against 3.07 ms in L2; blocks of 128 lost their prefetch), its ranges
- * interleaved into the codes, two groups an iteration (-5% for blocks of 16 and 32, +0.5 ms
- * for 128), four (slower). Without the codes' two integer operations (the NaN check and the
- * zero point: a bound, not a kernel) they took 2.58 ms in L2 against 2.89, and 3.31 from
- * memory against 3.55: 1.41x the per-tensor pass.
+ * Blocks of 32 are bound by the instructions themselves, even with their input in L2; the
+ * reorderings of this loop that were tried and dropped are in bench/NOTES.md.
  */
 #define LQ_DEFINE_DYNAMIC_GROUPS(CODE, CODE_MIN, CODE_MAX, NAME, GROUP_CODES)                 \
     LQ_VECTOR_INLINE ptrdiff_t NAME(ptrdiff_t m, const float *x, ptrdiff_t n, int bits,       \

@@ -13,8 +13,8 @@
 /*
  * Large results, written with non-temporal stores (AVX-512 builds): whole cache lines go to
  * memory without first being read into the cache, which saves a third of the memory traffic
- * of quantizing float32 into 8-bit codes (16M values: 2.45 ms instead of 3.05 here). The
- * arithmetic is that of the Cython loops, to the bit:
+ * of quantizing float32 into 8-bit codes. The arithmetic is that of the Cython loops, to the
+ * bit:
  * - quantize, fast form: lo = qmin - zp and hi = qmax - zp are exact integers, so saturating
  *   first and rounding after is exact; vcvtps2dq rounds half to even (the default mode, as
  *   rint does); max(t, lo) returns lo for a NaN t (the x86 rule: the second operand), so a
