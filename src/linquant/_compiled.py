@@ -113,7 +113,7 @@ def _pieces(
 
 def _split(*arrays: np.ndarray) -> list[tuple[np.ndarray, ...]]:
     """2-D views covering ``arrays``, cut into one piece per thread when they are large."""
-    pieces = [views for _, views in slabs(*arrays)]
+    pieces = [views for _, views in slabs(*arrays, c_order=False)]
     parts = _parts(arrays[0].size)
     if parts == 1:
         return pieces

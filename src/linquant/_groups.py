@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ._layout import collapsed
+
 # ONNX's block_size is an int64 attribute; beyond it no index type of the kernels holds it.
 BLOCK_SIZE_MAX = 2**63 - 1
 
@@ -126,17 +128,10 @@ def grouping(shape: tuple[int, ...], axis: object, block_size: object) -> Groupi
 
 def _merged(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, int] | None:
     """Size and stride of axes that step through memory as one axis, or None if they don't."""
-    size, stride = 1, 0
-    for n, step in zip(reversed(shape), reversed(strides), strict=True):
-        if n == 1:
-            continue
-        if size == 1:
-            size, stride = n, step
-        elif step == stride * size:
-            size *= n
-        else:
-            return None
-    return size, stride
+    merged_shape, (merged_strides,) = collapsed(shape, [strides])
+    if len(merged_shape) > 1:
+        return None
+    return (merged_shape[0], merged_strides[0]) if merged_shape else (1, 0)
 
 
 def as_3d(a: np.ndarray, axis: int) -> np.ndarray | None:

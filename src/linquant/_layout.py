@@ -4,7 +4,9 @@ The compiled kernels take 2-D strided views. :func:`slabs` turns any array, with
 into the fewest such views without copying: axes of length 1 are dropped and neighbouring axes
 that step through memory evenly are merged, so a C-contiguous, a strided or a negatively
 strided array is one 2-D view, and only arrays with three or more unmergeable axes need more
-than one. Row-major order of the views is C order of the array, so flat indices carry over.
+than one. Row-major order of the views is C order of the array, so flat indices carry over;
+element-wise work may ask for the array's own memory order instead, in which a Fortran-ordered
+or transposed array is one view too.
 """
 
 from __future__ import annotations
@@ -47,10 +49,11 @@ def working_float(x: np.ndarray) -> type[np.floating]:
     return np.float64 if x.dtype == np.float64 else np.float32
 
 
-def _collapsed_layout(
+def collapsed(
     shape: tuple[int, ...], strides: list[tuple[int, ...]]
 ) -> tuple[list[int], list[list[int]]]:
-    """Drop length-1 axes and merge neighbours that are evenly strided in every array."""
+    """Shape and strides of same-shaped arrays with length-1 axes dropped and neighbours that
+    step evenly in every array merged (C order kept); a 0-d layout has no axes."""
     keep = [axis for axis, n in enumerate(shape) if n != 1]
     new_shape = [shape[axis] for axis in keep]
     new_strides = [[s[axis] for axis in keep] for s in strides]
@@ -63,17 +66,16 @@ def _collapsed_layout(
             for s in new_strides:
                 del s[axis - 1]  # the merged axis steps like the inner one
         axis -= 1
-    while len(new_shape) < 2:  # a 0-d or 1-d layout is one row
-        new_shape.insert(0, 1)
-        for s in new_strides:
-            s.insert(0, 0)
     return new_shape, new_strides
 
 
-def slabs(*arrays: np.ndarray) -> list[tuple[int, tuple[np.ndarray, ...]]]:
-    """``(offset, views)`` pairs: 2-D views of same-shaped arrays that cover them in C order.
+def slabs(*arrays: np.ndarray, c_order: bool = True) -> list[tuple[int, tuple[np.ndarray, ...]]]:
+    """``(offset, views)`` pairs: 2-D views of same-shaped arrays that cover them.
 
-    ``offset`` is the C-order flat index of each slab's first element. Empty arrays have none.
+    In C order, ``offset`` is the C-order flat index of each slab's first element. With
+    ``c_order=False`` (element-wise work, whose order does not matter) the axes may be taken
+    in the order of the first array's memory, so that a Fortran-ordered or transposed array is
+    one view too; offsets then count in that order. Empty arrays have none.
     """
     shape = arrays[0].shape
     if 0 in shape:
@@ -83,7 +85,15 @@ def slabs(*arrays: np.ndarray) -> list[tuple[int, tuple[np.ndarray, ...]]]:
             break
     else:  # the common case, and the cheapest
         return [(0, tuple([a.reshape(1, -1) for a in arrays]))]
-    new_shape, new_strides = _collapsed_layout(shape, [a.strides for a in arrays])
+    if not c_order:  # outermost in memory first: the first array's largest steps
+        order = sorted(range(len(shape)), key=lambda axis: -abs(arrays[0].strides[axis]))
+        arrays = tuple(a.transpose(order) for a in arrays)
+        shape = arrays[0].shape
+    new_shape, new_strides = collapsed(shape, [a.strides for a in arrays])
+    while len(new_shape) < 2:  # a 0-d or 1-d layout is one row
+        new_shape.insert(0, 1)
+        for s in new_strides:
+            s.insert(0, 0)
     views = [
         as_strided(a, new_shape, s, writeable=a.flags.writeable)
         for a, s in zip(arrays, new_strides, strict=True)
