@@ -20,11 +20,10 @@ from ._groups import Grouping, grouping
 from ._layout import as_float_input, working_float
 from ._params import (
     asymmetric_params,
-    asymmetric_params_per_slice,
     integer_range,
+    params_per_slice,
     storage_dtype,
     symmetric_scale,
-    symmetric_scale_per_slice,
 )
 
 
@@ -250,11 +249,8 @@ def range_params(
     Scalars per tensor; with ``groups``, ``lo`` and ``hi`` are arrays of the range of each
     channel or block and so are the results (errors name the channel or block).
     """
-    if groups is not None and signed:
-        scale = symmetric_scale_per_slice(lo, hi, bits, groups.describe)
-        return scale, np.zeros(scale.shape, np.int32)
     if groups is not None:
-        return asymmetric_params_per_slice(lo, hi, bits, include_zero, groups.describe)
+        return params_per_slice(lo, hi, bits, signed, include_zero, groups.describe)
     if signed:
         return symmetric_scale(lo, hi, bits), np.int32(0)
     return asymmetric_params(lo, hi, bits, include_zero)

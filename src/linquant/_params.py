@@ -1,13 +1,15 @@
 """Quantization parameters: integer ranges (SPEC §1) and parameters from a range (SPEC §4).
 
-Everything here is scalar arithmetic in the working float, shared by both backends, so that
-scales and zero points are identical whichever backend found the range.
+SPEC §4 is written once, over arrays of ranges in the working float; per tensor it runs on 0-d
+ranges. Shared by both backends, so that scales and zero points are identical whichever
+backend found the range (the compiled kernels' own SPEC §4, for dynamic per-block calls, is
+tested against it: tests/test_params_kernels.py).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -33,152 +35,155 @@ def integer_range(bits: int, signed: bool, narrow_range: bool = False) -> tuple[
     return (-qmax if narrow_range else -qmax - 1), qmax
 
 
-def _check_finite_range(lo: np.floating, hi: np.floating) -> None:
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(
-            f"x contains infinite values (range [{lo}, {hi}]): dynamic parameters need a "
-            "finite range; pass a scale and zero point to quantize_linear to saturate them"
-        )
+# SPEC §4 over arrays of ranges (one per channel or block), element by element. A per-tensor
+# range is the same arithmetic on 0-d values (NumPy scalars, kept cheap: operators where they
+# do, and one check of all outcomes); only its messages differ, giving the range where
+# per-slice ones name the slice (``describe`` None).
+
+Describe = Callable[[tuple[int, ...]], str]
 
 
-def _scale_from_span(span: np.floating, steps: int, wf: type[np.floating]) -> np.floating:
-    """``span / steps`` in the working float; 1.0 for an empty span (SPEC §4 degenerate rule)."""
-    if not math.isfinite(span):
-        raise ValueError(
-            f"the range of x overflows {np.dtype(wf).name}; its span cannot be represented"
+def _any(mask: Any) -> bool:
+    """Whether ``mask`` has a True; a 0-d one without the method call, which costs ~1 us."""
+    return bool(mask) if mask.ndim == 0 else bool(mask.any())
+
+
+def _all(mask: Any) -> bool:
+    """Whether ``mask`` is all True, as cheaply as :func:`_any`."""
+    return bool(mask) if mask.ndim == 0 else bool(mask.all())
+
+
+def _without_empty(lo: Any, hi: Any) -> tuple[Any, Any]:
+    """Empty ranges (``lo > hi``: no values) as [0, 0], the degenerate rule."""
+    empty = lo > hi
+    if not _any(empty):
+        return lo, hi
+    zero = lo.dtype.type(0.0)
+    return np.where(empty, zero, lo)[()], np.where(empty, zero, hi)[()]
+
+
+def _scales(span: Any, steps: int) -> Any:
+    """``span / steps`` in the working float; 1.0 for an empty span (the degenerate rule):
+    ``0 / steps + 1`` exactly, and ``+ 0`` leaves every other quotient (>= +0.0) as it is."""
+    return span / steps + (span == 0)
+
+
+def _valid(scale: Any) -> Any:
+    """Where ``scale`` is a positive finite number: not where the span overflowed (or a bound
+    is infinite), nor where the quotient underflowed to 0."""
+    return (scale > 0) & (scale < np.inf)
+
+
+def _int32(zero_point: Any) -> Any:
+    """Where the rounded ``zero_point`` is an int32 (not NaN); the bounds -2**31 and 2**31
+    are exact in float32, so the test is exact in the working float."""
+    return (zero_point >= -(2.0**31)) & (zero_point < 2.0**31)
+
+
+def _first(bad: Any) -> tuple[int, ...]:
+    """The index of the first True of ``bad`` (``()`` when 0-d)."""
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), np.shape(bad)))
+
+
+def _error(
+    lo: Any, hi: Any, span: Any, scale: Any, initial: Any, describe: Describe | None
+) -> ValueError:
+    """The error of the first range that fails SPEC §4, checks in this order: a bound is
+    infinite, the span overflows, the scale underflows, the zero point leaves int32."""
+    wf = np.dtype(lo.dtype).name
+    infinite = ~(np.isfinite(lo) & np.isfinite(hi))
+    if _any(infinite):
+        i = _first(infinite)
+        if describe is None:
+            return ValueError(
+                f"x contains infinite values (range [{lo[i]}, {hi[i]}]): dynamic parameters "
+                "need a finite range; pass a scale and zero point to quantize_linear to "
+                "saturate them"
+            )
+        return ValueError(
+            f"x contains infinite values in {describe(i)}: dynamic parameters need a finite "
+            "range; pass scales and zero points to quantize_linear to saturate them"
         )
-    if span == 0:
-        one: np.floating = wf(1.0)
-        return one
-    scale: np.floating = span / wf(steps)
-    if scale == 0:
-        raise ValueError(
-            f"the range of x ({span!r}) is too small for a {np.dtype(wf).name} scale: "
-            "it underflows to 0"
-        )
+    overflows = ~np.isfinite(span)
+    if _any(overflows):
+        where = "x" if describe is None else describe(_first(overflows))
+        return ValueError(f"the range of {where} overflows {wf}; its span cannot be represented")
+    if _any(scale == 0):
+        i = _first(scale == 0)
+        where = f"x ({span[i]!r})" if describe is None else describe(i)
+        return ValueError(f"the range of {where} is too small for a {wf} scale: it underflows to 0")
+    i = _first(~_int32(np.rint(initial)))
+    where = (
+        f"{float(initial[i])} for the range [{lo[i]}, {hi[i]}]"
+        if describe is None
+        else f"of {describe(i)}"
+    )
+    return ValueError(f"the zero point {where} does not fit in int32; use include_zero=True")
+
+
+def asymmetric_params_per_slice(
+    lo: Any, hi: Any, bits: int, include_zero: bool, describe: Describe | None
+) -> tuple[Any, Any]:
+    """Scales and int32 zero points of unsigned ``bits``-bit codes for ranges (SPEC §4).
+
+    ``lo`` and ``hi`` are arrays of working-float bounds (``lo > hi``: an empty range, the
+    degenerate rule); errors name the first bad slice by ``describe``. With ``describe``
+    None they are the 0-d range of a whole tensor, the results NumPy scalars.
+    """
+    wf = lo.dtype.type
+    qmin, qmax = integer_range(bits, signed=False)
+    lo, hi = _without_empty(lo, hi)
+    low, high = lo, hi
+    with np.errstate(all="ignore"):
+        if include_zero:
+            zero = wf(0.0)  # typed: ufuncs take a Python number slowly
+            low, high = np.minimum(lo, zero), np.maximum(hi, zero)
+        span = high - low
+        scale = _scales(span, qmax - qmin)
+        initial = qmin - low / scale
+    if include_zero:  # integer bounds, exact in the working float
+        initial = np.minimum(np.maximum(initial, wf(qmin)), wf(qmax))
+    zero_point = np.rint(initial)  # exact, half to even, however large
+    if not _all(_valid(scale) & _int32(zero_point)):
+        raise _error(lo, hi, span, scale, initial, describe)
+    return scale, zero_point.astype(np.int32)
+
+
+def symmetric_scale_per_slice(lo: Any, hi: Any, bits: int, describe: Describe | None) -> Any:
+    """Scales ``max|x| / (2**(bits-1) - 1)`` of signed codes for ranges (SPEC §4).
+
+    Arrays or, with ``describe`` None, the 0-d range of a whole tensor, as for
+    :func:`asymmetric_params_per_slice`.
+    """
+    lo, hi = _without_empty(lo, hi)
+    with np.errstate(all="ignore"):
+        amax = np.maximum(-lo, hi)
+        scale = _scales(amax, 2 ** (bits - 1) - 1)
+    if not _all(_valid(scale)):
+        raise _error(lo, hi, amax, scale, None, describe)
     return scale
 
 
 def asymmetric_params(
     lo: np.floating, hi: np.floating, bits: int, include_zero: bool
 ) -> tuple[np.floating, np.int32]:
-    """Scale and zero point of unsigned ``bits``-bit codes for the range ``[lo, hi]`` (SPEC §4).
-
-    ``lo > hi`` stands for an empty range (no values) and takes the degenerate rule.
-    """
-    wf = type(lo)
-    qmin, qmax = integer_range(bits, signed=False)
-    if lo > hi:
-        lo = hi = wf(0.0)
-    _check_finite_range(lo, hi)
-    if include_zero:
-        lo, hi = min(lo, wf(0.0)), max(hi, wf(0.0))
-    with np.errstate(all="ignore"):
-        scale = _scale_from_span(hi - lo, qmax - qmin, wf)
-        initial = float(wf(qmin) - lo / scale)
-    if include_zero:  # saturating to integer bounds is the same in float64 as in float32
-        initial = min(max(initial, qmin), qmax)
-    # Python's round() rounds half to even, exactly, as np.rint in the working float would
-    if not (math.isfinite(initial) and INT32_MIN <= round(initial) <= INT32_MAX):
-        raise ValueError(
-            f"the zero point {initial} for the range [{lo}, {hi}] does not fit in int32; "
-            "use include_zero=True"
-        )
-    return scale, np.int32(round(initial))
+    """Per tensor: :func:`asymmetric_params_per_slice` of the range ``[lo, hi]``."""
+    scale, zero_point = asymmetric_params_per_slice(lo, hi, bits, include_zero, None)
+    return scale, zero_point
 
 
 def symmetric_scale(lo: np.floating, hi: np.floating, bits: int) -> np.floating:
-    """Scale of signed ``bits``-bit codes: ``max|x| / (2**(bits-1) - 1)`` (SPEC §4)."""
-    wf = type(lo)
-    if lo > hi:
-        lo = hi = wf(0.0)
-    _check_finite_range(lo, hi)
-    with np.errstate(all="ignore"):
-        amax: np.floating = max(-lo, hi)
-        return _scale_from_span(amax, 2 ** (bits - 1) - 1, wf)
-
-
-# Per-slice parameters (per-axis and per-block quantization): the arithmetic of
-# asymmetric_params and symmetric_scale above, element for element over arrays of ranges.
-# tests/test_groups.py checks that each element equals the scalar functions' result.
-
-
-def _first_bad(bad: np.ndarray, describe: Callable[[tuple[int, ...]], str]) -> str:
-    index = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
-    return describe(index)
-
-
-def _check_finite_ranges(
-    lo: np.ndarray, hi: np.ndarray, describe: Callable[[tuple[int, ...]], str]
-) -> None:
-    bad = ~(np.isfinite(lo) & np.isfinite(hi))
-    if bad.any():
-        raise ValueError(
-            f"x contains infinite values in {_first_bad(bad, describe)}: dynamic parameters "
-            "need a finite range; pass scales and zero points to quantize_linear to saturate them"
-        )
-
-
-def _scales_from_spans(
-    span: np.ndarray, steps: int, describe: Callable[[tuple[int, ...]], str]
-) -> np.ndarray:
-    wf = span.dtype.type
-    if not np.isfinite(span).all():
-        raise ValueError(
-            f"the range of {_first_bad(~np.isfinite(span), describe)} overflows "
-            f"{np.dtype(wf).name}; its span cannot be represented"
-        )
-    scale: np.ndarray = np.where(span == 0, wf(1.0), span / wf(steps)).astype(wf)
-    if (scale == 0).any():
-        raise ValueError(
-            f"the range of {_first_bad(scale == 0, describe)} is too small for a "
-            f"{np.dtype(wf).name} scale: it underflows to 0"
-        )
+    """Per tensor: :func:`symmetric_scale_per_slice` of the range ``[lo, hi]``."""
+    scale: np.floating = symmetric_scale_per_slice(lo, hi, bits, None)
     return scale
 
 
-def _without_empty(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Empty ranges (``lo > hi``: no values) as [0, 0], the degenerate rule."""
-    empty = lo > hi
-    zero = lo.dtype.type(0.0)
-    return np.where(empty, zero, lo), np.where(empty, zero, hi)
-
-
-def asymmetric_params_per_slice(
-    lo: np.ndarray,
-    hi: np.ndarray,
-    bits: int,
-    include_zero: bool,
-    describe: Callable[[tuple[int, ...]], str],
+def params_per_slice(
+    lo: Any, hi: Any, bits: int, signed: bool, include_zero: bool, describe: Describe
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Scales and int32 zero points for arrays of ranges; errors name the slice."""
-    wf = lo.dtype.type
-    qmin, qmax = integer_range(bits, signed=False)
-    lo, hi = _without_empty(lo, hi)
-    _check_finite_ranges(lo, hi, describe)
-    if include_zero:
-        lo, hi = np.minimum(lo, wf(0.0)), np.maximum(hi, wf(0.0))
-    with np.errstate(all="ignore"):
-        scale = _scales_from_spans(hi - lo, qmax - qmin, describe)
-        initial = (wf(qmin) - lo / scale).astype(np.float64)
-    if include_zero:
-        initial = np.clip(initial, qmin, qmax)
-    zero_point = np.rint(initial)
-    bad = ~(np.isfinite(zero_point) & (zero_point >= INT32_MIN) & (zero_point <= INT32_MAX))
-    if bad.any():
-        raise ValueError(
-            f"the zero point of {_first_bad(bad, describe)} does not fit in int32; "
-            "use include_zero=True"
-        )
-    return scale, zero_point.astype(np.int32)
-
-
-def symmetric_scale_per_slice(
-    lo: np.ndarray, hi: np.ndarray, bits: int, describe: Callable[[tuple[int, ...]], str]
-) -> np.ndarray:
-    """Scales ``max|x| / (2**(bits-1) - 1)`` for arrays of ranges; errors name the slice."""
-    lo, hi = _without_empty(lo, hi)
-    _check_finite_ranges(lo, hi, describe)
-    with np.errstate(all="ignore"):
-        amax: np.ndarray = np.maximum(-lo, hi)
-        return _scales_from_spans(amax, 2 ** (bits - 1) - 1, describe)
+    """Scales and int32 zero points for arrays of ranges, either scheme (zero points of
+    signed codes are 0); errors name the slice."""
+    if signed:
+        scale = symmetric_scale_per_slice(lo, hi, bits, describe)
+        return scale, np.zeros(scale.shape, np.int32)
+    return asymmetric_params_per_slice(lo, hi, bits, include_zero, describe)
