@@ -277,10 +277,11 @@ def dynamic_quantize(
     )
     groups = grouping(arr.shape, axis, block_size)
     out = _backend.empty_output(arr.shape, storage_dtype(n_bits, signed))
-    fused = getattr(_backend.active(), "block_dynamic_quantize", None)
-    if groups is not None and fused is not None:
-        params = fused(arr, groups, n_bits, signed, include_zero, nan == "raise", qmin, qmax, out)
-        if params is not None:  # one read of x, each block while it is in the cache
+    if groups is not None:  # per block along the innermost axis: one read of x (compiled)
+        params = _backend.active().block_dynamic_quantize(
+            arr, groups, n_bits, signed, include_zero, nan == "raise", qmin, qmax, out
+        )
+        if params is not None:
             return out, params[0], params[1]
     lo, hi = _finite_range(arr, nan, groups)
     scale, zero_point = range_params(lo, hi, n_bits, signed, include_zero, groups)

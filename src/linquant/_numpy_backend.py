@@ -9,12 +9,10 @@ This backend may allocate temporaries of the input's size; the compiled one does
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from ._groups import Grouping
+from ._groups import Grouping, as_3d
+from ._params import params_per_slice
 
 # Any rounded value beyond ±2**32 saturates whatever the int32 zero point; 2**32 is exact in
 # float32 and float64, so clipping to it keeps the conversion to int64 exact (SPEC §2).
@@ -110,3 +108,35 @@ def group_dequantize(
     """Dequantize with each group's ``scale`` and ``zero_point``."""
     if q.size:  # see group_quantize
         dequantize(q, groups.expand(scale), groups.expand(zero_point), out)
+
+
+def block_dynamic_quantize(
+    x: np.ndarray,
+    groups: Grouping,
+    bits: int,
+    signed: bool,
+    include_zero: bool,
+    nan_raises: bool,
+    qmin: int,
+    qmax: int,
+    out: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-block dynamic quantization along the innermost axis: SPEC §4 for each block's
+    range, then its codes into ``out``; the scales and zero points.
+
+    None where the compiled twin (one read of ``x``) returns None, so that the API takes the
+    same path on both backends: other layouts, a block whose parameters raise, a NaN with
+    ``nan_raises``. The general path then runs, and raises with its messages.
+    """
+    x3, out3 = as_3d(x, groups.axis), as_3d(out, groups.axis)
+    if groups.block_size is None or x3 is None or out3 is None or x3.shape[2] != 1:
+        return None
+    lo, hi, nan_seen = group_minmax(x, groups)
+    if nan_seen and nan_raises:
+        return None
+    try:
+        scale, zero_point = params_per_slice(lo, hi, bits, signed, include_zero, groups.describe)
+    except ValueError:
+        return None
+    group_quantize(x, scale, zero_point, qmin, qmax, out, groups)
+    return scale, zero_point
