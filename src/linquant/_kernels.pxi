@@ -15,6 +15,8 @@ from cython cimport floating
 from libc.math cimport INFINITY, isfinite, rint
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t
 
+from linquant._params import ROUNDED_LIMIT as _ROUNDED_LIMIT
+
 cdef extern from "lq_kernels.h" nogil:  # the C kernels: _c/lq_kernels.h lists them
     int lq_minmax_f32(const float *p, Py_ssize_t n, Py_ssize_t step, float *lo, float *hi)
     int lq_minmax_f64(const double *p, Py_ssize_t n, Py_ssize_t step, double *lo, double *hi)
@@ -92,9 +94,9 @@ cdef inline int _code(const block_zero_point *p) noexcept nogil:
 # (_c/lq_portable.h says why). Other zero points (up to the int32 limits, SPEC §4
 # include_zero=False) take the wide form, in int64. linquant._compiled reads the bound here.
 FAST_BOUND = LQ_FAST_BOUND
-# Wide form: a rounded value beyond ±2**32 saturates whatever the int32 zero point; 2**32 is
-# exact in both floats, so clamping to it first keeps the int64 conversion defined and exact.
-cdef double WIDE_LIMIT = 4294967296.0
+# Wide form: rounded values are clamped to ±2**32 first, which changes no result and keeps the
+# int64 conversion defined and exact (linquant._params.ROUNDED_LIMIT says why).
+cdef double WIDE_LIMIT = _ROUNDED_LIMIT
 
 
 cdef inline floating _rint(floating t) noexcept nogil:

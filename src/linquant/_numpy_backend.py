@@ -12,11 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._groups import Grouping, as_3d
-from ._params import params_per_slice
-
-# Any rounded value beyond ±2**32 saturates whatever the int32 zero point; 2**32 is exact in
-# float32 and float64, so clipping to it keeps the conversion to int64 exact (SPEC §2).
-_ROUNDED_LIMIT = 2.0**32
+from ._params import ROUNDED_LIMIT, params_per_slice
 
 
 def minmax(x: np.ndarray) -> tuple[np.floating, np.floating, int, int]:
@@ -55,7 +51,7 @@ def quantize(
     nan_seen = bool(is_nan.any())
     if nan_seen:
         rounded[is_nan] = 0.0
-    np.clip(rounded, -_ROUNDED_LIMIT, _ROUNDED_LIMIT, out=rounded)
+    np.clip(rounded, -ROUNDED_LIMIT, ROUNDED_LIMIT, out=rounded)
     codes = rounded.astype(np.int64)
     codes += zero_point
     np.clip(codes, qmin, qmax, out=codes)

@@ -27,6 +27,12 @@ def storage_dtype(bits: int, signed: bool) -> np.dtype:
     return STORAGE_DTYPES[(signed, 8 if bits <= 8 else 16)]
 
 
+# SPEC §2 in both backends: a rounded value beyond ±2**32 saturates whatever the int32 zero
+# point, and 2**32 is exact in float32 and float64, so clipping to it first keeps the
+# conversion to int64 exact (the NumPy backend and the compiled kernels' wide form read it).
+ROUNDED_LIMIT = 2.0**32
+
+
 def integer_range(bits: int, signed: bool, narrow_range: bool = False) -> tuple[int, int]:
     """``(qmin, qmax)`` of SPEC §1."""
     if not signed:
