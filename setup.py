@@ -4,6 +4,10 @@ Environment variables read at build time:
 
 - ``LINQUANT_DISABLE_CEXT=1``: build no extension (pure-Python install, NumPy backend).
 - ``LINQUANT_CYTHON_DEBUG=1``: compile the kernels with bounds checking and no optimisation.
+- ``CFLAGS``: added to the compiler's flags before this script's own; a ``-g`` option there
+  keeps the debug information that other builds leave out.
+
+The extensions build side by side, one job per CPU (``setup.py build_ext -j N`` to choose).
 """
 
 import glob
@@ -22,6 +26,11 @@ DEBUG = os.environ.get("LINQUANT_CYTHON_DEBUG", "0") not in ("", "0")
 # SPEC §2 needs true IEEE division and no fused multiply-add: never -ffast-math, and
 # -ffp-contract=off so that no compiler turns `(q - zp) * s` or `x / s` into an FMA.
 UNIX_FLAGS = ["-O0", "-g"] if DEBUG else ["-O3"]
+# Python's own CFLAGS carry -g. Debug information changes no instruction but costs much of the
+# compile time of the kernels' large generated C: left out, unless the user's CFLAGS ask for it
+# (scripts/sanitize.sh does, for its reports).
+if not DEBUG and not any(flag.startswith("-g") for flag in os.environ.get("CFLAGS", "").split()):
+    UNIX_FLAGS.append("-g0")
 # -fopenmp-simd honours the `omp simd` pragma of _c/lq_portable.h without linking an OpenMP
 # runtime.
 # -fno-trapping-math lets the vectorizer turn the clamps of the quantize loop into selects
@@ -67,15 +76,20 @@ def _cython_knows(directive: str) -> bool:
 # (and only they support free-threaded builds); on a GIL build it changes nothing.
 if _cython_knows("freethreading_compatible"):
     DIRECTIVES["freethreading_compatible"] = True
+CYTHON_ARGS = ["-X", ",".join(f"{name}={value}" for name, value in DIRECTIVES.items())]
 
 
 class BuildExt(build_ext):
-    """Compiler flags per compiler type.
+    """Compiler flags per compiler type; the extensions built side by side.
 
-    setuptools' build_ext cythonizes ``.pyx`` sources itself when Cython is installed (it is a
-    build requirement whenever the extension is built), with each extension's
-    ``cython_directives``.
+    Each extension is cythonized, then compiled, on a thread of build_ext's pool (``-j``; one
+    per CPU unless the user says). Cython is a build requirement whenever the extension is built.
     """
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if self.parallel is None:  # no -j given (pip gives none): one job per CPU
+            self.parallel = True
 
     def build_extensions(self) -> None:
         msvc = self.compiler.compiler_type == "msvc"
@@ -88,6 +102,21 @@ class BuildExt(build_ext):
             ext.extra_compile_args = flags + list(ext.extra_compile_args)
         super().build_extensions()
 
+    def build_extension(self, ext: Extension) -> None:
+        # Cythonized in a process of its own, by Cython's command line: the Cython compiler holds
+        # the GIL, so the pool's threads would take turns, and cythonize()'s own process pool
+        # re-runs setup.py in its workers where processes are spawned (Windows, macOS). Like
+        # build_ext's own cythonizing, it skips a module whose C is newer than its sources.
+        pyx = [source for source in ext.sources if source.endswith(".pyx")]
+        if pyx:
+            force = ["--force"] if self.force else []
+            self.spawn([sys.executable, "-m", "Cython.Build.Cythonize", *CYTHON_ARGS, *force, *pyx])
+            ext.sources = [
+                source.removesuffix(".pyx") + ".c" if source in pyx else source
+                for source in ext.sources
+            ]
+        super().build_extension(ext)
+
 
 def kernel_levels() -> list[str]:
     platform = sysconfig.get_platform()
@@ -98,17 +127,17 @@ def kernel_levels() -> list[str]:
 
 extensions = []
 if cext_enabled():
-    for level in kernel_levels():
+    # Widest level first: its kernels take longest to compile, and build_ext's pool starts the
+    # extensions in this order.
+    for level in reversed(kernel_levels()):
         kernels = Extension(
             f"linquant._kernels_{level}",
             [f"src/linquant/_kernels_{level}.pyx"],
             depends=["src/linquant/_kernels.pxi", *sorted(glob.glob("src/linquant/_c/*.h"))],
             include_dirs=["src/linquant/_c"],
         )
-        kernels.cython_directives = DIRECTIVES  # type: ignore[attr-defined]
         extensions.append(kernels)
     buffers = Extension("linquant._buffers", ["src/linquant/_buffers.pyx"])
-    buffers.cython_directives = DIRECTIVES  # type: ignore[attr-defined]
     extensions.append(buffers)
 
 setup(ext_modules=extensions, cmdclass={"build_ext": BuildExt})
