@@ -102,7 +102,9 @@ def installed(source: str) -> bool:
 @pytest.mark.parametrize("source", list(_bench.SOURCES))
 def test_each_method_agrees_with_linquant_in_its_child(source: str, op: str) -> None:
     if not installed(source):
-        pytest.skip(f"{source} is not installed")
+        pytest.skip(
+            f"{source} is not installed: an optional comparison, which the bench leaves out too"
+        )
     model = _bench.onnx_model(_bench.ONNX_OPS[op]) if source == "onnxruntime" else b""
     measured = _bench.measure_method(source, op, 5000, 1, 3, model)
     assert measured["check"] == "ok" and measured["ms"] > 0
@@ -130,7 +132,10 @@ def test_a_child_prints_its_method_as_json() -> None:
     assert measured["check"] == "ok" and measured["ms"] > 0
 
 
-@pytest.mark.skipif(not BENCH_QUANTIZE.exists(), reason="no bench/ beside the tests")
+@pytest.mark.skipif(
+    not BENCH_QUANTIZE.exists(),
+    reason="no bench/ beside the tests (a wheel's tests run from a copy of tests/ alone)",
+)
 def test_bench_quantize_reports_the_median_over_rounds(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     command = [sys.executable, str(BENCH_QUANTIZE), "--quick", "--threads", "1"]

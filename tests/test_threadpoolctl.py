@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from tests.conftest import PythonRun
 
 # in the test extra; the cibuildwheel overrides that leave the extra out may lack it
-threadpoolctl = pytest.importorskip("threadpoolctl")
+threadpoolctl = pytest.importorskip(
+    "threadpoolctl", reason="threadpoolctl (optional, in the test extra) is not installed"
+)
 
 needs_pool = pytest.mark.skipif(
     available_backends() == ("numpy",),

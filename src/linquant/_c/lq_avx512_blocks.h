@@ -98,11 +98,6 @@ LQ_DEFINE_QUANTIZE_BLOCK(uint16_t, lq_quantize_block_u16, LQ_STORE_U16, LQ_STREA
                          LQ_MASK_STORE_U16)
 LQ_DEFINE_QUANTIZE_BLOCK(int16_t, lq_quantize_block_i16, LQ_STORE_U16, LQ_STREAM_U16,
                          LQ_MASK_STORE_U16)
-/* Streaming needs every block's codes to start on a 16-code boundary of an aligned run. */
-static inline int lq_can_stream(const void *out, ptrdiff_t block, ptrdiff_t itemsize)
-{
-    return block % 16 == 0 && (uintptr_t)out % (uintptr_t)(16 * itemsize) == 0;
-}
 
 /*
  * Given parameters: blocks of `block` values along a run of n, block b with scale[b * step]
@@ -385,6 +380,23 @@ LQ_VECTOR_INLINE __m512i lq_group_code16(__m512 x, const lq_group_params *p, int
     *low = _mm512_min_epi32(*low, c);
     return lq_add16(c, &p->zero_point[k]);
 }
+/* A 64-byte line of codes from 4 (8-bit) or 2 (16-bit) vectors already within the code range:
+   the packs work within 128-bit lanes, the permute puts the pieces in order. */
+LQ_VECTOR_INLINE __m512i lq_line8(__m512i packed)
+{
+    return _mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), packed);
+}
+LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
+{
+    return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), packed);
+}
+#define LQ_LINE_U8(v)                                                                         \
+    lq_line8(_mm512_packus_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3])))
+#define LQ_LINE_I8(v)                                                                         \
+    lq_line8(_mm512_packs_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3])))
+#define LQ_LINE_U16(v) lq_line16(_mm512_packus_epi32(v[0], v[1]))
+#define LQ_LINE_I16(v) lq_line16(_mm512_packs_epi32(v[0], v[1]))
 #define LQ_STORE_LINE(p, line, stream)                                                        \
     do {                                                                                      \
         if (stream)                                                                           \

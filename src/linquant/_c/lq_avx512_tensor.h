@@ -106,29 +106,17 @@ LQ_VECTOR_INLINE __m512i lq_quantize16(__m512 x, __m512 scale, __m512 lo, __m512
 #define LQ_WIDEN_I16(p) _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(p)))
 
 static inline __mmask16 lq_first(ptrdiff_t n) { return (__mmask16)((1u << n) - 1u); }
+/* Streaming needs every block's codes to start on a 16-code boundary of an aligned run. */
+static inline int lq_can_stream(const void *out, ptrdiff_t block, ptrdiff_t itemsize)
+{
+    return block % 16 == 0 && (uintptr_t)out % (uintptr_t)(16 * itemsize) == 0;
+}
 #define LQ_STORE_U8(p, v) _mm_storeu_si128((__m128i *)(p), _mm512_cvtepi32_epi8(v))
 #define LQ_STREAM_U8(p, v) _mm_stream_si128((__m128i *)(p), _mm512_cvtepi32_epi8(v))
 #define LQ_MASK_STORE_U8(p, m, v) _mm512_mask_cvtepi32_storeu_epi8((void *)(p), m, v)
 #define LQ_STORE_U16(p, v) _mm256_storeu_si256((__m256i *)(p), _mm512_cvtepi32_epi16(v))
 #define LQ_STREAM_U16(p, v) _mm256_stream_si256((__m256i *)(p), _mm512_cvtepi32_epi16(v))
 #define LQ_MASK_STORE_U16(p, m, v) _mm512_mask_cvtepi32_storeu_epi16((void *)(p), m, v)
-/* A 64-byte line of codes from 4 (8-bit) or 2 (16-bit) vectors already within the code range:
-   the packs work within 128-bit lanes, the permute puts the pieces in order. */
-LQ_VECTOR_INLINE __m512i lq_line8(__m512i packed)
-{
-    return _mm512_permutexvar_epi32(
-        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), packed);
-}
-LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
-{
-    return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), packed);
-}
-#define LQ_LINE_U8(v)                                                                         \
-    lq_line8(_mm512_packus_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3])))
-#define LQ_LINE_I8(v)                                                                         \
-    lq_line8(_mm512_packs_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3])))
-#define LQ_LINE_U16(v) lq_line16(_mm512_packus_epi32(v[0], v[1]))
-#define LQ_LINE_I16(v) lq_line16(_mm512_packs_epi32(v[0], v[1]))
 /*
  * Per-axis along a contiguous run (float32): value i has scale[i] and the zero point
  * zero_point[i * zero_point_step] (step 0: one for the run). The fast form's bounds are
@@ -137,42 +125,42 @@ LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
  */
 /* Bytes of input read ahead, non-temporally: the parameters stay in the L1 cache. */
 #define LQ_EACH_PREFETCH 1024
-#define LQ_QUANTIZE_EACH16(i, load_z)                                                         \
-    (_mm_prefetch((const char *)(x + (i)) + LQ_EACH_PREFETCH, _MM_HINT_NTA),                  \
-     z = zero_point_step ? load_z : z,                                                        \
-     lq_quantize16(_mm512_loadu_ps(x + (i)), _mm512_loadu_ps(scale + (i)),                    \
-                   _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmin, z)),                            \
-                   _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmax, z)), z, &nan))
-#define LQ_EACH_Z(i) _mm512_loadu_si512((const void *)(zero_point + (i)))
-/* STREAM_LINE: whole 64-byte lines of codes (LINE packs the vectors of one) go out with
-   non-temporal stores where the run's codes start on a line; the rest by 16 values. */
-#define LQ_DEFINE_QUANTIZE_EACH(CODE, NAME, STORE, MASK_STORE, LINE)                          \
+/* 16 codes of values x with scales s and zero points z: the fast form's bounds lane-wise. */
+LQ_VECTOR_INLINE __m512i lq_quantize_each16(__m512 x, __m512 s, __m512i z, int qmin, int qmax,
+                                           __mmask16 *nan)
+{
+    __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(qmin), z));
+    __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(qmax), z));
+    return lq_quantize16(x, s, lo, hi, z, nan);
+}
+/* STREAM: 16 codes with a non-temporal store, where the run's codes start 16-code aligned. */
+#define LQ_DEFINE_QUANTIZE_EACH(CODE, NAME, STORE, STREAM, MASK_STORE)                        \
     LQ_ROW_KERNEL int NAME(const float *x, ptrdiff_t n, const float *scale,                   \
                            const int32_t *zero_point, ptrdiff_t zero_point_step, int qmin,    \
                            int qmax, CODE *out, int stream)                                   \
     {                                                                                         \
-        const __m512i vqmin = _mm512_set1_epi32(qmin), vqmax = _mm512_set1_epi32(qmax);       \
-        const ptrdiff_t per_line = 64 / sizeof(CODE);                                         \
         __m512i z = _mm512_set1_epi32(zero_point_step || n <= 0 ? 0 : zero_point[0]), q;     \
-        __m512i v[4];                                                                         \
         __mmask16 nan = 0, m;                                                                 \
-        ptrdiff_t i = 0, k;                                                                   \
-        if (stream && (uintptr_t)out % 64 == 0)                                               \
-            for (; i + per_line <= n; i += per_line) {                                        \
-                for (k = 0; k < per_line / 16; k++)                                           \
-                    v[k] = LQ_QUANTIZE_EACH16(i + 16 * k, LQ_EACH_Z(i + 16 * k));             \
-                _mm512_stream_si512((void *)(out + i), LINE(v));                              \
-            }                                                                                 \
-        for (; i + 16 <= n; i += 16)                                                          \
-            STORE(out + i, LQ_QUANTIZE_EACH16(i, LQ_EACH_Z(i)));                              \
+        ptrdiff_t i;                                                                          \
+        stream = stream && lq_can_stream(out, 16, sizeof(CODE));                              \
+        for (i = 0; i + 16 <= n; i += 16) {                                                   \
+            _mm_prefetch((const char *)(x + i) + LQ_EACH_PREFETCH, _MM_HINT_NTA);             \
+            if (zero_point_step)                                                              \
+                z = _mm512_loadu_si512((const void *)(zero_point + i));                       \
+            q = lq_quantize_each16(_mm512_loadu_ps(x + i), _mm512_loadu_ps(scale + i), z,     \
+                                   qmin, qmax, &nan);                                         \
+            if (stream)                                                                       \
+                STREAM(out + i, q);                                                           \
+            else                                                                              \
+                STORE(out + i, q);                                                            \
+        }                                                                                     \
         if (i < n) { /* masked-off lanes divide 0 by 1: no NaN, nothing stored */             \
             m = lq_first(n - i);                                                              \
             if (zero_point_step)                                                              \
                 z = _mm512_maskz_loadu_epi32(m, zero_point + i);                              \
-            q = lq_quantize16(_mm512_maskz_loadu_ps(m, x + i),                                \
-                              _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, scale + i),       \
-                              _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmin, z)),                 \
-                              _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmax, z)), z, &nan);       \
+            q = lq_quantize_each16(_mm512_maskz_loadu_ps(m, x + i),                           \
+                                   _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, scale + i),  \
+                                   z, qmin, qmax, &nan);                                      \
             MASK_STORE(out + i, m, q);                                                        \
         }                                                                                     \
         return nan != 0;                                                                      \
@@ -214,13 +202,14 @@ LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
 #define LQ_MASK_WIDEN_I8(m, p) _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p))
 #define LQ_MASK_WIDEN_U16(m, p) _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p))
 #define LQ_MASK_WIDEN_I16(m, p) _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(m, p))
-LQ_DEFINE_QUANTIZE_EACH(uint8_t, lq_quantize_each_u8, LQ_STORE_U8, LQ_MASK_STORE_U8,
-                        LQ_LINE_U8)
-LQ_DEFINE_QUANTIZE_EACH(int8_t, lq_quantize_each_i8, LQ_STORE_U8, LQ_MASK_STORE_U8, LQ_LINE_I8)
-LQ_DEFINE_QUANTIZE_EACH(uint16_t, lq_quantize_each_u16, LQ_STORE_U16, LQ_MASK_STORE_U16,
-                        LQ_LINE_U16)
-LQ_DEFINE_QUANTIZE_EACH(int16_t, lq_quantize_each_i16, LQ_STORE_U16, LQ_MASK_STORE_U16,
-                        LQ_LINE_I16)
+LQ_DEFINE_QUANTIZE_EACH(uint8_t, lq_quantize_each_u8, LQ_STORE_U8, LQ_STREAM_U8,
+                        LQ_MASK_STORE_U8)
+LQ_DEFINE_QUANTIZE_EACH(int8_t, lq_quantize_each_i8, LQ_STORE_U8, LQ_STREAM_U8,
+                        LQ_MASK_STORE_U8)
+LQ_DEFINE_QUANTIZE_EACH(uint16_t, lq_quantize_each_u16, LQ_STORE_U16, LQ_STREAM_U16,
+                        LQ_MASK_STORE_U16)
+LQ_DEFINE_QUANTIZE_EACH(int16_t, lq_quantize_each_i16, LQ_STORE_U16, LQ_STREAM_U16,
+                        LQ_MASK_STORE_U16)
 LQ_DEFINE_DEQUANTIZE_EACH(uint8_t, lq_dequantize_each_u8, LQ_WIDEN_U8, LQ_MASK_WIDEN_U8)
 LQ_DEFINE_DEQUANTIZE_EACH(int8_t, lq_dequantize_each_i8, LQ_WIDEN_I8, LQ_MASK_WIDEN_I8)
 LQ_DEFINE_DEQUANTIZE_EACH(uint16_t, lq_dequantize_each_u16, LQ_WIDEN_U16, LQ_MASK_WIDEN_U16)
