@@ -159,12 +159,15 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"linquant {lq.__version__} ({lq.get_backend()}, {lq.get_cpu_level()}); "
         f"({options.side}, {options.side}) float32; median of {options.rounds} rounds of "
-        f"{options.repeats} calls, each method in a process of its own; ms, "
-        "ratio = time / linquant given"
+        f"{options.repeats} calls, each method in a process of its own; ms; /given and "
+        "/tensor = time / linquant given's and per-tensor's at that thread count; "
+        f"speedup = {threads[0]}-thread time / {threads[-1]}-thread time"
     )
     for case, (label, _, _) in enumerate(CASES):
-        print(f"\n{label:<28}" + "".join(f"{n} thr ms  ratio  " for n in threads))
+        heading = "".join(f"{n} thr ms  /given /tensor check  " for n in threads)
+        print(f"\n{label:<28}{heading}" + ("speedup" if len(threads) > 1 else ""))
         rows: dict[str, list[str]] = {}
+        medians: dict[str, list[float]] = {}
         for n in threads:
             times: dict[str, list[float]] = {}
             checks: dict[str, str] = {}
@@ -173,15 +176,19 @@ def main(argv: list[str] | None = None) -> None:
                 if measured:
                     times.setdefault(name, []).append(measured["seconds"])
                     checks[name] = measured["check"]
-            base = statistics.median(times["linquant given"])
+            given = statistics.median(times["linquant given"])
+            tensor = statistics.median(times["linquant per-tensor"])
             for name in METHODS:
                 if name in times:
                     seconds = statistics.median(times[name])
+                    medians.setdefault(name, []).append(seconds)
                     rows.setdefault(name, []).append(
-                        f"{seconds * 1e3:8.3f} {seconds / base:6.2f}  {checks[name]:>4}"
+                        f"{seconds * 1e3:9.3f} {seconds / given:7.2f} {seconds / tensor:7.2f} "
+                        f"{checks[name]:>5}"
                     )
         for name, cells in rows.items():
-            print(f"{name:<28}" + "  ".join(cells))
+            speedup = medians[name][0] / medians[name][-1] if len(threads) > 1 else None
+            print(f"{name:<28}" + "  ".join(cells) + (f"  {speedup:7.2f}" if speedup else ""))
 
 
 if __name__ == "__main__":

@@ -193,23 +193,32 @@ def test_parameters_per_element_are_exact(
     level: str, stream: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Per-axis along the innermost axis: a scale and zero point per element of each row, by the
-    # vector loops where the build has them. Rows of 16k + r values (whole vectors and a masked
-    # rest), a shared or per-element zero point, ties, saturation, NaN under nan="zero", an
-    # output off the cache-line grid and every code type must give the reference's bits.
+    # vector loops where the build has them, several rows per call. Rows of 16k + r values
+    # (whole vectors and a masked rest) or of whole cache lines, 9 rows (a call of 8 and one of
+    # 1), a shared or per-element zero point, ties, saturation, NaN under nan="zero" (its call's
+    # rows redone), an output off the cache-line grid and every code type must give the
+    # reference's bits; so must blocks along the outer axis, whose rows share parameters.
     monkeypatch.setattr(compiled, "STREAM_MIN_BYTES", 0 if stream else 1 << 62)
     rng = np.random.default_rng(12)
-    x = rng.uniform(-40000, 40000, (9, 16 * 7 + 5)).astype(np.float32)
-    x[:, ::13] = np.round(x[:, ::13]) + 0.5
-    x[4, 17] = np.nan
-    scale = rng.uniform(0.25, 4, x.shape[1]).astype(np.float32)
+    cases = [
+        (width, dtype, low, high, call)
+        for width in (16 * 7 + 5, 16 * 8)
+        for dtype, low, high in [("uint8", 0, 256), ("int8", -128, 128), ("int16", -9, 9)]
+        for call in ({"axis": 1}, {"axis": 0, "block_size": 3})
+    ]
     previous = (lq.get_backend(), compiled.get_level())
     try:
-        for dtype, low, high in [("uint8", 0, 256), ("int8", -128, 128), ("int16", -9, 9)]:
-            for zero_point in (int(low), rng.integers(low, high, x.shape[1]).astype(dtype)):
-                call = {"axis": 1, "dtype": dtype, "nan": "zero"}
+        for width, dtype, low, high, blocks in cases:
+            x = rng.uniform(-40000, 40000, (9, width)).astype(np.float32)
+            x[:, ::13] = np.round(x[:, ::13]) + 0.5
+            x[4, 17] = np.nan
+            shape = (3, width) if "block_size" in blocks else (width,)
+            scale = rng.uniform(0.25, 4, shape).astype(np.float32)
+            for zero_point in (int(low), rng.integers(low, high, shape).astype(dtype)):
+                call = {**blocks, "dtype": dtype, "nan": "zero"}
                 lq.set_backend("numpy")
                 expected = lq.quantize_linear(x, scale, zero_point, **call)
-                expected_x_hat = lq.dequantize_linear(expected, scale, zero_point, axis=1)
+                expected_x_hat = lq.dequantize_linear(expected, scale, zero_point, **blocks)
                 lq.set_backend("cython")
                 compiled.set_level(level)
                 q = lq.quantize_linear(x, scale, zero_point, **call)
@@ -217,7 +226,7 @@ def test_parameters_per_element_are_exact(
                 shifted = np.empty(x.size + 3, dtype)[3:].reshape(x.shape)
                 lq.quantize_linear(x, scale, zero_point, **call, out=shifted)
                 np.testing.assert_array_equal(shifted, expected)
-                x_hat = lq.dequantize_linear(q, scale, zero_point, axis=1)
+                x_hat = lq.dequantize_linear(q, scale, zero_point, **blocks)
                 np.testing.assert_array_equal(x_hat, expected_x_hat)
                 compiled.set_level(previous[1])
     finally:

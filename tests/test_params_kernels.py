@@ -1,7 +1,8 @@
 """SPEC §4 as the compiled kernels compute it, against ``linquant._params`` (the reference).
 
-Dynamic per-block quantization along the innermost axis (``block_dynamic_quantize``) finds each
-block's scale and zero point in the kernels themselves: ``_kernels.pxi``'s ``_block_params``
+Dynamic per-block quantization along the innermost axis, and per-axis along the outermost axis
+where each channel is one run of ``x`` (``block_dynamic_quantize``), finds each group's scale
+and zero point in the kernels themselves: ``_kernels.pxi``'s ``_block_params``
 (float32 and float64, every CPU level) and, on AVX-512 builds, ``lq_block_params16`` (float32,
 16 blocks at once: whole groups of blocks of 16 to 256 values, masked lanes for other sizes and
 a row's last blocks). Each block here is built so that its minimum is ``lo`` and its maximum
@@ -17,6 +18,7 @@ and 4 bits, each scheme, ``include_zero`` either way:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -116,6 +118,26 @@ def blocks_of(
     return x, lo, hi
 
 
+def channels_of(pairs: Ranges, run: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """``x`` of shape ``(len(pairs), *run)``: channel ``c`` (``x[c]``) holds ``pairs[c]`` as
+    its minimum and maximum, at random places, and values between them."""
+    dtype = np.asarray(pairs[0][0]).dtype
+    lo = np.array([p[0] for p in pairs], dtype)[:, None]
+    hi = np.array([p[1] for p in pairs], dtype)[:, None]
+    size = math.prod(run)
+    t = rng.random((len(pairs), size))
+    with np.errstate(invalid="ignore"):
+        between = lo.astype(np.float64) * (1 - t) + hi.astype(np.float64) * t
+    between = np.where(np.isfinite(between), between, lo)  # an infinite bound: bounds only
+    x = np.clip(between, lo, hi).astype(dtype)
+    channels = np.arange(len(pairs))
+    at_lo = rng.integers(0, size, len(pairs))
+    at_hi = (at_lo + rng.integers(1, size, len(pairs))) % size
+    x[channels, at_lo] = lo[:, 0]
+    x[channels, at_hi] = hi[:, 0]
+    return x.reshape(len(pairs), *run)
+
+
 @contextmanager
 def running(backend: str, level: str | None = None) -> Iterator[None]:
     """Run the block on ``backend`` (at CPU ``level``), then restore the previous settings."""
@@ -152,19 +174,20 @@ def check(
     x: np.ndarray,
     lo: np.ndarray,
     hi: np.ndarray,
-    block: int,
+    block: int | None,
     bits: int,
     scheme: str,
     include_zero: bool,
+    axis: int = -1,
 ) -> None:
-    """Per-block dynamic quantization of ``x`` (blocks of ranges ``lo``, ``hi``) on the NumPy
-    backend and at every CPU level: the reference's parameters, or its error."""
+    """Dynamic quantization of ``x`` in blocks along ``axis`` (per-axis where ``block`` is
+    None) whose ranges are ``lo``, ``hi``, on the NumPy backend and at every CPU level: the
+    reference's parameters, or its error."""
     signed = scheme == "symmetric"
-    groups = grouping(x.shape, -1, block)
+    groups = grouping(x.shape, axis, block)
     assert groups is not None
-    starts = np.arange(0, x.shape[-1], block)
-    assert (np.minimum.reduceat(x, starts, -1) == lo).all()
-    assert (np.maximum.reduceat(x, starts, -1) == hi).all()
+    assert (groups.reduce(x, np.fmin, np.inf) == lo).all()
+    assert (groups.reduce(x, np.fmax, -np.inf) == hi).all()
     expected = reference(lo, hi, bits, scheme, include_zero, groups.describe)
     qmin, qmax = integer_range(bits, signed)
 
@@ -178,7 +201,7 @@ def check(
     def quantized() -> lq.QuantizedArray | str:
         try:
             return lq.quantize(
-                x, bits, scheme, include_zero=include_zero, axis=-1, block_size=block
+                x, bits, scheme, include_zero=include_zero, axis=axis, block_size=block
             )
         except ValueError as error:
             return str(error)
@@ -190,7 +213,9 @@ def check(
             outcomes[level] = (decide(compiled), quantized())
     codes = outcomes["numpy"][1]
     for name, (decided, result) in outcomes.items():
-        where = f"{name}: {x.dtype} blocks of {block}, {bits} bits, {scheme}, {include_zero=}"
+        where = (
+            f"{name}: {x.dtype} {x.shape} {axis=} {block=}, {bits} bits, {scheme}, {include_zero=}"
+        )
         if isinstance(expected, str):
             assert decided is None, where
             assert result == expected, where
@@ -227,6 +252,29 @@ def test_block_parameters_of_special_ranges(
     calls = [[pair for row in valid for pair in row], *refused]
     for pairs in calls:
         check(*blocks_of(pairs, block, tail, rng), block, bits, scheme, include_zero)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("run", [(5,), (33,), (4100,), (3, 700)], ids=str)
+@pytest.mark.parametrize(("bits", "scheme", "include_zero"), CONFIGS)
+def test_channel_parameters_of_special_ranges(
+    dtype: np.dtype, run: tuple[int, ...], bits: int, scheme: str, include_zero: bool
+) -> None:
+    """Per-axis along the outermost axis: each channel is one run of ``x``, whose range,
+    parameters and codes the dynamic-block kernels find (more than a cache's worth of values
+    per channel from 4100 on). Each special range among ordinary ones, the refused ones in
+    calls of their own."""
+    rng = np.random.default_rng(math.prod(run))
+    valid, refused = filler(dtype), []
+    for lo, hi in special_ranges(dtype):
+        alone = reference(np.array([lo]), np.array([hi]), bits, scheme, include_zero, str)
+        (refused if isinstance(alone, str) else valid).append((lo, hi))
+    assert refused
+    for pairs in [valid, *([pair, *filler(dtype)[:2]] for pair in refused)]:
+        x = channels_of(pairs, run, rng)
+        lo = np.array([p[0] for p in pairs], dtype)
+        hi = np.array([p[1] for p in pairs], dtype)
+        check(x, lo, hi, None, bits, scheme, include_zero, axis=0)
 
 
 @st.composite

@@ -277,7 +277,7 @@ def dynamic_quantize(
     )
     groups = grouping(arr.shape, axis, block_size)
     out = _backend.empty_output(arr.shape, storage_dtype(n_bits, signed))
-    if groups is not None:  # per block along the innermost axis: one read of x (compiled)
+    if groups is not None:  # groups that are runs of x (blocks, outer channels): one read
         params = _backend.active().block_dynamic_quantize(
             arr, groups, n_bits, signed, include_zero, nan == "raise", qmin, qmax, out
         )

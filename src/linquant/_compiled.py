@@ -91,16 +91,20 @@ _select_from_environment()
 
 
 def _pieces(
-    arrays: tuple[np.ndarray, ...], params: tuple[np.ndarray, ...], block: int, parts: int
+    arrays: tuple[np.ndarray, ...],
+    params: tuple[np.ndarray, ...],
+    block: int,
+    parts: int,
+    across_groups: bool = False,
 ) -> list[tuple[np.ndarray, ...]]:
     """``arrays + params`` cut into ``parts`` pieces: along axis 0, or along axis 1 where it
-    has fewer rows than parts.
+    has fewer rows than parts or ``across_groups`` asks for it (pieces that share no group).
 
     ``arrays`` are (rows, n, ...) views, ``params`` (rows, groups, ...) views in which element
     ``a`` along axis 1 has group ``a // block``: cuts along axis 1 fall between groups.
     """
     rows, n = arrays[0].shape[:2]
-    if rows >= parts:
+    if rows >= parts and not across_groups:
         edges = np.linspace(0, rows, parts + 1).astype(int).tolist()
         return [tuple(v[a:b] for v in arrays + params) for a, b in pairwise(edges)]
     edges = np.linspace(0, -(-n // block), parts + 1).astype(int).tolist()
@@ -170,12 +174,17 @@ def dequantize(q: np.ndarray, scale: np.floating, zero_point: int, out: np.ndarr
 
 
 def _split_groups(
-    block: int, arrays: tuple[np.ndarray, ...], params: tuple[np.ndarray, ...]
+    block: int,
+    arrays: tuple[np.ndarray, ...],
+    params: tuple[np.ndarray, ...],
+    across_groups: bool = False,
 ) -> list[tuple[np.ndarray, ...]]:
     """``arrays + params`` (see :func:`_pieces`) cut into one piece per thread when the call
     is large."""
     parts = _parts(arrays[0].size)
-    return [arrays + params] if parts == 1 else _pieces(arrays, params, block, parts)
+    if parts == 1:
+        return [arrays + params]
+    return _pieces(arrays, params, block, parts, across_groups)
 
 
 def _3d(a: np.ndarray, axis: int) -> np.ndarray:
@@ -193,9 +202,14 @@ def group_minmax(x: np.ndarray, groups: Grouping) -> tuple[np.ndarray, np.ndarra
         return lo, hi, False
     x3 = _3d(x, groups.axis)
     outer, inner = x3.shape[0], x3.shape[2]
-    nan_seen = _kernels.group_minmax(
-        x3, groups.params_3d(lo, outer, inner), groups.params_3d(hi, outer, inner), groups.block
+    # Threads fold into ranges of their own: pieces hold whole groups.
+    pieces = _split_groups(
+        groups.block,
+        (x3,),
+        (groups.params_3d(lo, outer, inner), groups.params_3d(hi, outer, inner)),
+        across_groups=True,
     )
+    nan_seen = any(_threads.run(_kernels.group_minmax, pieces, groups.block))
     return lo, hi, nan_seen
 
 
@@ -311,24 +325,26 @@ def block_dynamic_quantize(
     qmax: int,
     out: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per-block dynamic quantization along the innermost axis in one read of ``x``.
+    """Dynamic quantization of groups that are runs of ``x`` (``Grouping.as_runs``: blocks
+    along the innermost axis, channels along the outermost) in one read of ``x``.
 
     Returns the scales and zero points, or None where this does not apply (other layouts)
     or must not decide (a block whose parameters raise, a NaN with ``nan_raises``): the
     general path then runs, and raises with its messages.
     """
-    x3, out3 = as_3d(x, groups.axis), as_3d(out, groups.axis)
-    if groups.block_size is None or x3 is None or out3 is None or x3.shape[2] != 1:
+    x_runs, out_runs = groups.as_runs(x), groups.as_runs(out)
+    if x_runs is None or out_runs is None:
         return None
     scale = empty(groups.param_shape, x.dtype)  # pooled: fresh pages cost as much as the pass
     zero_point = empty(groups.param_shape, np.int32)
-    scale3, zero_point3 = as_3d(scale, groups.axis), as_3d(zero_point, groups.axis)
-    assert scale3 is not None and zero_point3 is not None  # fresh arrays always merge
+    run = groups.run_length
     pieces = _split_groups(
-        groups.block, (x3[:, :, 0], out3[:, :, 0]), (scale3[:, :, 0], zero_point3[:, :, 0])
+        run,
+        (x_runs, out_runs),
+        (groups.params_as_runs(scale), groups.params_as_runs(zero_point)),
     )
     stream = _streams(x, out)
-    arguments = (groups.block, bits, signed, include_zero, nan_raises, qmin, qmax, stream)
+    arguments = (run, bits, signed, include_zero, nan_raises, qmin, qmax, stream)
     if x.size and not all(_threads.run(_kernels.block_dynamic_quantize, pieces, *arguments)):
         return None
     return scale, zero_point

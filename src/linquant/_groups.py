@@ -82,6 +82,41 @@ class Grouping:
         assert view is not None  # parameters are contiguous or broadcast: they merge
         return view
 
+    @property
+    def run_length(self) -> int:
+        """Elements of a group in one run, where :meth:`as_runs` applies: the block, or a
+        channel's elements (those of the axes after ``axis``)."""
+        if self.block_size is None:
+            return math.prod(self.shape[self.axis + 1 :])
+        return self.block
+
+    def as_runs(self, a: np.ndarray) -> np.ndarray | None:
+        """``a`` (of ``shape``) as a (rows, n) view in which each group is a run of
+        ``run_length`` consecutive elements of a row, or None for other layouts.
+
+        Blocks along the innermost axis are such runs; so are channels along an axis with
+        nothing before it, where each channel's elements (more than one) are contiguous.
+        """
+        view = as_3d(a, self.axis)
+        if view is None:
+            return None
+        outer, n, inner = view.shape
+        if self.block_size is not None:
+            return view[:, :, 0] if inner == 1 else None
+        contiguous = view.strides[2] == a.itemsize and view.strides[1] == inner * a.itemsize
+        if outer != 1 or inner == 1 or not contiguous:
+            return None
+        return as_strided(view, (1, n * inner), (0, a.itemsize), writeable=a.flags.writeable)
+
+    def params_as_runs(self, params: np.ndarray) -> np.ndarray:
+        """Parameters (of ``param_shape``, C-contiguous) as a (rows, groups) view that pairs
+        with :meth:`as_runs`."""
+        if self.block_size is None:
+            return params.reshape(1, -1)
+        view = as_3d(params, self.axis)
+        assert view is not None  # C-contiguous: it merges
+        return view[:, :, 0]
+
     def group_of(self, index: tuple[int, ...]) -> tuple[int, ...]:
         """The index in ``param_shape`` of the group of the element at ``index`` of ``x``."""
         if self.block_size is None:

@@ -20,8 +20,10 @@ from linquant._params import ROUNDED_LIMIT as _ROUNDED_LIMIT
 cdef extern from "lq_kernels.h" nogil:  # the C kernels: _c/lq_kernels.h lists them
     int lq_minmax_f32(const float *p, Py_ssize_t n, Py_ssize_t step, float *lo, float *hi)
     int lq_minmax_f64(const double *p, Py_ssize_t n, Py_ssize_t step, double *lo, double *hi)
-    int lq_minmax_each_f32(const float *p, Py_ssize_t n, float *lo, float *hi)
-    int lq_minmax_each_f64(const double *p, Py_ssize_t n, double *lo, double *hi)
+    int lq_minmax_each_f32(const float *p, Py_ssize_t row_step, Py_ssize_t rows, Py_ssize_t n,
+                           float *lo, float *hi)
+    int lq_minmax_each_f64(const double *p, Py_ssize_t row_step, Py_ssize_t rows, Py_ssize_t n,
+                           double *lo, double *hi)
     float lq_rint_f32(float t)
     double lq_rint_f64(double t)
     int lq_irint_f32(float t)
@@ -33,6 +35,7 @@ cdef extern from "lq_kernels.h" nogil:  # the C kernels: _c/lq_kernels.h lists t
         LQ_I8
         LQ_U16
         LQ_I16
+        LQ_EACH_ROWS
     # Families, by code type (the first argument, from _code): void * is of that type.
     void lq_stream_fence()
     int lq_stream_quantize(int code, const float *x, Py_ssize_t n, float scale, float lo,
@@ -40,9 +43,10 @@ cdef extern from "lq_kernels.h" nogil:  # the C kernels: _c/lq_kernels.h lists t
                            Py_ssize_t *end)
     int lq_stream_dequantize(int code, const void *q, Py_ssize_t n, float scale, int zero_point,
                              float *out, Py_ssize_t *begin, Py_ssize_t *end)
-    int lq_quantize_each(int code, const float *x, Py_ssize_t n, const float *scale,
-                         const int32_t *zero_point, Py_ssize_t zero_point_step, int qmin,
-                         int qmax, void *out, int stream)
+    int lq_quantize_each(int code, const float *x, Py_ssize_t x_row_step, Py_ssize_t rows,
+                         Py_ssize_t n, const float *scale, const int32_t *zero_point,
+                         Py_ssize_t zero_point_step, int qmin, int qmax, void *out,
+                         Py_ssize_t out_row_step, int stream)
     int lq_dequantize_each(int code, const void *q, Py_ssize_t n, const float *scale,
                            const int32_t *zero_point, Py_ssize_t zero_point_step, float *out,
                            int stream)
@@ -297,33 +301,39 @@ cdef inline int _quantize_run_params_fast(
 
 
 cdef inline int _quantize_each(
-    const floating *x, Py_ssize_t x_step, Py_ssize_t n,
+    const floating *x, Py_ssize_t x_step, Py_ssize_t x_row_step, Py_ssize_t rows, Py_ssize_t n,
     const floating *scale, Py_ssize_t scale_step,
     const int32_t *zero_point, Py_ssize_t zero_point_step,
-    int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step, bint stream,
+    int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step, Py_ssize_t out_row_step,
+    bint stream,
 ) noexcept nogil:
-    # Parameters that change at every element, fast form: contiguous float32 runs by
-    # lq_kernels.h's vector loop (AVX-512 builds; a run with NaN is redone wide), else the loops
-    # above.
-    cdef int done = -1
+    # `rows` runs with the same parameters, which change at every element, fast form:
+    # contiguous float32 runs by lq_kernels.h's vector loop (AVX-512 builds; runs with a NaN
+    # are redone wide), else the loops above, run by run.
+    cdef int done = -1, nan_seen = 0
+    cdef Py_ssize_t r
     if (
         floating is float and x_step == 1 and scale_step == 1 and out_step == 1
         and (zero_point_step == 0 or zero_point_step == 1)
     ):
         done = lq_quantize_each(
-            _code(out), x, n, scale, zero_point, zero_point_step, <int>qmin, <int>qmax, out,
-            stream,
+            _code(out), x, x_row_step, rows, n, scale, zero_point, zero_point_step, <int>qmin,
+            <int>qmax, out, out_row_step, stream,
         )
     if done == 0:
         return 0
-    if done == 1:
-        return _quantize_run_params(
-            x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax,
-            out, out_step,
-        )
-    return _quantize_run_params_fast(
-        x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, out_step
-    )
+    for r in range(rows):
+        if done == 1:
+            nan_seen |= _quantize_run_params(
+                x + r * x_row_step, x_step, n, scale, scale_step, zero_point, zero_point_step,
+                qmin, qmax, out + r * out_row_step, out_step,
+            )
+        else:
+            nan_seen |= _quantize_run_params_fast(
+                x + r * x_row_step, x_step, n, scale, scale_step, zero_point, zero_point_step,
+                qmin, qmax, out + r * out_row_step, out_step,
+            )
+    return nan_seen
 
 
 cdef inline int _quantize_run(
@@ -509,25 +519,27 @@ def dequantize(
 
 
 cdef inline int _minmax_run_each(
-    const floating *x, Py_ssize_t x_step, Py_ssize_t n,
+    const floating *x, Py_ssize_t x_step, Py_ssize_t x_row_step, Py_ssize_t rows, Py_ssize_t n,
     floating *lo, Py_ssize_t lo_step, floating *hi, Py_ssize_t hi_step,
 ) noexcept nogil:
-    # Fold x[j] into lo[j], hi[j]: NaN fails both comparisons and is only reported.
-    cdef Py_ssize_t j
+    # Fold x[r * x_row_step + j] of each of the `rows` runs into lo[j], hi[j]: NaN fails both
+    # comparisons and is only reported.
+    cdef Py_ssize_t j, r
     cdef floating v
     cdef int nan_seen = 0
     if x_step == 1 and lo_step == 1 and hi_step == 1:  # contiguous: lq_kernels.h, vectorized
         if floating is float:
-            return lq_minmax_each_f32(x, n, lo, hi)
+            return lq_minmax_each_f32(x, x_row_step, rows, n, lo, hi)
         else:
-            return lq_minmax_each_f64(x, n, lo, hi)
-    for j in range(n):
-        v = x[j * x_step]
-        nan_seen |= v != v
-        if v < lo[j * lo_step]:
-            lo[j * lo_step] = v
-        if v > hi[j * hi_step]:
-            hi[j * hi_step] = v
+            return lq_minmax_each_f64(x, x_row_step, rows, n, lo, hi)
+    for r in range(rows):
+        for j in range(n):
+            v = x[r * x_row_step + j * x_step]
+            nan_seen |= v != v
+            if v < lo[j * lo_step]:
+                lo[j * lo_step] = v
+            if v > hi[j * hi_step]:
+                hi[j * hi_step] = v
     return nan_seen
 
 
@@ -554,38 +566,50 @@ def group_minmax(
     _view("x", x.shape, x.strides, sizeof(floating), x.shape, 3)
     _view("lo", lo.shape, lo.strides, sizeof(floating), groups, 3)
     _view("hi", hi.shape, hi.strides, sizeof(floating), groups, 3)
+    cdef Py_ssize_t x0 = _step(x.strides[0], sizeof(floating))
     cdef Py_ssize_t x1 = _step(x.strides[1], sizeof(floating))
     cdef Py_ssize_t x2 = _step(x.strides[2], sizeof(floating))
+    cdef Py_ssize_t lo0 = _step(lo.strides[0], sizeof(floating))
+    cdef Py_ssize_t hi0 = _step(hi.strides[0], sizeof(floating))
     cdef Py_ssize_t lo1 = _step(lo.strides[1], sizeof(floating))
     cdef Py_ssize_t lo2 = _step(lo.strides[2], sizeof(floating))
     cdef Py_ssize_t hi1 = _step(hi.strides[1], sizeof(floating))
     cdef Py_ssize_t hi2 = _step(hi.strides[2], sizeof(floating))
     cdef int nan_seen = 0
     with nogil:
-        for o in range(x.shape[0]):
-            if inner == 1 and block == 1:  # a group per element along the axis
-                nan_seen |= _minmax_run_each(
-                    &x[o, 0, 0], x1, n, &lo[o, 0, 0], lo1, &hi[o, 0, 0], hi1
-                )
-            elif inner == 1:  # runs of `block` elements along the axis
-                a = 0
-                while a < n:
-                    end = min(n, a + block)
-                    nan_seen |= _minmax_run(
-                        &x[o, a, 0], x1, end - a, &lo[o, a // block, 0], &hi[o, a // block, 0]
+        if inner == 1 and block == 1 and lo0 == 0 and hi0 == 0 and x.shape[0] > 0:
+            # per-axis: all rows share their ranges
+            nan_seen = _minmax_run_each(
+                &x[0, 0, 0], x1, x0, x.shape[0], n, &lo[0, 0, 0], lo1, &hi[0, 0, 0], hi1
+            )
+        else:
+            for o in range(x.shape[0]):
+                if inner == 1 and block == 1:  # a group per element along the axis
+                    nan_seen |= _minmax_run_each(
+                        &x[o, 0, 0], x1, 0, 1, n, &lo[o, 0, 0], lo1, &hi[o, 0, 0], hi1
                     )
-                    a = end
-            else:
-                for a in range(n):
-                    if lo2 == 0 and hi2 == 0:  # the row is one group
+                elif inner == 1:  # runs of `block` elements along the axis
+                    a = 0
+                    while a < n:
+                        end = min(n, a + block)
+                        nan_seen |= _minmax_run(
+                            &x[o, a, 0], x1, end - a, &lo[o, a // block, 0], &hi[o, a // block, 0]
+                        )
+                        a = end
+                elif lo2 == 0 and hi2 == 0:  # each row is one group
+                    for a in range(n):
                         nan_seen |= _minmax_run(
                             &x[o, a, 0], x2, inner, &lo[o, a // block, 0], &hi[o, a // block, 0]
                         )
-                    else:
+                else:  # the rows of a block share their groups
+                    a = 0
+                    while a < n:
+                        end = min(n, a + block - a % block)
                         nan_seen |= _minmax_run_each(
-                            &x[o, a, 0], x2, inner, &lo[o, a // block, 0], lo2,
+                            &x[o, a, 0], x2, x1, end - a, inner, &lo[o, a // block, 0], lo2,
                             &hi[o, a // block, 0], hi2,
                         )
+                        a = end
     return nan_seen != 0
 
 
@@ -651,7 +675,7 @@ def group_quantize(
     bint stream,  # contiguous float32 runs may be written with non-temporal stores
 ):
     """Quantize each element with its group's parameters (SPEC §2); True if ``x`` held NaN."""
-    cdef Py_ssize_t o, a, b, n = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t o, a, b, rows, n = x.shape[1], inner = x.shape[2]
     cdef Py_ssize_t groups[3]
     block = _block_step(block, n)
     _groups_3d(x.shape, block, groups)
@@ -659,22 +683,30 @@ def group_quantize(
     _view("out", out.shape, out.strides, sizeof(codes), x.shape, 3)
     _view("scale", scale.shape, scale.strides, sizeof(floating), groups, 3)
     _view("zero_point", zero_point.shape, zero_point.strides, sizeof(int32_t), groups, 3)
+    cdef Py_ssize_t x0 = _step(x.strides[0], sizeof(floating))
     cdef Py_ssize_t x1 = _step(x.strides[1], sizeof(floating))
     cdef Py_ssize_t x2 = _step(x.strides[2], sizeof(floating))
+    cdef Py_ssize_t out0 = _step(out.strides[0], sizeof(codes))
     cdef Py_ssize_t out1 = _step(out.strides[1], sizeof(codes))
     cdef Py_ssize_t out2 = _step(out.strides[2], sizeof(codes))
+    cdef Py_ssize_t scale0 = _step(scale.strides[0], sizeof(floating))
     cdef Py_ssize_t scale1 = _step(scale.strides[1], sizeof(floating))
     cdef Py_ssize_t scale2 = _step(scale.strides[2], sizeof(floating))
+    cdef Py_ssize_t zero0 = _step(zero_point.strides[0], sizeof(int32_t))
     cdef Py_ssize_t zero1 = _step(zero_point.strides[1], sizeof(int32_t))
     cdef Py_ssize_t zero2 = _step(zero_point.strides[2], sizeof(int32_t))
     cdef int nan_seen = 0
     with nogil:
         if inner == 1 and block == 1 and fast:  # parameters change at every element
-            for o in range(x.shape[0]):
+            # Rows that share them (per-axis: all rows) go LQ_EACH_ROWS at a time.
+            o = 0
+            while o < x.shape[0]:
+                rows = min(LQ_EACH_ROWS if scale0 == 0 and zero0 == 0 else 1, x.shape[0] - o)
                 nan_seen |= _quantize_each(
-                    &x[o, 0, 0], x1, n, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
-                    qmin, qmax, &out[o, 0, 0], out1, stream,
+                    &x[o, 0, 0], x1, x0, rows, n, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0],
+                    zero1, qmin, qmax, &out[o, 0, 0], out1, out0, stream,
                 )
+                o += rows
         else:
             for o in range(x.shape[0]):
                 if inner == 1 and block == 1:
@@ -688,24 +720,30 @@ def group_quantize(
                         zero1, qmin, qmax, &out[o, 0, 0], out1, stream,
                     )
                 else:
-                    for a in range(n):
+                    a = 0
+                    while a < n:
                         b = a // block
+                        # Rows of one block share their parameters: up to LQ_EACH_ROWS at a time.
+                        rows = min(LQ_EACH_ROWS, (b + 1) * block - a, n - a)
                         if scale2 == 0 and zero2 == 0:  # the row shares its parameters
+                            rows = 1
                             nan_seen |= _quantize_run(
                                 &x[o, a, 0], x2, inner, scale[o, b, 0], zero_point[o, b, 0],
                                 qmin, qmax, &out[o, a, 0], out2, stream,
                             )
                         elif fast:
                             nan_seen |= _quantize_each(
-                                &x[o, a, 0], x2, inner, &scale[o, b, 0], scale2,
+                                &x[o, a, 0], x2, x1, rows, inner, &scale[o, b, 0], scale2,
                                 &zero_point[o, b, 0], zero2, qmin, qmax, &out[o, a, 0], out2,
-                                stream,
+                                out1, stream,
                             )
                         else:
+                            rows = 1
                             nan_seen |= _quantize_run_params(
                                 &x[o, a, 0], x2, inner, &scale[o, b, 0], scale2,
                                 &zero_point[o, b, 0], zero2, qmin, qmax, &out[o, a, 0], out2,
                             )
+                        a += rows
         if stream:
             lq_stream_fence()
     return nan_seen != 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._groups import Grouping, as_3d
+from ._groups import Grouping
 from ._params import ROUNDED_LIMIT, params_per_slice
 
 
@@ -117,15 +117,14 @@ def block_dynamic_quantize(
     qmax: int,
     out: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per-block dynamic quantization along the innermost axis: SPEC §4 for each block's
-    range, then its codes into ``out``; the scales and zero points.
+    """Dynamic quantization of groups that are runs of ``x`` (``Grouping.as_runs``): SPEC §4
+    for each group's range, then its codes into ``out``; the scales and zero points.
 
     None where the compiled twin (one read of ``x``) returns None, so that the API takes the
-    same path on both backends: other layouts, a block whose parameters raise, a NaN with
+    same path on both backends: other layouts, a group whose parameters raise, a NaN with
     ``nan_raises``. The general path then runs, and raises with its messages.
     """
-    x3, out3 = as_3d(x, groups.axis), as_3d(out, groups.axis)
-    if groups.block_size is None or x3 is None or out3 is None or x3.shape[2] != 1:
+    if groups.as_runs(x) is None or groups.as_runs(out) is None:
         return None
     lo, hi, nan_seen = group_minmax(x, groups)
     if nan_seen and nan_raises:

@@ -245,50 +245,64 @@ LQ_VECTOR_INLINE int lq_block_params16(__m512 lo, __m512 hi, __mmask16 valid, in
 }
 
 /*
- * Dynamic per-block quantization along a contiguous run of n values (float32), 16 blocks at a
- * time while they are in the cache: their ranges (lq_block_range16, lq_reduce_*16), their
- * parameters in one vector step (lq_block_params16), then their codes. Block b's parameters
- * go to scale[b * scale_step] and zero_point[b * zero_point_step]. Returns 0, or nonzero where
- * the caller must do the run its own way: a NaN, or parameters that raise or leave the fast
- * form.
+ * Dynamic per-block quantization along a contiguous run of n values (float32), a group of up
+ * to 16 blocks at a time while they are in the cache: their ranges (lq_block_range16,
+ * lq_reduce_*16), their parameters in one vector step (lq_block_params16), then their codes.
+ * A group holds at most LQ_GROUP_BYTES of input (at least one block), so that its codes read
+ * it from the L1 cache. Block b's parameters go to scale[b * scale_step] and
+ * zero_point[b * zero_point_step]. Returns 0, or nonzero where the caller must do the run its
+ * own way: a NaN, or parameters that raise or leave the fast form.
  */
+#define LQ_GROUP_BYTES 16384
+/* While a group's codes are computed from the cache, the next group's input is read into L2
+   ahead of its ranges: a chunk of codes at a time, each with the prefetches of its lines. */
+#define LQ_CODES_CHUNK 256
 #define LQ_DEFINE_BLOCK_DYNAMIC(CODE, NAME, BLOCK)                                            \
     LQ_ROW_KERNEL int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, int bits,            \
                            int is_signed, int include_zero, int qmin, int qmax, float *scale, \
                            ptrdiff_t scale_step, int32_t *zero_point,                         \
                            ptrdiff_t zero_point_step, CODE *out, int stream)                  \
     {                                                                                         \
+        const ptrdiff_t fit = LQ_GROUP_BYTES / (block * (ptrdiff_t)sizeof(float));           \
+        const ptrdiff_t group = fit < 1 ? 1 : fit < 16 ? fit : 16;                            \
         __m512 lo[16], hi[16];                                                                \
         float group_scale[16];                                                                \
         int32_t group_zero_point[16];                                                         \
-        ptrdiff_t a = 0, b = 0, k, g, len;                                                    \
+        ptrdiff_t a = 0, b = 0, k, g, len, c, j, piece;                                       \
         int nan = 0;                                                                          \
         stream = stream && lq_can_stream(out, block, sizeof(CODE));                           \
         while (a < n) {                                                                       \
             const ptrdiff_t start = a;                                                        \
             for (g = 0; g < 16; g++, a += block) {                                            \
-                if (a < n)                                                                    \
+                if (a < n && g < group)                                                       \
                     lq_block_range16(x + a, n - a < block ? n - a : block, &lo[g], &hi[g]);   \
                 else                                                                          \
                     lo[g] = hi[g] = _mm512_setzero_ps();                                      \
             }                                                                                 \
             g = (n - start + block - 1) / block;                                              \
             if (lq_block_params16(lq_reduce_min16(lo), lq_reduce_max16(hi),                   \
-                                  lq_first(g < 16 ? g : 16), bits, is_signed, include_zero,   \
-                                  qmin, qmax, group_scale, group_zero_point))                 \
+                                  lq_first(g < group ? g : group), bits, is_signed,           \
+                                  include_zero, qmin, qmax, group_scale, group_zero_point))   \
                 return 1;                                                                     \
-            for (k = 0; k < 16 && start + k * block < n; k++, b++) {                          \
+            for (k = 0; k < group && start + k * block < n; k++, b++) {                       \
                 const ptrdiff_t at = start + k * block;                                       \
                 const float s = group_scale[k];                                               \
                 const int32_t z = group_zero_point[k];                                        \
+                const lq_block_vectors codes = lq_broadcast(s, z, qmin, qmax);                \
                 len = n - at < block ? n - at : block;                                        \
                 scale[b * scale_step] = s;                                                    \
                 zero_point[b * zero_point_step] = z;                                          \
-                nan |= BLOCK(x + at, len, lq_broadcast(s, z, qmin, qmax), out + at, stream);  \
+                for (c = 0; c < len; c += LQ_CODES_CHUNK) {                                   \
+                    piece = len - c < LQ_CODES_CHUNK ? len - c : LQ_CODES_CHUNK;              \
+                    for (j = 0; j < piece; j += 16) /* the next group's input, same offset */ \
+                        _mm_prefetch((const char *)(x + at + c + j + group * block),          \
+                                     _MM_HINT_T1);                                            \
+                    nan |= BLOCK(x + at + c, piece, codes, out + at + c, stream);             \
+                }                                                                             \
             }                                                                                 \
             if (nan)                                                                          \
                 return 1;                                                                     \
-            a = start + 16 * block;                                                           \
+            a = start + group * block;                                                        \
         }                                                                                     \
         return 0;                                                                             \
     }
@@ -380,30 +394,6 @@ LQ_VECTOR_INLINE __m512i lq_group_code16(__m512 x, const lq_group_params *p, int
     *low = _mm512_min_epi32(*low, c);
     return lq_add16(c, &p->zero_point[k]);
 }
-/* A 64-byte line of codes from 4 (8-bit) or 2 (16-bit) vectors already within the code range:
-   the packs work within 128-bit lanes, the permute puts the pieces in order. */
-LQ_VECTOR_INLINE __m512i lq_line8(__m512i packed)
-{
-    return _mm512_permutexvar_epi32(
-        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), packed);
-}
-LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
-{
-    return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), packed);
-}
-#define LQ_LINE_U8(v)                                                                         \
-    lq_line8(_mm512_packus_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3])))
-#define LQ_LINE_I8(v)                                                                         \
-    lq_line8(_mm512_packs_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3])))
-#define LQ_LINE_U16(v) lq_line16(_mm512_packus_epi32(v[0], v[1]))
-#define LQ_LINE_I16(v) lq_line16(_mm512_packs_epi32(v[0], v[1]))
-#define LQ_STORE_LINE(p, line, stream)                                                        \
-    do {                                                                                      \
-        if (stream)                                                                           \
-            _mm512_stream_si512((void *)(p), line);                                           \
-        else                                                                                  \
-            _mm512_storeu_si512((void *)(p), line);                                           \
-    } while (0)
 /*
  * Dynamic blocks prefetch the input 16 KiB ahead into L2 while they compute codes from the
  * cache. Without it the memory idles during each group's codes (the hardware prefetcher

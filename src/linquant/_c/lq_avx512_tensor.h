@@ -118,12 +118,14 @@ static inline int lq_can_stream(const void *out, ptrdiff_t block, ptrdiff_t item
 #define LQ_STREAM_U16(p, v) _mm256_stream_si256((__m256i *)(p), _mm512_cvtepi32_epi16(v))
 #define LQ_MASK_STORE_U16(p, m, v) _mm512_mask_cvtepi32_storeu_epi16((void *)(p), m, v)
 /*
- * Per-axis along a contiguous run (float32): value i has scale[i] and the zero point
+ * Per-axis along contiguous runs (float32): value i of each run has scale[i] and the zero point
  * zero_point[i * zero_point_step] (step 0: one for the run). The fast form's bounds are
  * computed lane-wise in int32, exact as lq_broadcast's; callers check that every zero point
- * keeps the fast form. Quantize returns nonzero if a value was NaN (the caller redoes the run).
+ * keeps the fast form. Quantize returns nonzero if a value was NaN (the caller redoes the runs).
  */
-/* Bytes of input read ahead, non-temporally: the parameters stay in the L1 cache. */
+/* Bytes of input read ahead, non-temporally, where a call has one run: the parameters stay in
+   the L1 cache. Several runs at once leave it to the hardware prefetcher, which then does
+   better (bench/NOTES.md). */
 #define LQ_EACH_PREFETCH 1024
 /* 16 codes of values x with scales s and zero points z: the fast form's bounds lane-wise. */
 LQ_VECTOR_INLINE __m512i lq_quantize_each16(__m512 x, __m512 s, __m512i z, int qmin, int qmax,
@@ -133,35 +135,81 @@ LQ_VECTOR_INLINE __m512i lq_quantize_each16(__m512 x, __m512 s, __m512i z, int q
     __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(qmax), z));
     return lq_quantize16(x, s, lo, hi, z, nan);
 }
-/* STREAM: 16 codes with a non-temporal store, where the run's codes start 16-code aligned. */
-#define LQ_DEFINE_QUANTIZE_EACH(CODE, NAME, STORE, STREAM, MASK_STORE)                        \
-    LQ_ROW_KERNEL int NAME(const float *x, ptrdiff_t n, const float *scale,                   \
-                           const int32_t *zero_point, ptrdiff_t zero_point_step, int qmin,    \
-                           int qmax, CODE *out, int stream)                                   \
+/* A 64-byte line of codes from 4 (8-bit) or 2 (16-bit) vectors already within the code range:
+   the packs work within 128-bit lanes, the permute puts the pieces in order. */
+LQ_VECTOR_INLINE __m512i lq_line8(__m512i packed)
+{
+    return _mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), packed);
+}
+LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
+{
+    return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), packed);
+}
+#define LQ_LINE_U8(v)                                                                         \
+    lq_line8(_mm512_packus_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3])))
+#define LQ_LINE_I8(v)                                                                         \
+    lq_line8(_mm512_packs_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3])))
+#define LQ_LINE_U16(v) lq_line16(_mm512_packus_epi32(v[0], v[1]))
+#define LQ_LINE_I16(v) lq_line16(_mm512_packs_epi32(v[0], v[1]))
+#define LQ_STORE_LINE(p, line, stream)                                                        \
+    do {                                                                                      \
+        if (stream)                                                                           \
+            _mm512_stream_si512((void *)(p), line);                                           \
+        else                                                                                  \
+            _mm512_storeu_si512((void *)(p), line);                                           \
+    } while (0)
+/*
+ * `rows` runs of n values, run r at x + r * x_row_step and out + r * out_row_step, all with
+ * the same parameters: each vector of parameters is loaded once for all the runs. The codes go
+ * out a whole 64-byte line at a time (non-temporally with `stream` where every run's lines are
+ * aligned): lines of 16-code pieces from several runs at once would leave the write-combining
+ * buffers partly filled. The rest of each run, after its last whole line, 16 codes at a time.
+ */
+#define LQ_DEFINE_QUANTIZE_EACH(CODE, NAME, LINE, MASK_STORE)                                 \
+    LQ_ROW_KERNEL int NAME(const float *x, ptrdiff_t x_row_step, ptrdiff_t rows, ptrdiff_t n, \
+                           const float *scale, const int32_t *zero_point,                     \
+                           ptrdiff_t zero_point_step, int qmin, int qmax, CODE *out,          \
+                           ptrdiff_t out_row_step, int stream)                                \
     {                                                                                         \
-        __m512i z = _mm512_set1_epi32(zero_point_step || n <= 0 ? 0 : zero_point[0]), q;     \
+        enum { PER_LINE = 64 / (16 * (int)sizeof(CODE)) };                                    \
+        __m512i z[PER_LINE], v[PER_LINE];                                                     \
+        __m512 s[PER_LINE];                                                                   \
         __mmask16 nan = 0, m;                                                                 \
-        ptrdiff_t i;                                                                          \
-        stream = stream && lq_can_stream(out, 16, sizeof(CODE));                              \
-        for (i = 0; i + 16 <= n; i += 16) {                                                   \
-            _mm_prefetch((const char *)(x + i) + LQ_EACH_PREFETCH, _MM_HINT_NTA);             \
-            if (zero_point_step)                                                              \
-                z = _mm512_loadu_si512((const void *)(zero_point + i));                       \
-            q = lq_quantize_each16(_mm512_loadu_ps(x + i), _mm512_loadu_ps(scale + i), z,     \
-                                   qmin, qmax, &nan);                                         \
-            if (stream)                                                                       \
-                STREAM(out + i, q);                                                           \
-            else                                                                              \
-                STORE(out + i, q);                                                            \
+        ptrdiff_t i, r;                                                                       \
+        int k;                                                                                \
+        stream = stream && (uintptr_t)out % 64 == 0 &&                                      \
+                 out_row_step * (ptrdiff_t)sizeof(CODE) % 64 == 0;                            \
+        for (k = 0; k < PER_LINE; k++)                                                        \
+            z[k] = _mm512_set1_epi32(zero_point_step || n <= 0 ? 0 : zero_point[0]);         \
+        for (i = 0; i + 16 * PER_LINE <= n; i += 16 * PER_LINE) {                             \
+            for (k = 0; k < PER_LINE; k++) {                                                  \
+                if (zero_point_step)                                                          \
+                    z[k] = _mm512_loadu_si512((const void *)(zero_point + i + 16 * k));       \
+                s[k] = _mm512_loadu_ps(scale + i + 16 * k);                                   \
+            }                                                                                 \
+            for (r = 0; r < rows; r++) {                                                      \
+                const float *p = x + r * x_row_step + i;                                      \
+                for (k = 0; k < PER_LINE; k++) {                                              \
+                    if (rows == 1)                                                            \
+                        _mm_prefetch((const char *)(p + 16 * k) + LQ_EACH_PREFETCH,           \
+                                     _MM_HINT_NTA);                                           \
+                    v[k] = lq_quantize_each16(_mm512_loadu_ps(p + 16 * k), s[k], z[k], qmin,  \
+                                              qmax, &nan);                                    \
+                }                                                                             \
+                LQ_STORE_LINE(out + r * out_row_step + i, LINE(v), stream);                   \
+            }                                                                                 \
         }                                                                                     \
-        if (i < n) { /* masked-off lanes divide 0 by 1: no NaN, nothing stored */             \
-            m = lq_first(n - i);                                                              \
+        for (; i < n; i += 16) { /* masked-off lanes divide 0 by 1: no NaN, nothing stored */ \
+            m = n - i >= 16 ? (__mmask16)0xFFFF : lq_first(n - i);                            \
             if (zero_point_step)                                                              \
-                z = _mm512_maskz_loadu_epi32(m, zero_point + i);                              \
-            q = lq_quantize_each16(_mm512_maskz_loadu_ps(m, x + i),                           \
-                                   _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, scale + i),  \
-                                   z, qmin, qmax, &nan);                                      \
-            MASK_STORE(out + i, m, q);                                                        \
+                z[0] = _mm512_maskz_loadu_epi32(m, zero_point + i);                           \
+            s[0] = _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, scale + i);                  \
+            for (r = 0; r < rows; r++) {                                                      \
+                v[0] = lq_quantize_each16(_mm512_maskz_loadu_ps(m, x + r * x_row_step + i),   \
+                                          s[0], z[0], qmin, qmax, &nan);                      \
+                MASK_STORE(out + r * out_row_step + i, m, v[0]);                              \
+            }                                                                                 \
         }                                                                                     \
         return nan != 0;                                                                      \
     }
@@ -202,14 +250,10 @@ LQ_VECTOR_INLINE __m512i lq_quantize_each16(__m512 x, __m512 s, __m512i z, int q
 #define LQ_MASK_WIDEN_I8(m, p) _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p))
 #define LQ_MASK_WIDEN_U16(m, p) _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p))
 #define LQ_MASK_WIDEN_I16(m, p) _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(m, p))
-LQ_DEFINE_QUANTIZE_EACH(uint8_t, lq_quantize_each_u8, LQ_STORE_U8, LQ_STREAM_U8,
-                        LQ_MASK_STORE_U8)
-LQ_DEFINE_QUANTIZE_EACH(int8_t, lq_quantize_each_i8, LQ_STORE_U8, LQ_STREAM_U8,
-                        LQ_MASK_STORE_U8)
-LQ_DEFINE_QUANTIZE_EACH(uint16_t, lq_quantize_each_u16, LQ_STORE_U16, LQ_STREAM_U16,
-                        LQ_MASK_STORE_U16)
-LQ_DEFINE_QUANTIZE_EACH(int16_t, lq_quantize_each_i16, LQ_STORE_U16, LQ_STREAM_U16,
-                        LQ_MASK_STORE_U16)
+LQ_DEFINE_QUANTIZE_EACH(uint8_t, lq_quantize_each_u8, LQ_LINE_U8, LQ_MASK_STORE_U8)
+LQ_DEFINE_QUANTIZE_EACH(int8_t, lq_quantize_each_i8, LQ_LINE_I8, LQ_MASK_STORE_U8)
+LQ_DEFINE_QUANTIZE_EACH(uint16_t, lq_quantize_each_u16, LQ_LINE_U16, LQ_MASK_STORE_U16)
+LQ_DEFINE_QUANTIZE_EACH(int16_t, lq_quantize_each_i16, LQ_LINE_I16, LQ_MASK_STORE_U16)
 LQ_DEFINE_DEQUANTIZE_EACH(uint8_t, lq_dequantize_each_u8, LQ_WIDEN_U8, LQ_MASK_WIDEN_U8)
 LQ_DEFINE_DEQUANTIZE_EACH(int8_t, lq_dequantize_each_i8, LQ_WIDEN_I8, LQ_MASK_WIDEN_I8)
 LQ_DEFINE_DEQUANTIZE_EACH(uint16_t, lq_dequantize_each_u16, LQ_WIDEN_U16, LQ_MASK_WIDEN_U16)

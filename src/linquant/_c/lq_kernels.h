@@ -19,7 +19,8 @@
  * lq_stream_quantize      per-tensor quantize of a run's whole aligned lines, non-temporally;
  *                         nonzero if one was NaN; [*begin, *end) is what it did
  * lq_stream_dequantize    per-tensor dequantize, likewise; returns 0
- * lq_quantize_each        per-element parameters (per-axis, innermost): 0, 1 (a NaN), -1
+ * lq_quantize_each        per-element parameters (per-axis, innermost), for up to
+ *                         LQ_EACH_ROWS runs that share them: 0, 1 (a NaN), -1
  * lq_dequantize_each      likewise; 0, or -1 (not done)
  * lq_quantize_blocks      given per-block parameters, int32 zero points: 0, 1 (a NaN), -1
  *                         (a zero point beyond the fast form, or not done)
@@ -27,6 +28,11 @@
  * lq_block_dynamic        dynamic blocks, parameters out: 0 done, else not done
  * lq_stream_fence         orders the non-temporal stores before the results are used
  */
+/* Runs given to one lq_quantize_each call by the Cython loops: loading the shared parameters
+   once per this many runs keeps their cache traffic small, and more runs read more streams at
+   once (bench/NOTES.md: 8 measured best of 1-16). A NaN redoes these runs. */
+#define LQ_EACH_ROWS 8
+
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #include "lq_avx512_blocks.h"
 #include "lq_avx512_tensor.h"
@@ -52,12 +58,13 @@ LQ_ENTRY int lq_stream_dequantize(int code, const void *q, ptrdiff_t n, float sc
 {
     LQ_BY_CODE(code, lq_stream_dequantize, , q, n, scale, zero_point, out, begin, end)
 }
-LQ_ENTRY int lq_quantize_each(int code, const float *x, ptrdiff_t n, const float *scale,
-                              const int32_t *zero_point, ptrdiff_t zero_point_step, int qmin,
-                              int qmax, void *out, int stream)
+LQ_ENTRY int lq_quantize_each(int code, const float *x, ptrdiff_t x_row_step, ptrdiff_t rows,
+                              ptrdiff_t n, const float *scale, const int32_t *zero_point,
+                              ptrdiff_t zero_point_step, int qmin, int qmax, void *out,
+                              ptrdiff_t out_row_step, int stream)
 {
-    LQ_BY_CODE(code, lq_quantize_each, , x, n, scale, zero_point, zero_point_step, qmin, qmax,
-               out, stream)
+    LQ_BY_CODE(code, lq_quantize_each, , x, x_row_step, rows, n, scale, zero_point,
+               zero_point_step, qmin, qmax, out, out_row_step, stream)
 }
 LQ_ENTRY int lq_dequantize_each(int code, const void *q, ptrdiff_t n, const float *scale,
                                 const int32_t *zero_point, ptrdiff_t zero_point_step,
@@ -108,12 +115,14 @@ static inline int lq_stream_dequantize(int code, const void *q, ptrdiff_t n, flo
     *begin = *end = 0;
     return 0;
 }
-static inline int lq_quantize_each(int code, const float *x, ptrdiff_t n, const float *scale,
+static inline int lq_quantize_each(int code, const float *x, ptrdiff_t x_row_step,
+                                   ptrdiff_t rows, ptrdiff_t n, const float *scale,
                                    const int32_t *zero_point, ptrdiff_t zero_point_step,
-                                   int qmin, int qmax, void *out, int stream)
+                                   int qmin, int qmax, void *out, ptrdiff_t out_row_step,
+                                   int stream)
 {
-    (void)code, (void)x, (void)n, (void)scale, (void)zero_point, (void)zero_point_step;
-    (void)qmin, (void)qmax, (void)out, (void)stream;
+    (void)code, (void)x, (void)x_row_step, (void)rows, (void)n, (void)scale, (void)zero_point;
+    (void)zero_point_step, (void)qmin, (void)qmax, (void)out, (void)out_row_step, (void)stream;
     return -1;
 }
 static inline int lq_dequantize_each(int code, const void *q, ptrdiff_t n, const float *scale,
