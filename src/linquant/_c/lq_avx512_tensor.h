@@ -127,13 +127,11 @@ static inline int lq_can_stream(const void *out, ptrdiff_t block, ptrdiff_t item
    the L1 cache. Several runs at once leave it to the hardware prefetcher, which then does
    better (bench/NOTES.md). */
 #define LQ_EACH_PREFETCH 1024
-/* 16 codes of values x with scales s and zero points z: the fast form's bounds lane-wise. */
-LQ_VECTOR_INLINE __m512i lq_quantize_each16(__m512 x, __m512 s, __m512i z, int qmin, int qmax,
-                                           __mmask16 *nan)
+/* The fast form's bounds qmin - z and qmax - z of zero points z, lane-wise (exact in int32). */
+LQ_VECTOR_INLINE void lq_bounds16(__m512i z, int qmin, int qmax, __m512 *lo, __m512 *hi)
 {
-    __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(qmin), z));
-    __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(qmax), z));
-    return lq_quantize16(x, s, lo, hi, z, nan);
+    *lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(qmin), z));
+    *hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(qmax), z));
 }
 /* A 64-byte line of codes from 4 (8-bit) or 2 (16-bit) vectors already within the code range:
    the packs work within 128-bit lanes, the permute puts the pieces in order. */
@@ -174,18 +172,22 @@ LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
     {                                                                                         \
         enum { PER_LINE = 64 / (16 * (int)sizeof(CODE)) };                                    \
         __m512i z[PER_LINE], v[PER_LINE];                                                     \
-        __m512 s[PER_LINE];                                                                   \
+        __m512 s[PER_LINE], lo[PER_LINE], hi[PER_LINE];                                       \
         __mmask16 nan = 0, m;                                                                 \
         ptrdiff_t i, r;                                                                       \
         int k;                                                                                \
-        stream = stream && (uintptr_t)out % 64 == 0 &&                                      \
+        stream = stream && (uintptr_t)out % 64 == 0 &&                                        \
                  out_row_step * (ptrdiff_t)sizeof(CODE) % 64 == 0;                            \
-        for (k = 0; k < PER_LINE; k++)                                                        \
+        for (k = 0; k < PER_LINE; k++) {                                                      \
             z[k] = _mm512_set1_epi32(zero_point_step || n <= 0 ? 0 : zero_point[0]);         \
+            lq_bounds16(z[k], qmin, qmax, &lo[k], &hi[k]);                                    \
+        }                                                                                     \
         for (i = 0; i + 16 * PER_LINE <= n; i += 16 * PER_LINE) {                             \
             for (k = 0; k < PER_LINE; k++) {                                                  \
-                if (zero_point_step)                                                          \
+                if (zero_point_step) {                                                        \
                     z[k] = _mm512_loadu_si512((const void *)(zero_point + i + 16 * k));       \
+                    lq_bounds16(z[k], qmin, qmax, &lo[k], &hi[k]);                            \
+                }                                                                             \
                 s[k] = _mm512_loadu_ps(scale + i + 16 * k);                                   \
             }                                                                                 \
             for (r = 0; r < rows; r++) {                                                      \
@@ -194,20 +196,22 @@ LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
                     if (rows == 1)                                                            \
                         _mm_prefetch((const char *)(p + 16 * k) + LQ_EACH_PREFETCH,           \
                                      _MM_HINT_NTA);                                           \
-                    v[k] = lq_quantize_each16(_mm512_loadu_ps(p + 16 * k), s[k], z[k], qmin,  \
-                                              qmax, &nan);                                    \
+                    v[k] = lq_quantize16(_mm512_loadu_ps(p + 16 * k), s[k], lo[k], hi[k],     \
+                                         z[k], &nan);                                         \
                 }                                                                             \
                 LQ_STORE_LINE(out + r * out_row_step + i, LINE(v), stream);                   \
             }                                                                                 \
         }                                                                                     \
         for (; i < n; i += 16) { /* masked-off lanes divide 0 by 1: no NaN, nothing stored */ \
             m = n - i >= 16 ? (__mmask16)0xFFFF : lq_first(n - i);                            \
-            if (zero_point_step)                                                              \
+            if (zero_point_step) {                                                            \
                 z[0] = _mm512_maskz_loadu_epi32(m, zero_point + i);                           \
+                lq_bounds16(z[0], qmin, qmax, &lo[0], &hi[0]);                                \
+            }                                                                                 \
             s[0] = _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, scale + i);                  \
             for (r = 0; r < rows; r++) {                                                      \
-                v[0] = lq_quantize_each16(_mm512_maskz_loadu_ps(m, x + r * x_row_step + i),   \
-                                          s[0], z[0], qmin, qmax, &nan);                      \
+                v[0] = lq_quantize16(_mm512_maskz_loadu_ps(m, x + r * x_row_step + i), s[0],  \
+                                     lo[0], hi[0], z[0], &nan);                               \
                 MASK_STORE(out + r * out_row_step + i, m, v[0]);                              \
             }                                                                                 \
         }                                                                                     \
