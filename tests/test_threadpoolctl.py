@@ -14,7 +14,8 @@ from linquant._backend import available_backends
 if TYPE_CHECKING:
     from tests.conftest import PythonRun
 
-# in the test extra; the cibuildwheel overrides that leave the extra out may lack it
+# in the test extra (and the cibuildwheel overrides that leave the extra out): missing only
+# where the tests run without the extra
 threadpoolctl = pytest.importorskip(
     "threadpoolctl", reason="threadpoolctl (optional, in the test extra) is not installed"
 )
