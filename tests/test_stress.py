@@ -30,6 +30,7 @@ import pytest
 
 import linquant as lq
 from linquant import _backend
+from linquant._params import params_per_slice
 
 pytestmark = [
     pytest.mark.stress,
@@ -244,6 +245,58 @@ def test_per_block_past_2_31_elements_matches_numpy() -> None:
     bit-identical to the NumPy backend on the windows, parameters of their blocks equal."""
     _needs_memory(HUGE * 5 + 2 * GIB)  # the input, the codes, the parameters
     _in_subprocess("_scenario_per_block_past_2_31", timeout=900)
+
+
+# Per axis: rows of COLUMNS values, past 2**31 elements in all. Along axis 1 each column has
+# its parameters (8 rows per kernel call share them); along axis 0 each row is one run.
+COLUMNS = 4096
+ROWS = (1 << 31) // COLUMNS + 1
+
+
+def _row_windows() -> list[slice]:
+    """Windows of WINDOW // COLUMNS rows: the head, around element 2**31, the tail."""
+    rows = WINDOW // COLUMNS
+    middle = (1 << 31) // COLUMNS - rows // 2
+    return [slice(0, rows), slice(middle, middle + rows), slice(ROWS - rows, ROWS)]
+
+
+def _scenario_per_axis_past_2_31() -> None:
+    x = _fill_huge(ROWS * COLUMNS).reshape(ROWS, COLUMNS)
+    zero = np.float32(0.0)  # -0.0 bounds as +0.0, as the API makes them
+    scale, zero_point = params_per_slice(  # SPEC §4 from NumPy's ranges, no temporaries of x
+        x.min(axis=0) + zero, x.max(axis=0) + zero, 8, False, True, str
+    )
+    with _settings(backend="cython", threads=1):
+        for level in _levels():
+            q: Any = None  # one array of codes at a time
+            q = lq.quantize(x, axis=1)
+            assert _same_bits(np.asarray(q.scale), scale), level
+            assert _same_bits(np.asarray(q.zero_point), zero_point), level
+            q = None
+            q = lq.quantize_linear(x, scale, zero_point.astype(np.uint8), axis=1)
+            for window in _row_windows():
+                with _settings(backend="numpy"):
+                    reference = lq.quantize_linear(
+                        x[window], scale, zero_point.astype(np.uint8), axis=1
+                    )
+                assert _same_bits(q[window], reference), (level, window)
+            q = None
+            q = lq.quantize(x, axis=0)
+            for window in _row_windows():
+                with _settings(backend="numpy"):
+                    rows = lq.quantize(x[window], axis=0)
+                assert _same_bits(q.data[window], rows.data), (level, window)
+                assert _same_bits(np.asarray(q.scale)[window], np.asarray(rows.scale)), level
+                assert _same_bits(np.asarray(q.zero_point)[window], np.asarray(rows.zero_point))
+
+
+def test_per_axis_past_2_31_elements_matches_numpy() -> None:
+    """Per-axis quantize of 2**31 + 4096 float32 as 4096 columns, on every CPU level: along
+    axis 1 (dynamic: every column's range; then with those parameters given) and along axis 0
+    (dynamic, each row one run), bit-identical to the NumPy backend on the head, around
+    2**31 and on the tail."""
+    _needs_memory(ROWS * COLUMNS * 5 + 2 * GIB)  # the input, the codes
+    _in_subprocess("_scenario_per_axis_past_2_31", timeout=900)
 
 
 # Threads, fork and memory.
