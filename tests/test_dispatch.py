@@ -69,8 +69,12 @@ def test_default_threads_honour_omp_num_threads(python: PythonRun) -> None:
 
 @pytest.mark.parametrize("level", compiled.supported_levels())
 @pytest.mark.parametrize("threads", [1, 2, 3, 4])
-def test_large_arrays_identical_for_every_level_and_thread_count(level: str, threads: int) -> None:
-    # Bigger than PARALLEL_MIN_SIZE, with NaN-free awkward values: ties, saturation, ±0, ±inf.
+def test_large_arrays_identical_for_every_level_and_thread_count(
+    level: str, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Split across the threads (PARALLEL_MIN_SIZE lowered to 0), with NaN-free awkward values:
+    # ties, saturation, ±0, ±inf.
+    monkeypatch.setattr(compiled, "PARALLEL_MIN_SIZE", 0)
     rng = np.random.default_rng(threads)
     x = rng.uniform(-300, 300, (700, 513)).astype(np.float32)
     x[::7] = np.round(x[::7]) + 0.5

@@ -46,7 +46,7 @@ BLOCK = 32
 # Windows compared with the NumPy backend: the head, around element 2**31, and the tail.
 WINDOW = 1 << 22
 # Above linquant._compiled.PARALLEL_MIN_SIZE: such calls are split across the pool's threads.
-THREADED = (1 << 21) + 4099
+THREADED = getattr(_backend._compiled, "PARALLEL_MIN_SIZE", 0) + 4099
 
 
 def _in_subprocess(scenario: str, timeout: float) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import linquant as lq
+from linquant import _backend
 from linquant._backend import available_backends
 
 if TYPE_CHECKING:
@@ -71,8 +72,9 @@ def test_other_user_apis_leave_the_pool_alone(threads: int) -> None:
 
 @needs_pool
 def test_results_are_identical_under_the_limit(threads: int) -> None:
-    # large enough to be split across threads (_compiled.PARALLEL_MIN_SIZE)
-    x = np.random.default_rng(3).normal(0.0, 5.0, (1 << 21) + 12345).astype(np.float32)
+    # large enough to be split across threads
+    size = _backend._compiled.PARALLEL_MIN_SIZE + 12345  # type: ignore[union-attr]
+    x = np.random.default_rng(3).normal(0.0, 5.0, size).astype(np.float32)
 
     def results() -> list[np.ndarray]:
         qa = lq.quantize(x, bits=6)

@@ -30,9 +30,9 @@ from ._layout import slabs
 
 LEVELS = ("baseline", "avx2", "avx512")
 CPU_ENV_VARIABLE = "LINQUANT_CPU"
-# Below this many elements a call stays on one thread: waking a pool thread costs about what
-# one core needs for this many elements (bench/NOTES.md).
-PARALLEL_MIN_SIZE = 1 << 21
+# Below this many elements a call stays on one thread: two threads, counting the pool thread's
+# wake-up, were no faster up to about this size (bench/NOTES.md).
+PARALLEL_MIN_SIZE = 3 << 20
 # A call that moves at least this many bytes (input and result) does not fit the caches: its
 # result is written with non-temporal stores where the build has them (AVX-512), which saves
 # reading the result's cache lines first; a smaller result is left in the cache for its user.
