@@ -129,12 +129,13 @@ LQ_FOR_BLOCK_KERNELS(LQ_BLOCKS_ANY)
 
 /*
  * A block's range, lane-wise: lo and hi vectors whose lanes together hold its n values'
- * minimum and maximum. A NaN is left out (x86's min/max return their second operand when the
- * first is NaN); the quantize step finds it.
+ * minimum and maximum (lq_block_range16), or fold n more values into them (lq_fold_range16).
+ * A NaN is left out (x86's min/max return their second operand when the first is NaN); the
+ * quantize step finds it.
  */
-LQ_VECTOR_INLINE void lq_block_range16(const float *x, ptrdiff_t n, __m512 *lo, __m512 *hi)
+LQ_VECTOR_INLINE void lq_fold_range16(const float *x, ptrdiff_t n, __m512 *lo, __m512 *hi)
 {
-    __m512 vlo = _mm512_set1_ps(INFINITY), vhi = _mm512_set1_ps(-INFINITY);
+    __m512 vlo = *lo, vhi = *hi;
     ptrdiff_t i = 0;
     for (; i + 16 <= n; i += 16) {
         __m512 v = _mm512_loadu_ps(x + i);
@@ -149,6 +150,12 @@ LQ_VECTOR_INLINE void lq_block_range16(const float *x, ptrdiff_t n, __m512 *lo, 
     }
     *lo = vlo;
     *hi = vhi;
+}
+LQ_VECTOR_INLINE void lq_block_range16(const float *x, ptrdiff_t n, __m512 *lo, __m512 *hi)
+{
+    *lo = _mm512_set1_ps(INFINITY);
+    *hi = _mm512_set1_ps(-INFINITY);
+    lq_fold_range16(x, n, lo, hi);
 }
 
 /*
@@ -257,7 +264,57 @@ LQ_VECTOR_INLINE int lq_block_params16(__m512 lo, __m512 hi, __mmask16 valid, in
 /* While a group's codes are computed from the cache, the next group's input is read into L2
    ahead of its ranges: a chunk of codes at a time, each with the prefetches of its lines. */
 #define LQ_CODES_CHUNK 256
-#define LQ_DEFINE_BLOCK_DYNAMIC(CODE, NAME, BLOCK)                                            \
+/*
+ * Blocks of LQ_GROUP_BYTES or more, one at a time, pipelined: while block b's codes are
+ * computed from the cache, a chunk at a time, the same chunk of block b + 1 is folded into its
+ * range (read from L2, where it was prefetched while block b - 1's codes were computed), and
+ * block b + 2's chunk is prefetched. The range's minima and maxima then fill the issue slots
+ * that the codes' divisions leave. Only the last block may be shorter than the others. Called
+ * by LQ_DEFINE_BLOCK_DYNAMIC, whose contract it keeps.
+ */
+#define LQ_DEFINE_ONE_BLOCK_GROUPS(CODE, NAME, BLOCK)                                         \
+    LQ_VECTOR_INLINE int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, int bits,         \
+                              int is_signed, int include_zero, int qmin, int qmax,            \
+                              float *scale, ptrdiff_t scale_step, int32_t *zero_point,        \
+                              ptrdiff_t zero_point_step, CODE *out, int stream)               \
+    {                                                                                         \
+        float s[16];                                                                          \
+        int32_t z[16];                                                                        \
+        __m512 lo, hi, next_lo, next_hi;                                                      \
+        lq_block_vectors codes;                                                               \
+        ptrdiff_t a, b, c, j, len, next_len, piece;                                           \
+        int nan = 0;                                                                          \
+        lq_block_range16(x, n < block ? n : block, &lo, &hi);                                 \
+        for (a = 0, b = 0; a < n; a += block, b++) {                                          \
+            len = n - a < block ? n - a : block;                                              \
+            next_len = n - a - block < block ? n - a - block : block;                         \
+            if (lq_block_params16(_mm512_set1_ps(_mm512_reduce_min_ps(lo)),                   \
+                                  _mm512_set1_ps(_mm512_reduce_max_ps(hi)), 1, bits,          \
+                                  is_signed, include_zero, qmin, qmax, s, z))                 \
+                return 1;                                                                     \
+            scale[b * scale_step] = s[0];                                                     \
+            zero_point[b * zero_point_step] = z[0];                                           \
+            codes = lq_broadcast(s[0], z[0], qmin, qmax);                                     \
+            next_lo = _mm512_set1_ps(INFINITY);                                               \
+            next_hi = _mm512_set1_ps(-INFINITY);                                              \
+            for (c = 0; c < len; c += LQ_CODES_CHUNK) {                                       \
+                piece = len - c < LQ_CODES_CHUNK ? len - c : LQ_CODES_CHUNK;                  \
+                for (j = 0; j < piece; j += 16)                                               \
+                    _mm_prefetch((const char *)(x + a + 2 * block + c + j), _MM_HINT_T1);     \
+                if (c < next_len)                                                             \
+                    lq_fold_range16(x + a + block + c,                                        \
+                                    next_len - c < piece ? next_len - c : piece, &next_lo,    \
+                                    &next_hi);                                                \
+                nan |= BLOCK(x + a + c, piece, codes, out + a + c, stream);                   \
+            }                                                                                 \
+            if (nan)                                                                          \
+                return 1;                                                                     \
+            lo = next_lo;                                                                     \
+            hi = next_hi;                                                                     \
+        }                                                                                     \
+        return 0;                                                                             \
+    }
+#define LQ_DEFINE_BLOCK_DYNAMIC(CODE, NAME, BLOCK, ONE_BLOCK_GROUPS)                          \
     LQ_ROW_KERNEL int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, int bits,            \
                            int is_signed, int include_zero, int qmin, int qmax, float *scale, \
                            ptrdiff_t scale_step, int32_t *zero_point,                         \
@@ -271,6 +328,10 @@ LQ_VECTOR_INLINE int lq_block_params16(__m512 lo, __m512 hi, __mmask16 valid, in
         ptrdiff_t a = 0, b = 0, k, g, len, c, j, piece;                                       \
         int nan = 0;                                                                          \
         stream = stream && lq_can_stream(out, block, sizeof(CODE));                           \
+        if (group == 1)                                                                       \
+            return ONE_BLOCK_GROUPS(x, n, block, bits, is_signed, include_zero, qmin, qmax,   \
+                                    scale, scale_step, zero_point, zero_point_step, out,      \
+                                    stream);                                                  \
         while (a < n) {                                                                       \
             const ptrdiff_t start = a;                                                        \
             for (g = 0; g < 16; g++, a += block) {                                            \
@@ -307,7 +368,9 @@ LQ_VECTOR_INLINE int lq_block_params16(__m512 lo, __m512 hi, __mmask16 valid, in
         return 0;                                                                             \
     }
 #define LQ_BLOCK_DYNAMIC_ANY(CODE, CODE_MIN, CODE_MAX, S, LINE)                              \
-    LQ_DEFINE_BLOCK_DYNAMIC(CODE, lq_block_dynamic_any_##S, lq_quantize_block_##S)
+    LQ_DEFINE_ONE_BLOCK_GROUPS(CODE, lq_one_block_groups_##S, lq_quantize_block_##S)          \
+    LQ_DEFINE_BLOCK_DYNAMIC(CODE, lq_block_dynamic_any_##S, lq_quantize_block_##S,            \
+                            lq_one_block_groups_##S)
 LQ_FOR_CODE_TYPES(LQ_BLOCK_DYNAMIC_ANY)
 
 /*
