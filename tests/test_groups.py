@@ -33,6 +33,7 @@ from hypothesis.extra import numpy as hnp
 
 import linquant as lq
 from linquant._backend import available_backends
+from linquant._groups import grouping
 from linquant._params import (
     asymmetric_params,
     asymmetric_params_per_slice,
@@ -953,3 +954,22 @@ def test_symmetric_scale_per_slice_matches_scalar(bounds, bits: int) -> None:
         expected = scalar_loop(symmetric_scale, lo[i], hi[i], (lo.dtype,), bits)
         actual = outcome(lambda i=i: (symmetric_scale_per_slice(lo[i], hi[i], bits, str),))
         assert_same(actual, expected)
+
+
+def test_channels_are_runs_only_where_each_is_contiguous() -> None:
+    # Grouping.as_runs: the view the one-read dynamic kernels take. A channel along an axis
+    # with nothing before it is one run of a row where its elements (two or more) are
+    # contiguous; every other layout is None, so the general path takes it.
+    x = np.arange(5 * 3 * 4, dtype=np.float32).reshape(5, 3, 4)
+    groups = grouping(x.shape, 0, None)
+    assert groups is not None and groups.run_length == 12
+    runs = groups.as_runs(x)
+    assert runs is not None and np.shares_memory(runs, x)
+    np.testing.assert_array_equal(runs, x.reshape(1, -1))
+    outer = grouping(x.shape, 1, None)
+    assert outer is not None and outer.as_runs(x) is None  # channels of 5 runs each
+    for other in (x[::-1], x[:, :, ::2], np.broadcast_to(x[:1], x.shape)):
+        assert groups.as_runs(other) is None
+    for shape in ((5, 0), (5, 1), (5,)):
+        channels = grouping(shape, 0, None)
+        assert channels is not None and channels.as_runs(np.zeros(shape, np.float32)) is None

@@ -169,8 +169,9 @@ def dequantize(q: np.ndarray, scale: np.floating, zero_point: int, out: np.ndarr
 
 
 # Per-axis and per-block: (outer, n, inner) views around the axis. Large calls are split
-# along outer, or along the axis at block boundaries where outer has fewer rows than threads:
-# every piece writes its own part of the result (and of per-block parameters).
+# along outer, or along the axis at block boundaries where outer has fewer rows than threads
+# (or, for ranges, always: each thread folds into groups of its own): every piece writes its
+# own part of the result (and of per-block parameters).
 
 
 def _split_groups(

@@ -104,7 +104,7 @@ class Grouping:
         if self.block_size is not None:
             return view[:, :, 0] if inner == 1 else None
         contiguous = view.strides[2] == a.itemsize and view.strides[1] == inner * a.itemsize
-        if outer != 1 or inner == 1 or not contiguous:
+        if outer != 1 or inner < 2 or not contiguous:
             return None
         return as_strided(view, (1, n * inner), (0, a.itemsize), writeable=a.flags.writeable)
 

@@ -917,7 +917,7 @@ cdef inline int _block_dynamic_vector(
 
 
 def block_dynamic_quantize(
-    const floating[:, :] x,  # IN: rows of blocks (per-block along the contiguous axis)
+    const floating[:, :] x,  # IN: rows of blocks (runs of a row: linquant._groups.as_runs)
     codes[:, :] out,  # OUT, same shape as x
     floating[:, :] scale,  # OUT, one per block
     int32_t[:, :] zero_point,  # OUT, one per block
@@ -930,8 +930,9 @@ def block_dynamic_quantize(
     int64_t qmax,
     bint stream,  # contiguous float32 rows may be written with non-temporal stores
 ):
-    """Per-block dynamic quantization in one read of ``x``: each block's range, parameters
-    (SPEC §4) and codes while it is in the cache. Returns False where the general path must
+    """Dynamic quantization of groups that are runs of ``block`` values of a row (per-block
+    along the innermost axis, per-axis channels along the outermost) in one read of ``x``:
+    each block's range, parameters (SPEC §4) and codes while it is in the cache. Returns False where the general path must
     take over: a block whose parameters raise, or a NaN with ``nan_raises``."""
     cdef Py_ssize_t o, a, b, end, n = x.shape[1]
     cdef Py_ssize_t x_step = _step(x.strides[1], sizeof(floating))

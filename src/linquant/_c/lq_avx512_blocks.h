@@ -265,7 +265,8 @@ LQ_VECTOR_INLINE int lq_block_params16(__m512 lo, __m512 hi, __mmask16 valid, in
    ahead of its ranges: a chunk of codes at a time, each with the prefetches of its lines. */
 #define LQ_CODES_CHUNK 256
 /*
- * Blocks of LQ_GROUP_BYTES or more, one at a time, pipelined: while block b's codes are
+ * Blocks that fill a group alone (more than LQ_GROUP_BYTES / 2 of input: a group holds whole
+ * blocks), one at a time, pipelined: while block b's codes are
  * computed from the cache, a chunk at a time, the same chunk of block b + 1 is folded into its
  * range (read from L2, where it was prefetched while block b - 1's codes were computed), and
  * block b + 2's chunk is prefetched. The range's minima and maxima then fill the issue slots

@@ -177,7 +177,7 @@ LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
         ptrdiff_t i, r;                                                                       \
         int k;                                                                                \
         stream = stream && (uintptr_t)out % 64 == 0 &&                                        \
-                 out_row_step * (ptrdiff_t)sizeof(CODE) % 64 == 0;                            \
+                 (rows == 1 || out_row_step * (ptrdiff_t)sizeof(CODE) % 64 == 0);             \
         for (k = 0; k < PER_LINE; k++) {                                                      \
             z[k] = _mm512_set1_epi32(zero_point_step || n <= 0 ? 0 : zero_point[0]);         \
             lq_bounds16(z[k], qmin, qmax, &lo[k], &hi[k]);                                    \

@@ -19,8 +19,9 @@
  * lq_stream_quantize      per-tensor quantize of a run's whole aligned lines, non-temporally;
  *                         nonzero if one was NaN; [*begin, *end) is what it did
  * lq_stream_dequantize    per-tensor dequantize, likewise; returns 0
- * lq_quantize_each        per-element parameters (per-axis, innermost), for up to
- *                         LQ_EACH_ROWS runs that share them: 0, 1 (a NaN), -1
+ * lq_quantize_each        parameters that change along a run (per-axis, innermost; the
+ *                         rows of a block across rows), for up to LQ_EACH_ROWS runs that
+ *                         share them: 0, 1 (a NaN), -1
  * lq_dequantize_each      likewise; 0, or -1 (not done)
  * lq_quantize_blocks      given per-block parameters, int32 zero points: 0, 1 (a NaN), -1
  *                         (a zero point beyond the fast form, or not done)

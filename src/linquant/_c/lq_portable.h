@@ -62,10 +62,10 @@ LQ_DEFINE_MINMAX(double, lq_minmax_f64)
 
 /*
  * Element-wise: fold p[r * row_step + i] of `rows` runs of n values into lo[i] and hi[i]
- * (contiguous runs; per-axis ranges along the innermost axis). Eight runs at a time: lo[i] and
- * hi[i] are then loaded and stored once per eight values, and stay in the L1 cache (a run at a
- * time, the two rows of ranges and the streaming input share it, and the pass took twice a
- * quantize pass: bench/NOTES.md). NaN fails both comparisons and is only reported.
+ * (contiguous runs; per-axis ranges along the innermost axis, and the rows of a block whose
+ * groups run along the rows). Eight runs at a time: lo[i] and hi[i] are then loaded and stored
+ * once per eight values (a run at a time, rows of ranges as long as 4096 values left the L1
+ * cache to the streaming input, and the pass took twice a quantize pass: bench/NOTES.md). NaN fails both comparisons and is only reported.
  */
 #if defined(_MSC_VER) && !defined(__clang__)
 #define LQ_SIMD_OR
