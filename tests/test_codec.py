@@ -30,8 +30,12 @@ import pytest
 
 import linquant as lq
 
-numcodecs = pytest.importorskip("numcodecs")
-zarr = pytest.importorskip("zarr")
+_NO_CODEC = (
+    "numcodecs and Zarr are optional (the codec extra) and have no wheels for this platform "
+    "or Python (pyproject.toml's test extra says where): linquant.codec needs them"
+)
+numcodecs = pytest.importorskip("numcodecs", reason=_NO_CODEC)
+zarr = pytest.importorskip("zarr", reason=_NO_CODEC)
 
 from linquant.codec import Linquant, decode_chunk  # noqa: E402
 from linquant.zarr import Linquant as ZarrLinquant  # noqa: E402

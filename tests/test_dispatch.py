@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from tests.conftest import PythonRun
 
 compiled = pytest.importorskip(
-    "linquant._compiled", reason="the compiled backend is not built (LINQUANT_DISABLE_CEXT=1)"
+    "linquant._compiled",
+    reason="the compiled backend is not built (LINQUANT_DISABLE_CEXT=1): its dispatch, levels "
+    "and threads are what this file tests",
 )
 
 KB, MB = 1 << 10, 1 << 20

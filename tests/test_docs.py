@@ -31,7 +31,9 @@ OPTIONAL = {"linquant.codec": "numcodecs", "linquant.zarr": "zarr", "linquant.da
 @pytest.mark.parametrize("name", ["linquant", *MODULES])
 def test_docstring_examples(name: str) -> None:
     if name in OPTIONAL:
-        pytest.importorskip(OPTIONAL[name])
+        pytest.importorskip(
+            OPTIONAL[name], reason=f"{name}'s optional dependency is not installed: it needs it"
+        )
     previous = np.get_printoptions()
     np.set_printoptions(legacy=False)
     try:

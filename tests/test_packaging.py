@@ -96,8 +96,11 @@ def test_test_requirements_are_installed() -> None:
     assert not missing, f"install the test extra: pip install 'linquant[test]'; missing {missing}"
 
 
-@pytest.mark.skipif(not FREE_THREADED, reason="CPython with a GIL")
-@pytest.mark.skipif(len(available_backends()) == 1, reason="no compiled extension")
+@pytest.mark.skipif(not FREE_THREADED, reason="CPython with a GIL: there is no GIL to keep off")
+@pytest.mark.skipif(
+    len(available_backends()) == 1,
+    reason="no compiled extension in this installation (LINQUANT_DISABLE_CEXT=1)",
+)
 def test_compiled_modules_keep_the_gil_disabled() -> None:
     # Importing an extension module that does not declare itself free-threading compatible
     # turns the GIL back on, with a RuntimeWarning (an error here).

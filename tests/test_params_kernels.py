@@ -34,7 +34,9 @@ from linquant._groups import grouping
 from linquant._params import integer_range, params_per_slice, storage_dtype
 
 compiled = pytest.importorskip(
-    "linquant._compiled", reason="the compiled backend is not built (LINQUANT_DISABLE_CEXT=1)"
+    "linquant._compiled",
+    reason="the compiled backend is not built (LINQUANT_DISABLE_CEXT=1): its kernels' SPEC §4 "
+    "is what this file checks against linquant._params",
 )
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

@@ -124,7 +124,7 @@ def test_clearing_the_pool_returns_memory_to_the_system() -> None:
             return int(statm.read().split()[1]) * 4096
 
     if not sys.platform.startswith("linux"):
-        pytest.skip("reads /proc/self/statm (Linux)")
+        pytest.skip("reads /proc/self/statm (Linux only); the pool's code is the same elsewhere")
     lq.clear_pool()
     before = resident()
     results = [lq.quantize_linear(np.ones(16 * MB, np.float32), 0.5, 0) for _ in range(4)]
@@ -215,14 +215,18 @@ def _bad_kernel_calls(kernels: ModuleType) -> dict[str, Callable[[], object]]:
     }
 
 
-@pytest.mark.skipif("cython" not in available_backends(), reason="the compiled kernels")
+@pytest.mark.skipif(
+    "cython" not in available_backends(),
+    reason="no compiled kernels in this installation (LINQUANT_DISABLE_CEXT=1): they are what "
+    "this checks",
+)
 @pytest.mark.parametrize("level", ["baseline", "avx2", "avx512"])
 @pytest.mark.parametrize("call", list(_bad_kernel_calls(np)))
 def test_kernels_refuse_views_they_would_index_out_of_bounds(level: str, call: str) -> None:
     from linquant import _compiled
 
     if level not in _compiled.AVAILABLE:
-        pytest.skip(f"this CPU does not run the {level} build")
+        pytest.skip(f"this CPU does not run the {level} build, so no call can reach it here")
     run = _bad_kernel_calls(_compiled.AVAILABLE[level])[call]
     if call == "well formed":  # the checks let what the API passes through
         assert run() is False
@@ -272,7 +276,10 @@ def test_out_overlapping_scale_or_zero_point_is_refused(backend: str) -> None:
 # Threads reconfigured while others compute
 
 
-@pytest.mark.skipif("cython" not in available_backends(), reason="threads of the compiled build")
+@pytest.mark.skipif(
+    "cython" not in available_backends(),
+    reason="no compiled kernels, so no thread pool, in this installation (LINQUANT_DISABLE_CEXT=1)",
+)
 def test_set_num_threads_while_other_threads_compute() -> None:
     from linquant import _compiled
 
