@@ -49,7 +49,9 @@ def _select(backend: str, level: str | None) -> None:
 
 
 needs_pool = pytest.mark.skipif(
-    "cython" not in available_backends(), reason="the pool is part of the compiled build"
+    "cython" not in available_backends(),
+    reason="the pool is part of the compiled build, which this installation lacks "
+    "(LINQUANT_DISABLE_CEXT=1)",
 )
 
 
