@@ -32,6 +32,7 @@ import linquant as lq
 from linquant import _numpy_backend
 from linquant._groups import grouping
 from linquant._params import integer_range, params_per_slice, storage_dtype
+from linquant._rounding import Rounding
 
 compiled = pytest.importorskip(
     "linquant._compiled",
@@ -196,7 +197,7 @@ def check(
     def decide(backend: Any) -> tuple[np.ndarray, np.ndarray] | None:
         out = np.empty(x.shape, storage_dtype(bits, signed))
         params: tuple[np.ndarray, np.ndarray] | None = backend.block_dynamic_quantize(
-            x, groups, bits, signed, include_zero, True, qmin, qmax, out
+            x, groups, bits, signed, include_zero, True, qmin, qmax, out, Rounding()
         )
         return params
 

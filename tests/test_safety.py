@@ -191,28 +191,37 @@ def _bad_kernel_calls(kernels: ModuleType) -> dict[str, Callable[[], object]]:
     out = np.empty((2, 64, 1), np.uint8)
     scale = np.ones((2, 2, 1), np.float32)
     zero_point = np.zeros((2, 2, 1), np.int32)
-    dynamic = (32, 8, False, True, True, 0, 255, False)
+    dynamic = (32, 8, False, True, True, 0, 255, False, 0, 0)
+    at2, at3 = (0, 0, 0), (0, 0, 0, 0)  # no stochastic indices
     return {
-        "short out": lambda: kernels.quantize(x[:, :, 0], out[:1, :, 0], 1.0, 0, 0, 255, False),
+        "short out": lambda: kernels.quantize(
+            x[:, :, 0], out[:1, :, 0], at2, 1.0, 0, 0, 255, False, 0, 0
+        ),
         "short scale": lambda: kernels.group_quantize(
-            x, out, scale[:, :1], zero_point, 32, 0, 255, True, False
+            x, out, at3, scale[:, :1], zero_point, 32, 0, 255, True, False, 0, 0
         ),
         "blocks too small": lambda: kernels.group_quantize(
-            x, out, scale, zero_point, 16, 0, 255, True, False
+            x, out, at3, scale, zero_point, 16, 0, 255, True, False, 0, 0
         ),
         "zero block": lambda: kernels.group_minmax(x, scale.copy(), scale.copy(), 0),
         "code zero points": lambda: kernels.block_quantize(
-            x, out, scale, np.zeros((2, 1, 1), np.uint8), 32, 0, 255, False
+            x, out, at3, scale, np.zeros((2, 1, 1), np.uint8), 32, 0, 255, False, 0, 0
         ),
         "dequantize out": lambda: kernels.group_dequantize(
             out, x[:, :32], scale, zero_point, 32, True, False
         ),
         "dynamic scale": lambda: kernels.block_dynamic_quantize(
-            x[:, :, 0], out[:, :, 0], scale[:, :1, 0], zero_point[:, :, 0], *dynamic
+            x[:, :, 0], out[:, :, 0], at2, scale[:, :1, 0], zero_point[:, :, 0], *dynamic
         ),
         "partial items": lambda: kernels.minmax(as_strided(x[0, :, 0], (2, 4), (6, 4))),
+        "unknown rounding": lambda: kernels.quantize(
+            x[:, :, 0], out[:, :, 0], at2, 1.0, 0, 0, 255, False, 7, 0
+        ),
+        "short index": lambda: kernels.group_quantize(
+            x, out, at2, scale, zero_point, 32, 0, 255, True, False, 6, 0
+        ),
         "well formed": lambda: kernels.group_quantize(
-            x, out, scale, zero_point, 32, 0, 255, True, False
+            x, out, at3, scale, zero_point, 32, 0, 255, True, False, 6, 0
         ),
     }
 
@@ -233,7 +242,10 @@ def test_kernels_refuse_views_they_would_index_out_of_bounds(level: str, call: s
     if call == "well formed":  # the checks let what the API passes through
         assert run() is False
         return
-    with pytest.raises(ValueError, match=r"has shape|partial items|block must be positive"):
+    with pytest.raises(
+        ValueError,
+        match=r"has shape|partial items|block must be positive|unknown rounding|index must be",
+    ):
         run()
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, _checks
+from . import _backend, _checks, _rounding
 from ._groups import Grouping, grouping
 from ._layout import as_float_input, working_float
 from ._params import (
@@ -25,6 +25,7 @@ from ._params import (
     storage_dtype,
     symmetric_scale,
 )
+from ._rounding import Rounding
 
 
 def nan_error(
@@ -86,13 +87,16 @@ def _quantize_into(
     qmax: int,
     nan: str,
     out: np.ndarray,
-    groups: Grouping | None = None,
+    groups: Grouping | None,
+    rounding: Rounding,
 ) -> np.ndarray:
     backend = _backend.active()
     if groups is None:
-        nan_seen = backend.quantize(x, scale, zero_point, qmin, qmax, out)
+        nan_seen = backend.quantize(x, scale, zero_point, qmin, qmax, out, rounding)
     else:
-        nan_seen = backend.group_quantize(x, scale, zero_point, qmin, qmax, out, groups)
+        nan_seen = backend.group_quantize(
+            x, scale, zero_point, qmin, qmax, out, groups, rounding
+        )
     if nan_seen and nan == "raise":
         _, _, nan_count, first_nan = _range(x)
         raise nan_error(x.shape, nan_count, first_nan, hint=True, groups=groups)
@@ -132,6 +136,9 @@ def quantize_linear(
     bits: int | None = None,
     narrow_range: bool = False,
     nan: str = "raise",
+    rounding: str = "half_even",
+    seed: int | None = None,
+    position: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Quantize with given parameters, as ONNX QuantizeLinear (SPEC §2).
@@ -164,8 +171,11 @@ def quantize_linear(
     groups = grouping(arr.shape, axis, block_size)
     checked_scale, checked_zero_point = _checked_params(scale, zero_point, wf, groups)
     nan = _checks.nan_policy(nan)
+    checked_rounding = _rounding.rounding(rounding, seed, position, arr.shape)
     out = _output(out, arr.shape, code_dtype, arr, checked_scale, checked_zero_point)
-    return _quantize_into(arr, checked_scale, checked_zero_point, qmin, qmax, nan, out, groups)
+    return _quantize_into(
+        arr, checked_scale, checked_zero_point, qmin, qmax, nan, out, groups, checked_rounding
+    )
 
 
 def _output(
@@ -265,11 +275,13 @@ def dynamic_quantize(
     nan: str = "raise",
     axis: int | None = None,
     block_size: int | None = None,
+    rounding: Rounding = Rounding(),
 ) -> tuple[np.ndarray, Any, Any]:
     """Codes, scale and zero point with parameters chosen from the data (SPEC §4).
 
     Per tensor, or with ``axis`` (and ``block_size``) per channel (block), each by SPEC §4
-    applied to its own range; then the scale and zero point are arrays.
+    applied to its own range; then the scale and zero point are arrays. The codes round by
+    ``rounding`` (checked, SPEC §2.1).
     """
     arr = as_float_input(x)
     n_bits, signed, nan, qmin, qmax = dynamic_settings(
@@ -279,14 +291,15 @@ def dynamic_quantize(
     out = _backend.empty_output(arr.shape, storage_dtype(n_bits, signed))
     if groups is not None:  # groups that are runs of x (blocks, outer channels): one read
         params = _backend.active().block_dynamic_quantize(
-            arr, groups, n_bits, signed, include_zero, nan == "raise", qmin, qmax, out
+            arr, groups, n_bits, signed, include_zero, nan == "raise", qmin, qmax, out, rounding
         )
         if params is not None:
             return out, params[0], params[1]
     lo, hi = _finite_range(arr, nan, groups)
     scale, zero_point = range_params(lo, hi, n_bits, signed, include_zero, groups)
     zp = zero_point if isinstance(zero_point, np.ndarray) else int(zero_point)
-    return _quantize_into(arr, scale, zp, qmin, qmax, nan, out, groups), scale, zero_point
+    codes = _quantize_into(arr, scale, zp, qmin, qmax, nan, out, groups, rounding)
+    return codes, scale, zero_point
 
 
 def dynamic_quantize_linear(x: object) -> tuple[np.ndarray, np.floating, np.int32]:

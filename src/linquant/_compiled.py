@@ -15,18 +15,21 @@ import importlib
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from itertools import pairwise
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from . import _threads
 from ._buffers import empty
 from ._groups import Grouping, as_3d
-from ._kernels_baseline import FAST_BOUND
+from ._kernels_baseline import FAST_BOUND, ROUNDING_MODES
 from ._kernels_baseline import cpu_level as _cpu_level
 from ._layout import slabs
+from ._rounding import Rounding
 
 LEVELS = ("baseline", "avx2", "avx512")
 CPU_ENV_VARIABLE = "LINQUANT_CPU"
@@ -124,6 +127,47 @@ def _split(*arrays: np.ndarray) -> list[tuple[np.ndarray, ...]]:
     return [piece for views in pieces for piece in _pieces(views, (), 1, parts)]
 
 
+# Stochastic indices travel with the arrays through slabs, as_3d and the cuts into pieces as
+# an index map: a view whose "element" m is at byte offset index_base + sum(m[k] * stride[k])
+# of this buffer, so that every transposition, merge and slice of the arrays applies to it
+# too. Its memory is never read: only its views' offsets and strides are.
+_INDEX_BUFFER = np.zeros(1, np.uint8)
+_INDEX_ORIGIN = _INDEX_BUFFER.__array_interface__["data"][0]
+
+
+def _index_map(rounding: Rounding, shape: tuple[int, ...]) -> np.ndarray:
+    """The index map of an array of ``shape`` (C-ordered steps, or those of ``rounding``)."""
+    strides = rounding.strides_for(shape) if rounding.stochastic else (0,) * len(shape)
+    return as_strided(_INDEX_BUFFER, shape, strides, writeable=False)
+
+
+def _index_maps(rounding: Rounding, a: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The index map of ``a``, to cut along with it, where its rounding has indices."""
+    return (_index_map(rounding, a.shape),) if rounding.stochastic else ()
+
+
+def _indexed(rounding: Rounding, pieces: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Pieces of (source, out, [index map,] ...) as the quantize kernels take them: (source,
+    out, index, ...), ``index`` the stochastic index of the source's first element and its
+    steps (zeros where the mode draws nothing)."""
+    if not rounding.stochastic:
+        return [(*piece[:2], (0,) * (piece[0].ndim + 1), *piece[2:]) for piece in pieces]
+    return [
+        (
+            *piece[:2],
+            (rounding.index_base + piece[2].__array_interface__["data"][0] - _INDEX_ORIGIN,)
+            + piece[2].strides,
+            *piece[3:],
+        )
+        for piece in pieces
+    ]
+
+
+def _rounding_args(rounding: Rounding) -> tuple[int, int]:
+    """The kernels' last arguments: the mode's number and the seed."""
+    return ROUNDING_MODES[rounding.mode], rounding.seed
+
+
 def _parts(size: int) -> int:
     """How many threads a call over ``size`` elements runs on."""
     return 1 if size < PARALLEL_MIN_SIZE else _threads.get_num_threads()
@@ -157,10 +201,12 @@ def quantize(
     qmin: int,
     qmax: int,
     out: np.ndarray,
+    rounding: Rounding,
 ) -> bool:
     """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0)."""
-    pieces, stream = _split(x, out), _streams(x, out)
-    return any(_threads.run(_kernels.quantize, pieces, scale, zero_point, qmin, qmax, stream))
+    pieces = _indexed(rounding, _split(x, out, *_index_maps(rounding, x)))
+    arguments = (scale, zero_point, qmin, qmax, _streams(x, out), *_rounding_args(rounding))
+    return any(_threads.run(_kernels.quantize, pieces, *arguments))
 
 
 def dequantize(q: np.ndarray, scale: np.floating, zero_point: int, out: np.ndarray) -> None:
@@ -230,8 +276,10 @@ def _run_grouped(
     out: np.ndarray,
     groups: Grouping,
     *args: object,
+    rounding: Rounding | None = None,
 ) -> list[Any]:
-    """``kernel(source3, out3, scale3, zero_point3, block, *args)`` over pieces of rows.
+    """``kernel(source3, out3, [index,] scale3, zero_point3, block, *args)`` over pieces of
+    rows; quantize kernels (``rounding`` given) take the index and the rounding arguments.
 
     The arrays go as (outer, n, inner) views around the axis and the parameters (zero points
     of the groups' shape, int32 or as the kernel takes them) as (outer, blocks, inner) views,
@@ -240,6 +288,9 @@ def _run_grouped(
     """
     if source.size == 0:
         return []
+    maps: tuple[np.ndarray, ...] = ()
+    if rounding is not None:
+        maps = tuple(_index_3d(rounding, source.shape, groups))
     target, out3 = out, as_3d(out, groups.axis)
     if out3 is None:
         target = np.empty(out.shape, out.dtype)
@@ -248,16 +299,59 @@ def _run_grouped(
     outer, inner = source3.shape[0], source3.shape[2]
     pieces = _split_groups(
         groups.block,
-        (source3, out3),
+        (source3, out3, *maps),
         (
             groups.params_3d(np.asarray(scale), outer, inner),
             groups.params_3d(zero_point, outer, inner),
         ),
     )
+    if rounding is not None:
+        pieces = _indexed(rounding, pieces)
+        args += _rounding_args(rounding)
     results = _threads.run(kernel, pieces, groups.block, *args)
     if target is not out:
         out[...] = target
     return results
+
+
+def _index_3d(rounding: Rounding, shape: tuple[int, ...], groups: Grouping) -> list[np.ndarray]:
+    """The index map of an array of ``shape`` as an (outer, n, inner) view (none where the
+    rounding has no indices), or [None] where its steps do not merge (a box of a larger array
+    in four or more dimensions): :func:`group_quantize` then takes the array apart."""
+    if not rounding.stochastic:
+        return []
+    # Never _3d: its fallback copies, and an index map's memory is never to be read.
+    return [as_3d(_index_map(rounding, shape), groups.axis)]  # type: ignore[list-item]
+
+
+def _apart(
+    x: np.ndarray,
+    scale: np.ndarray,
+    zero_point: np.ndarray,
+    out: np.ndarray,
+    groups: Grouping,
+    rounding: Rounding,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Grouping, Rounding]]:
+    """The arguments of :func:`group_quantize` for each index of the first axis (other than
+    the grouping's) longer than one: arrays with one axis fewer, and their groups and
+    indices (per-axis parameters are the same for each; per-block ones are taken apart too)."""
+    axis = next(k for k, n in enumerate(x.shape) if k != groups.axis and n > 1)
+    strides = rounding.strides_for(x.shape)
+    shape = x.shape[:axis] + x.shape[axis + 1 :]
+    sub_groups = Grouping(shape, groups.axis - (axis < groups.axis), groups.block_size)
+    sub_strides = strides[:axis] + strides[axis + 1 :]
+    per_block = groups.block_size is not None
+    for j in range(x.shape[axis]):
+        at = (slice(None),) * axis + (j,)
+        base = rounding.index_base + j * strides[axis]
+        yield (
+            x[at],
+            scale[at] if per_block else scale,
+            zero_point[at] if per_block else zero_point,
+            out[at],
+            sub_groups,
+            Rounding(rounding.mode, rounding.seed, base, sub_strides),
+        )
 
 
 def group_quantize(
@@ -268,8 +362,16 @@ def group_quantize(
     qmax: int,
     out: np.ndarray,
     groups: Grouping,
+    rounding: Rounding,
 ) -> bool:
     """Quantize with each group's parameters; see ``linquant._numpy_backend``."""
+    if x.size and _index_3d(rounding, x.shape, groups) == [None]:
+        parts = _apart(x, scale, zero_point, out, groups, rounding)
+        results = [
+            group_quantize(x_part, scale_part, zero_part, qmin, qmax, out_part, part, rounding)
+            for x_part, scale_part, zero_part, out_part, part, rounding in parts
+        ]
+        return any(results)
     stream = _streams(x, out)
     inner = math.prod(x.shape[groups.axis + 1 :])
     if zero_point.dtype == out.dtype and groups.block > 1 and inner == 1:
@@ -277,13 +379,32 @@ def group_quantize(
         # them: read in place, sparing an int32 copy (a pass over every block's zero point).
         return any(
             _run_grouped(
-                _kernels.block_quantize, x, scale, zero_point, out, groups, qmin, qmax, stream
+                _kernels.block_quantize,
+                x,
+                scale,
+                zero_point,
+                out,
+                groups,
+                qmin,
+                qmax,
+                stream,
+                rounding=rounding,
             )
         )
     zero_points = _zero_points(zero_point, groups)
     fast = _changing(groups, inner) and _within(zero_points, qmin, qmax)
     nan_seen = _run_grouped(
-        _kernels.group_quantize, x, scale, zero_points, out, groups, qmin, qmax, fast, stream
+        _kernels.group_quantize,
+        x,
+        scale,
+        zero_points,
+        out,
+        groups,
+        qmin,
+        qmax,
+        fast,
+        stream,
+        rounding=rounding,
     )
     return any(nan_seen)
 
@@ -325,27 +446,30 @@ def block_dynamic_quantize(
     qmin: int,
     qmax: int,
     out: np.ndarray,
+    rounding: Rounding,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Dynamic quantization of groups that are runs of ``x`` (``Grouping.as_runs``: blocks
     along the innermost axis, channels along the outermost) in one read of ``x``.
 
-    Returns the scales and zero points, or None where this does not apply (other layouts)
-    or must not decide (a block whose parameters raise, a NaN with ``nan_raises``): the
-    general path then runs, and raises with its messages.
+    Returns the scales and zero points, or None where this does not apply (other layouts, an
+    index map that is not runs too) or must not decide (a block whose parameters raise, a NaN
+    with ``nan_raises``): the general path then runs, and raises with its messages.
     """
-    x_runs, out_runs = groups.as_runs(x), groups.as_runs(out)
-    if x_runs is None or out_runs is None:
+    runs = [groups.as_runs(a) for a in (x, out, *_index_maps(rounding, x))]
+    if any(view is None for view in runs):
         return None
     scale = empty(groups.param_shape, x.dtype)  # pooled: fresh pages cost as much as the pass
     zero_point = empty(groups.param_shape, np.int32)
     run = groups.run_length
     pieces = _split_groups(
         run,
-        (x_runs, out_runs),
+        tuple(runs),  # type: ignore[arg-type]
         (groups.params_as_runs(scale), groups.params_as_runs(zero_point)),
     )
     stream = _streams(x, out)
     arguments = (run, bits, signed, include_zero, nan_raises, qmin, qmax, stream)
-    if x.size and not all(_threads.run(_kernels.block_dynamic_quantize, pieces, *arguments)):
+    arguments += _rounding_args(rounding)
+    kernel = _kernels.block_dynamic_quantize
+    if x.size and not all(_threads.run(kernel, _indexed(rounding, pieces), *arguments)):
         return None
     return scale, zero_point

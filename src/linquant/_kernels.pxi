@@ -13,7 +13,7 @@
 
 from cython cimport floating
 from libc.math cimport INFINITY, isfinite, rint
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
 from linquant._params import ROUNDED_LIMIT as _ROUNDED_LIMIT
 
@@ -29,6 +29,22 @@ cdef extern from "lq_kernels.h" nogil:  # the C kernels: _c/lq_kernels.h lists t
     int lq_irint_f32(float t)
     int lq_irint_f64(double t)
     int lq_cpu_level()
+    ctypedef struct lq_rounding:
+        int mode
+        uint64_t seed
+    void lq_rounding_init(lq_rounding *r, int mode, uint64_t seed)
+    float lq_adjusted_f32(float t, const lq_rounding *r)
+    double lq_adjusted_f64(double t, const lq_rounding *r)
+    float lq_stochastic_f32(float t, uint64_t seed, int64_t i)
+    double lq_stochastic_f64(double t, uint64_t seed, int64_t i)
+    enum:
+        LQ_HALF_EVEN
+        LQ_HALF_AWAY
+        LQ_HALF_UP
+        LQ_FLOOR
+        LQ_CEIL
+        LQ_TRUNC
+        LQ_STOCHASTIC
     enum:
         LQ_FAST_BOUND
         LQ_U8
@@ -39,7 +55,8 @@ cdef extern from "lq_kernels.h" nogil:  # the C kernels: _c/lq_kernels.h lists t
     # Families, by code type (the first argument, from _code): void * is of that type.
     void lq_stream_fence()
     int lq_stream_quantize(int code, const float *x, Py_ssize_t n, float scale, float lo,
-                           float hi, int zero_point, void *out, Py_ssize_t *begin,
+                           float hi, int zero_point, void *out, const lq_rounding *rounding,
+                           int64_t index, int64_t index_step, Py_ssize_t *begin,
                            Py_ssize_t *end)
     int lq_stream_dequantize(int code, const void *q, Py_ssize_t n, float scale, int zero_point,
                              float *out, Py_ssize_t *begin, Py_ssize_t *end)
@@ -117,6 +134,67 @@ cdef inline int32_t _irint(floating t) noexcept nogil:
         return lq_irint_f64(t)
 
 
+# Rounding modes (SPEC §2.1), by their names in linquant._rounding.MODES.
+ROUNDING_MODES = {
+    "half_even": LQ_HALF_EVEN,
+    "half_away": LQ_HALF_AWAY,
+    "half_up": LQ_HALF_UP,
+    "floor": LQ_FLOOR,
+    "ceil": LQ_CEIL,
+    "trunc": LQ_TRUNC,
+    "stochastic": LQ_STOCHASTIC,
+}
+
+# The forms of the loops' rounding step, one copy of each loop per form: every loop that
+# rounds takes a `kind`, always a literal where it is called (from _by_kind's dispatchers), so
+# that the compiler builds and vectorizes each form on its own.
+cdef enum:
+    _NEAREST_EVEN  # the conversion itself rounds half to even
+    _ADJUSTED  # the other deterministic modes: lq_adjusted
+    _STOCHASTIC  # lq_stochastic, by each element's index
+
+
+cdef inline int _kind(const lq_rounding *rounding) noexcept nogil:
+    if rounding.mode == LQ_HALF_EVEN:
+        return _NEAREST_EVEN
+    return _STOCHASTIC if rounding.mode == LQ_STOCHASTIC else _ADJUSTED
+
+
+cdef inline floating _rounded(
+    floating t, int kind, const lq_rounding *rounding, int64_t index,
+) noexcept nogil:
+    # t rounded to an integer-valued float, except by _NEAREST_EVEN, whose caller's conversion
+    # rounds (the one instruction of the default mode).
+    if kind == _NEAREST_EVEN:
+        return t
+    if kind == _ADJUSTED:
+        if floating is float:
+            return lq_adjusted_f32(t, rounding)
+        else:
+            return lq_adjusted_f64(t, rounding)
+    if floating is float:
+        return lq_stochastic_f32(t, rounding.seed, index)
+    else:
+        return lq_stochastic_f64(t, rounding.seed, index)
+
+
+cdef int _rounding_of(
+    lq_rounding *rounding, int mode, uint64_t seed, tuple index, int ndim,
+    int64_t *index_steps,
+) except -1:
+    # A def's rounding arguments: the mode, checked, and `index`, (first, step along each of
+    # the ndim axes of x): the stochastic index of x[0, ...] and its steps.
+    cdef int d
+    if not LQ_HALF_EVEN <= mode <= LQ_STOCHASTIC:
+        raise ValueError(f"unknown rounding mode {mode}")
+    if len(index) != ndim + 1:
+        raise ValueError(f"index must be (first, {ndim} steps), got {index!r}")
+    lq_rounding_init(rounding, mode, seed)
+    for d in range(ndim + 1):
+        index_steps[d] = index[d]
+    return 0
+
+
 cdef inline Py_ssize_t _step(Py_ssize_t stride_bytes, Py_ssize_t itemsize) noexcept nogil:
     return stride_bytes // itemsize  # whole items: _view checks it
 
@@ -191,10 +269,10 @@ def nan_stats(const floating[:, :] x):
     return nan_count, first_nan
 
 
-cdef inline int _quantize_row_pass(
+cdef inline int _quantize_row_pass_as(
     const floating *x, Py_ssize_t x_step, Py_ssize_t n, floating scale,
     floating lo, floating hi, int32_t zero_point, codes *out, Py_ssize_t out_step,
-    bint nan_as_zero,
+    bint nan_as_zero, int kind, const lq_rounding *rounding, int64_t index, int64_t index_step,
 ) noexcept nogil:
     # Fast form: lo = qmin - zero_point and hi = qmax - zero_point are exact integers, so
     # saturating before rounding is the same as after, and the rounding can convert too.
@@ -209,26 +287,56 @@ cdef inline int _quantize_row_pass(
             t = 0 if is_nan else t
         t = t if t > lo else lo  # one max instruction; a NaN left here becomes lo
         t = t if t < hi else hi
+        t = _rounded(t, kind, rounding, index + j * index_step)
         out[j * out_step] = <codes>(_irint(t) + zero_point)
     return nan_seen
+
+
+cdef inline int _quantize_row_pass(
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n, floating scale,
+    floating lo, floating hi, int32_t zero_point, codes *out, Py_ssize_t out_step,
+    bint nan_as_zero, const lq_rounding *rounding, int64_t index, int64_t index_step,
+) noexcept nogil:
+    if _kind(rounding) == _NEAREST_EVEN:
+        return _quantize_row_pass_as(
+            x, x_step, n, scale, lo, hi, zero_point, out, out_step, nan_as_zero, _NEAREST_EVEN,
+            rounding, index, index_step,
+        )
+    if _kind(rounding) == _ADJUSTED:
+        return _quantize_row_pass_as(
+            x, x_step, n, scale, lo, hi, zero_point, out, out_step, nan_as_zero, _ADJUSTED,
+            rounding, index, index_step,
+        )
+    return _quantize_row_pass_as(
+        x, x_step, n, scale, lo, hi, zero_point, out, out_step, nan_as_zero, _STOCHASTIC,
+        rounding, index, index_step,
+    )
 
 
 cdef inline int _quantize_row(
     const floating *x, Py_ssize_t x_step, Py_ssize_t n, floating scale,
     floating lo, floating hi, int32_t zero_point, codes *out, Py_ssize_t out_step,
+    const lq_rounding *rounding, int64_t index, int64_t index_step,
 ) noexcept nogil:
     # The first pass leaves NaN out of its arithmetic (the common case: none); a row that had
     # NaN is done again, storing each as 0.0 would be (SPEC §5 nan="zero").
-    if _quantize_row_pass(x, x_step, n, scale, lo, hi, zero_point, out, out_step, False):
-        return _quantize_row_pass(x, x_step, n, scale, lo, hi, zero_point, out, out_step, True)
+    if _quantize_row_pass(
+        x, x_step, n, scale, lo, hi, zero_point, out, out_step, False, rounding, index,
+        index_step,
+    ):
+        return _quantize_row_pass(
+            x, x_step, n, scale, lo, hi, zero_point, out, out_step, True, rounding, index,
+            index_step,
+        )
     return 0
 
 
-cdef inline int _quantize_run_params(
+cdef inline int _quantize_run_params_as(
     const floating *x, Py_ssize_t x_step, Py_ssize_t n,
     const floating *scale, Py_ssize_t scale_step,
     const int32_t *zero_point, Py_ssize_t zero_point_step,
     int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
+    int kind, const lq_rounding *rounding, int64_t index, int64_t index_step,
 ) noexcept nogil:
     # Wide form, in int64: any int32 zero point, and parameters that may change from element
     # to element (steps of 0 for one scale and zero point).
@@ -237,7 +345,8 @@ cdef inline int _quantize_run_params(
     cdef int64_t q
     cdef int nan_seen = 0, is_nan
     for j in range(n):
-        t = _rint(x[j * x_step] / scale[j * scale_step])
+        t = _rint(_rounded(x[j * x_step] / scale[j * scale_step], kind, rounding,
+                           index + j * index_step))
         is_nan = t != t
         nan_seen |= is_nan
         t = 0 if is_nan else t
@@ -250,11 +359,35 @@ cdef inline int _quantize_run_params(
     return nan_seen
 
 
+cdef inline int _quantize_run_params(
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n,
+    const floating *scale, Py_ssize_t scale_step,
+    const int32_t *zero_point, Py_ssize_t zero_point_step,
+    int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
+    const lq_rounding *rounding, int64_t index, int64_t index_step,
+) noexcept nogil:
+    if _kind(rounding) == _NEAREST_EVEN:
+        return _quantize_run_params_as(
+            x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
+            out_step, _NEAREST_EVEN, rounding, index, index_step,
+        )
+    if _kind(rounding) == _ADJUSTED:
+        return _quantize_run_params_as(
+            x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
+            out_step, _ADJUSTED, rounding, index, index_step,
+        )
+    return _quantize_run_params_as(
+        x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
+        out_step, _STOCHASTIC, rounding, index, index_step,
+    )
+
+
 cdef inline int _quantize_run_params_fast_loop(
     const floating *x, Py_ssize_t x_step, Py_ssize_t n,
     const floating *scale, Py_ssize_t scale_step,
     const int32_t *zero_point, Py_ssize_t zero_point_step,
     int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
+    int kind, const lq_rounding *rounding, int64_t index, int64_t index_step,
 ) noexcept nogil:
     cdef Py_ssize_t j
     cdef floating t, lo, hi
@@ -268,13 +401,39 @@ cdef inline int _quantize_run_params_fast_loop(
         nan_seen |= t != t
         t = t if t > lo else lo
         t = t if t < hi else hi
+        t = _rounded(t, kind, rounding, index + j * index_step)
         out[j * out_step] = <codes>(_irint(t) + z)
     if nan_seen:
         return _quantize_run_params(
             x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax,
-            out, out_step,
+            out, out_step, rounding, index, index_step,
         )
     return 0
+
+
+cdef inline int _quantize_run_params_fast_as(
+    const floating *x, Py_ssize_t x_step, Py_ssize_t n,
+    const floating *scale, Py_ssize_t scale_step,
+    const int32_t *zero_point, Py_ssize_t zero_point_step,
+    int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
+    int kind, const lq_rounding *rounding, int64_t index, int64_t index_step,
+) noexcept nogil:
+    # Contiguous runs with literal steps: the loops the compiler vectorizes (a zero point
+    # shared by the run, step 0, is loaded once).
+    if x_step == 1 and scale_step == 1 and out_step == 1 and zero_point_step == 1:
+        return _quantize_run_params_fast_loop(
+            x, 1, n, scale, 1, zero_point, 1, qmin, qmax, out, 1, kind, rounding, index,
+            index_step,
+        )
+    if x_step == 1 and scale_step == 1 and out_step == 1 and zero_point_step == 0:
+        return _quantize_run_params_fast_loop(
+            x, 1, n, scale, 1, zero_point, 0, qmin, qmax, out, 1, kind, rounding, index,
+            index_step,
+        )
+    return _quantize_run_params_fast_loop(
+        x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, out_step,
+        kind, rounding, index, index_step,
+    )
 
 
 cdef inline int _quantize_run_params_fast(
@@ -282,21 +441,23 @@ cdef inline int _quantize_run_params_fast(
     const floating *scale, Py_ssize_t scale_step,
     const int32_t *zero_point, Py_ssize_t zero_point_step,
     int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
+    const lq_rounding *rounding, int64_t index, int64_t index_step,
 ) noexcept nogil:
-    # The fast form (see _quantize_row_pass) with parameters that change along the run, for
-    # zero points whose bounds are all within FAST_BOUND; a run with NaN is redone wide.
-    # Contiguous runs with literal steps: the loops the compiler vectorizes (a zero point
-    # shared by the run, step 0, is loaded once).
-    if x_step == 1 and scale_step == 1 and out_step == 1 and zero_point_step == 1:
-        return _quantize_run_params_fast_loop(
-            x, 1, n, scale, 1, zero_point, 1, qmin, qmax, out, 1
+    # The fast form (see _quantize_row_pass_as) with parameters that change along the run,
+    # for zero points whose bounds are all within FAST_BOUND; a run with NaN is redone wide.
+    if _kind(rounding) == _NEAREST_EVEN:
+        return _quantize_run_params_fast_as(
+            x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
+            out_step, _NEAREST_EVEN, rounding, index, index_step,
         )
-    if x_step == 1 and scale_step == 1 and out_step == 1 and zero_point_step == 0:
-        return _quantize_run_params_fast_loop(
-            x, 1, n, scale, 1, zero_point, 0, qmin, qmax, out, 1
+    if _kind(rounding) == _ADJUSTED:
+        return _quantize_run_params_fast_as(
+            x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
+            out_step, _ADJUSTED, rounding, index, index_step,
         )
-    return _quantize_run_params_fast_loop(
-        x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, out_step
+    return _quantize_run_params_fast_as(
+        x, x_step, n, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, out_step,
+        _STOCHASTIC, rounding, index, index_step,
     )
 
 
@@ -305,16 +466,17 @@ cdef inline int _quantize_each(
     const floating *scale, Py_ssize_t scale_step,
     const int32_t *zero_point, Py_ssize_t zero_point_step,
     int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step, Py_ssize_t out_row_step,
-    bint stream,
+    bint stream, const lq_rounding *rounding, int64_t index, int64_t index_row_step,
+    int64_t index_step,
 ) noexcept nogil:
     # `rows` runs with the same parameters, which change at every element, fast form:
-    # contiguous float32 runs by lq_kernels.h's vector loop (AVX-512 builds; runs with a NaN
-    # are redone wide), else the loops above, run by run.
+    # contiguous float32 runs rounded half to even by lq_kernels.h's vector loop (AVX-512
+    # builds; runs with a NaN are redone wide), else the loops above, run by run.
     cdef int done = -1, nan_seen = 0
     cdef Py_ssize_t r
     if (
         floating is float and x_step == 1 and scale_step == 1 and out_step == 1
-        and (zero_point_step == 0 or zero_point_step == 1)
+        and (zero_point_step == 0 or zero_point_step == 1) and rounding.mode == LQ_HALF_EVEN
     ):
         done = lq_quantize_each(
             _code(out), x, x_row_step, rows, n, scale, zero_point, zero_point_step, <int>qmin,
@@ -326,12 +488,14 @@ cdef inline int _quantize_each(
         if done == 1:
             nan_seen |= _quantize_run_params(
                 x + r * x_row_step, x_step, n, scale, scale_step, zero_point, zero_point_step,
-                qmin, qmax, out + r * out_row_step, out_step,
+                qmin, qmax, out + r * out_row_step, out_step, rounding,
+                index + r * index_row_step, index_step,
             )
         else:
             nan_seen |= _quantize_run_params_fast(
                 x + r * x_row_step, x_step, n, scale, scale_step, zero_point, zero_point_step,
-                qmin, qmax, out + r * out_row_step, out_step,
+                qmin, qmax, out + r * out_row_step, out_step, rounding,
+                index + r * index_row_step, index_step,
             )
     return nan_seen
 
@@ -340,47 +504,65 @@ cdef inline int _quantize_run(
     const floating *x, Py_ssize_t x_step, Py_ssize_t n, floating scale, int32_t zero_point,
     int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step,
     bint stream,  # a contiguous run may be written with non-temporal stores
+    const lq_rounding *rounding, int64_t index, int64_t index_step,
 ) noexcept nogil:
     # A run with one scale and zero point: the fast form where the zero point allows it.
     cdef floating lo = <floating>(qmin - zero_point), hi = <floating>(qmax - zero_point)
     if not (-LQ_FAST_BOUND <= qmin - zero_point and qmax - zero_point <= LQ_FAST_BOUND):
         return _quantize_run_params(
-            x, x_step, n, &scale, 0, &zero_point, 0, qmin, qmax, out, out_step
+            x, x_step, n, &scale, 0, &zero_point, 0, qmin, qmax, out, out_step, rounding, index,
+            index_step,
         )
     if stream and x_step == 1 and out_step == 1:
-        return _quantize_row_streamed(x, n, scale, lo, hi, zero_point, out)
+        return _quantize_row_streamed(
+            x, n, scale, lo, hi, zero_point, out, rounding, index, index_step
+        )
     if x_step == 1 and out_step == 1:  # the contiguous loop, vectorized
-        return _quantize_row(x, 1, n, scale, lo, hi, zero_point, out, 1)
-    return _quantize_row(x, x_step, n, scale, lo, hi, zero_point, out, out_step)
+        return _quantize_row(
+            x, 1, n, scale, lo, hi, zero_point, out, 1, rounding, index, index_step
+        )
+    return _quantize_row(
+        x, x_step, n, scale, lo, hi, zero_point, out, out_step, rounding, index, index_step
+    )
 
 
 cdef inline int _quantize_row_streamed(
     const floating *x, Py_ssize_t n, floating scale, floating lo, floating hi,
-    int32_t zero_point, codes *out,
+    int32_t zero_point, codes *out, const lq_rounding *rounding, int64_t index,
+    int64_t index_step,
 ) noexcept nogil:
     # The whole cache lines of the row by lq_kernels.h, the ends by the Cython loop.
     cdef Py_ssize_t begin = 0, end = 0
     cdef int nan_seen = 0
     if floating is float:
         nan_seen = lq_stream_quantize(
-            _code(out), x, n, scale, lo, hi, zero_point, out, &begin, &end
+            _code(out), x, n, scale, lo, hi, zero_point, out, rounding, index, index_step,
+            &begin, &end,
         )
     if nan_seen:  # redo the row, storing NaN as 0.0 would be
-        return _quantize_row(x, 1, n, scale, lo, hi, zero_point, out, 1)
-    nan_seen = _quantize_row(x, 1, begin, scale, lo, hi, zero_point, out, 1)
+        return _quantize_row(
+            x, 1, n, scale, lo, hi, zero_point, out, 1, rounding, index, index_step
+        )
+    nan_seen = _quantize_row(
+        x, 1, begin, scale, lo, hi, zero_point, out, 1, rounding, index, index_step
+    )
     return nan_seen | _quantize_row(
-        x + end, 1, n - end, scale, lo, hi, zero_point, out + end, 1
+        x + end, 1, n - end, scale, lo, hi, zero_point, out + end, 1, rounding,
+        index + end * index_step, index_step,
     )
 
 
 def quantize(
     const floating[:, :] x,  # IN
     codes[:, :] out,  # OUT, same shape as x
+    tuple index,  # (first, row step, step): the stochastic index of x[0, 0] and its steps
     double scale_value,  # a working-float value, so the narrowing below is exact
     int32_t zero_point,
     int64_t qmin,
     int64_t qmax,
     bint stream,  # write contiguous float32 rows with non-temporal stores (lq_kernels.h)
+    int rounding_mode,  # ROUNDING_MODES
+    uint64_t seed,  # stochastic rounding's
 ):
     """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0)."""
     cdef floating scale = <floating>scale_value
@@ -388,12 +570,16 @@ def quantize(
     cdef Py_ssize_t x_step = _step(x.strides[1], sizeof(floating))
     cdef Py_ssize_t out_step = _step(out.strides[1], sizeof(codes))
     cdef int nan_seen = 0
+    cdef lq_rounding rounding
+    cdef int64_t at[3]
+    _rounding_of(&rounding, rounding_mode, seed, index, 2, at)
     _view("x", x.shape, x.strides, sizeof(floating), x.shape, 2)
     _view("out", out.shape, out.strides, sizeof(codes), x.shape, 2)
     with nogil:
         for i in range(x.shape[0]):
             nan_seen |= _quantize_run(
-                &x[i, 0], x_step, n, scale, zero_point, qmin, qmax, &out[i, 0], out_step, stream
+                &x[i, 0], x_step, n, scale, zero_point, qmin, qmax, &out[i, 0], out_step, stream,
+                &rounding, at[0] + i * at[1], at[2],
             )
         if stream:
             lq_stream_fence()
@@ -643,21 +829,24 @@ cdef inline int _quantize_block_row(
     const floating *scale, Py_ssize_t scale_step,
     const block_zero_point *zero_point, Py_ssize_t zero_point_step,
     int64_t qmin, int64_t qmax, codes *out, Py_ssize_t out_step, bint stream,
+    const lq_rounding *rounding, int64_t index, int64_t index_step,
 ) noexcept nogil:
     # A run of blocks along the axis, block b's parameters at b * step: the vector loops where
-    # they apply, else block by block. Nonzero if it held a NaN.
+    # they apply (rounding half to even), else block by block. Nonzero if it held a NaN.
     cdef Py_ssize_t a = 0, end
     cdef int nan_seen = 0
-    if x_step == 1 and out_step == 1 and _quantize_blocks_vector(
-        x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, stream,
-    ) == 0:
+    if x_step == 1 and out_step == 1 and rounding.mode == LQ_HALF_EVEN and (
+        _quantize_blocks_vector(
+            x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, stream
+        ) == 0
+    ):
         return 0
     while a < n:
         end = min(n, a + block)
         nan_seen |= _quantize_run(
             x + a * x_step, x_step, end - a, scale[a // block * scale_step],
             zero_point[a // block * zero_point_step], qmin, qmax, out + a * out_step, out_step,
-            False,
+            False, rounding, index + a * index_step, index_step,
         )
         a = end
     return nan_seen
@@ -666,6 +855,7 @@ cdef inline int _quantize_block_row(
 def group_quantize(
     const floating[:, :, :] x,  # IN
     codes[:, :, :] out,  # OUT, same shape as x
+    tuple index,  # (first, 3 steps): the stochastic index of x[0, 0, 0] and its steps
     const floating[:, :, :] scale,  # IN, per group
     const int32_t[:, :, :] zero_point,  # IN, per group
     Py_ssize_t block,
@@ -673,6 +863,8 @@ def group_quantize(
     int64_t qmax,
     bint fast,  # every zero point's bounds are within FAST_BOUND
     bint stream,  # contiguous float32 runs may be written with non-temporal stores
+    int rounding_mode,  # ROUNDING_MODES
+    uint64_t seed,  # stochastic rounding's
 ):
     """Quantize each element with its group's parameters (SPEC §2); True if ``x`` held NaN."""
     cdef Py_ssize_t o, a, b, rows, n = x.shape[1], inner = x.shape[2]
@@ -696,6 +888,9 @@ def group_quantize(
     cdef Py_ssize_t zero1 = _step(zero_point.strides[1], sizeof(int32_t))
     cdef Py_ssize_t zero2 = _step(zero_point.strides[2], sizeof(int32_t))
     cdef int nan_seen = 0
+    cdef lq_rounding rounding
+    cdef int64_t at[4]
+    _rounding_of(&rounding, rounding_mode, seed, index, 3, at)
     with nogil:
         if inner == 1 and block == 1 and fast:  # parameters change at every element
             # Rows that share them (per-axis: all rows) go LQ_EACH_ROWS at a time.
@@ -704,7 +899,8 @@ def group_quantize(
                 rows = min(LQ_EACH_ROWS if scale0 == 0 and zero0 == 0 else 1, x.shape[0] - o)
                 nan_seen |= _quantize_each(
                     &x[o, 0, 0], x1, x0, rows, n, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0],
-                    zero1, qmin, qmax, &out[o, 0, 0], out1, out0, stream,
+                    zero1, qmin, qmax, &out[o, 0, 0], out1, out0, stream, &rounding,
+                    at[0] + o * at[1], at[1], at[2],
                 )
                 o += rows
         else:
@@ -712,12 +908,13 @@ def group_quantize(
                 if inner == 1 and block == 1:
                     nan_seen |= _quantize_run_params(
                         &x[o, 0, 0], x1, n, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
-                        qmin, qmax, &out[o, 0, 0], out1,
+                        qmin, qmax, &out[o, 0, 0], out1, &rounding, at[0] + o * at[1], at[2],
                     )
                 elif inner == 1:  # runs of `block` elements along the axis share parameters
                     nan_seen |= _quantize_block_row(
                         &x[o, 0, 0], x1, n, block, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0],
-                        zero1, qmin, qmax, &out[o, 0, 0], out1, stream,
+                        zero1, qmin, qmax, &out[o, 0, 0], out1, stream, &rounding,
+                        at[0] + o * at[1], at[2],
                     )
                 else:
                     a = 0
@@ -729,19 +926,22 @@ def group_quantize(
                             rows = 1
                             nan_seen |= _quantize_run(
                                 &x[o, a, 0], x2, inner, scale[o, b, 0], zero_point[o, b, 0],
-                                qmin, qmax, &out[o, a, 0], out2, stream,
+                                qmin, qmax, &out[o, a, 0], out2, stream, &rounding,
+                                at[0] + o * at[1] + a * at[2], at[3],
                             )
                         elif fast:
                             nan_seen |= _quantize_each(
                                 &x[o, a, 0], x2, x1, rows, inner, &scale[o, b, 0], scale2,
                                 &zero_point[o, b, 0], zero2, qmin, qmax, &out[o, a, 0], out2,
-                                out1, stream,
+                                out1, stream, &rounding, at[0] + o * at[1] + a * at[2], at[2],
+                                at[3],
                             )
                         else:
                             rows = 1
                             nan_seen |= _quantize_run_params(
                                 &x[o, a, 0], x2, inner, &scale[o, b, 0], scale2,
                                 &zero_point[o, b, 0], zero2, qmin, qmax, &out[o, a, 0], out2,
+                                &rounding, at[0] + o * at[1] + a * at[2], at[3],
                             )
                         a += rows
         if stream:
@@ -752,12 +952,15 @@ def group_quantize(
 def block_quantize(
     const floating[:, :, :] x,  # IN: (outer, n, 1), blocks along the middle axis
     codes[:, :, :] out,  # OUT, same shape as x
+    tuple index,  # (first, 3 steps): the stochastic index of x[0, 0, 0] and its steps
     const floating[:, :, :] scale,  # IN, per block
     const codes[:, :, :] zero_point,  # IN, per block, of the code type (ONNX's y_zero_point)
     Py_ssize_t block,
     int64_t qmin,
     int64_t qmax,
     bint stream,  # contiguous float32 runs may be written with non-temporal stores
+    int rounding_mode,  # ROUNDING_MODES
+    uint64_t seed,  # stochastic rounding's
 ):
     """group_quantize for blocks along the innermost axis, reading zero points of the code
     type in place instead of an int32 copy of them; True if ``x`` held NaN."""
@@ -776,11 +979,14 @@ def block_quantize(
     cdef Py_ssize_t scale1 = _step(scale.strides[1], sizeof(floating))
     cdef Py_ssize_t zero1 = _step(zero_point.strides[1], sizeof(codes))
     cdef int nan_seen = 0
+    cdef lq_rounding rounding
+    cdef int64_t at[4]
+    _rounding_of(&rounding, rounding_mode, seed, index, 3, at)
     with nogil:
         for o in range(x.shape[0]):
             nan_seen |= _quantize_block_row(
                 &x[o, 0, 0], x1, n, block, &scale[o, 0, 0], scale1, &zero_point[o, 0, 0], zero1,
-                qmin, qmax, &out[o, 0, 0], out1, stream,
+                qmin, qmax, &out[o, 0, 0], out1, stream, &rounding, at[0] + o * at[1], at[2],
             )
         if stream:
             lq_stream_fence()
@@ -919,6 +1125,7 @@ cdef inline int _block_dynamic_vector(
 def block_dynamic_quantize(
     const floating[:, :] x,  # IN: rows of blocks (runs of a row: linquant._groups.as_runs)
     codes[:, :] out,  # OUT, same shape as x
+    tuple index,  # (first, row step, step): the stochastic index of x[0, 0] and its steps
     floating[:, :] scale,  # OUT, one per block
     int32_t[:, :] zero_point,  # OUT, one per block
     Py_ssize_t block,
@@ -929,6 +1136,8 @@ def block_dynamic_quantize(
     int64_t qmin,
     int64_t qmax,
     bint stream,  # contiguous float32 rows may be written with non-temporal stores
+    int rounding_mode,  # ROUNDING_MODES
+    uint64_t seed,  # stochastic rounding's
 ):
     """Dynamic quantization of groups that are runs of ``block`` values of a row (per-block
     along the innermost axis, per-axis channels along the outermost) in one read of ``x``:
@@ -942,6 +1151,8 @@ def block_dynamic_quantize(
     cdef floating lo, hi
     cdef int nan_seen
     cdef bint done = True
+    cdef lq_rounding rounding
+    cdef int64_t at[3]
     cdef Py_ssize_t groups[3]
     cdef Py_ssize_t shape[3]
     shape[:] = [x.shape[0], n, 1]
@@ -951,12 +1162,17 @@ def block_dynamic_quantize(
     _view("out", out.shape, out.strides, sizeof(codes), x.shape, 2)
     _view("scale", scale.shape, scale.strides, sizeof(floating), groups, 2)
     _view("zero_point", zero_point.shape, zero_point.strides, sizeof(int32_t), groups, 2)
+    _rounding_of(&rounding, rounding_mode, seed, index, 2, at)
     with nogil:
         for o in range(x.shape[0]):
-            if x_step == 1 and out_step == 1 and n and _block_dynamic_vector(
-                &x[o, 0], n, block, bits, signed, include_zero, qmin, qmax, &scale[o, 0],
-                scale_step, &zero_point[o, 0], zero_point_step, &out[o, 0], stream,
-            ) == 0:
+            # lq_kernels.h's vector loops round half to even; the loop below, every mode.
+            if (
+                x_step == 1 and out_step == 1 and n and rounding_mode == LQ_HALF_EVEN
+                and _block_dynamic_vector(
+                    &x[o, 0], n, block, bits, signed, include_zero, qmin, qmax, &scale[o, 0],
+                    scale_step, &zero_point[o, 0], zero_point_step, &out[o, 0], stream,
+                ) == 0
+            ):
                 continue
             a = b = 0
             while a < n and done:
@@ -973,7 +1189,7 @@ def block_dynamic_quantize(
                     break
                 _quantize_run(
                     &x[o, a], x_step, end - a, scale[o, b], zero_point[o, b], qmin, qmax,
-                    &out[o, a], out_step, False,
+                    &out[o, a], out_step, False, &rounding, at[0] + o * at[1] + a * at[2], at[2],
                 )
                 a, b = end, b + 1
         if stream:

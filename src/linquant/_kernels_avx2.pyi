@@ -1,5 +1,6 @@
 # The same kernels as _kernels_baseline, built for another instruction-set level.
 from ._kernels_baseline import FAST_BOUND as FAST_BOUND
+from ._kernels_baseline import ROUNDING_MODES as ROUNDING_MODES
 from ._kernels_baseline import block_dynamic_quantize as block_dynamic_quantize
 from ._kernels_baseline import block_quantize as block_quantize
 from ._kernels_baseline import dequantize as dequantize

@@ -5,17 +5,24 @@ from numpy.typing import NDArray
 
 # The fast form's bound on |qmin - zero_point| and |qmax - zero_point| (_c/lq_portable.h).
 FAST_BOUND: int
+# The numbers of the rounding modes (SPEC §2.1), by name.
+ROUNDING_MODES: dict[str, int]
 
 def minmax(x: NDArray[np.floating]) -> tuple[float, float, bool]: ...
 def nan_stats(x: NDArray[np.floating]) -> tuple[int, int]: ...
+# Quantize kernels take `index`, (first, a step per axis): the stochastic index of x's first
+# element and its steps; and last the rounding mode's number and the seed.
 def quantize(
     x: NDArray[np.floating],
     out: NDArray[np.integer],
+    index: tuple[int, ...],
     scale_value: float,
     zero_point: int,
     qmin: int,
     qmax: int,
     stream: bool,
+    rounding_mode: int,
+    seed: int,
 ) -> bool: ...
 def dequantize(
     q: NDArray[np.integer],
@@ -33,6 +40,7 @@ def group_minmax(
 def group_quantize(
     x: NDArray[np.floating],
     out: NDArray[np.integer],
+    index: tuple[int, ...],
     scale: NDArray[np.floating],
     zero_point: NDArray[np.int32],
     block: int,
@@ -40,16 +48,21 @@ def group_quantize(
     qmax: int,
     fast: bool,
     stream: bool,
+    rounding_mode: int,
+    seed: int,
 ) -> bool: ...
 def block_quantize(
     x: NDArray[np.floating],
     out: NDArray[np.integer],
+    index: tuple[int, ...],
     scale: NDArray[np.floating],
     zero_point: NDArray[np.integer],
     block: int,
     qmin: int,
     qmax: int,
     stream: bool,
+    rounding_mode: int,
+    seed: int,
 ) -> bool: ...
 def group_dequantize(
     q: NDArray[np.integer],
@@ -63,6 +76,7 @@ def group_dequantize(
 def block_dynamic_quantize(
     x: NDArray[np.floating],
     out: NDArray[np.integer],
+    index: tuple[int, ...],
     scale: NDArray[np.floating],
     zero_point: NDArray[np.int32],
     block: int,
@@ -73,4 +87,6 @@ def block_dynamic_quantize(
     qmin: int,
     qmax: int,
     stream: bool,
+    rounding_mode: int,
+    seed: int,
 ) -> bool: ...

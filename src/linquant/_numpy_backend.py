@@ -13,6 +13,7 @@ import numpy as np
 
 from ._groups import Grouping
 from ._params import ROUNDED_LIMIT, params_per_slice
+from ._rounding import Rounding, splitmix64
 
 
 def minmax(x: np.ndarray) -> tuple[np.floating, np.floating, int, int]:
@@ -38,6 +39,7 @@ def quantize(
     qmin: int,
     qmax: int,
     out: np.ndarray,
+    rounding: Rounding,
 ) -> bool:
     """Quantize ``x`` into ``out`` (SPEC §2); return True if ``x`` held a NaN (stored as 0.0).
 
@@ -46,7 +48,7 @@ def quantize(
     rounded = np.empty(x.shape, x.dtype)  # an array even when x is 0-d
     with np.errstate(over="ignore", invalid="ignore"):
         np.divide(x, scale, out=rounded)
-    np.rint(rounded, out=rounded)
+        _round(rounded, rounding)
     is_nan = np.isnan(rounded)
     nan_seen = bool(is_nan.any())
     if nan_seen:
@@ -57,6 +59,33 @@ def quantize(
     np.clip(codes, qmin, qmax, out=codes)
     out[...] = codes
     return nan_seen
+
+
+def _round(t: np.ndarray, rounding: Rounding) -> None:
+    """Round ``t`` to integers in place by ``rounding``'s mode (SPEC §2.1), in exact
+    arithmetic: NaN and ±inf stay as they are."""
+    mode = rounding.mode
+    if mode == "half_even":
+        np.rint(t, out=t)
+    elif mode in ("half_away", "half_up"):
+        # A tie is exactly half an integer from its neighbours; t ± 1/2 is then an integer,
+        # exact in the float (|t| < 2**23, or 2**52, for a tie).
+        nearest = np.rint(t)
+        tie = np.abs(t - nearest) == 0.5
+        half = np.copysign(0.5, t) if mode == "half_away" else 0.5
+        np.copyto(t, np.where(tie, t + half, nearest))
+    elif mode == "floor":
+        np.floor(t, out=t)
+    elif mode == "ceil":
+        np.ceil(t, out=t)
+    elif mode == "trunc":
+        np.trunc(t, out=t)
+    else:
+        floor = np.floor(t)
+        fraction = t.astype(np.float64) - floor.astype(np.float64)
+        draw = splitmix64(rounding.seed, rounding.indices(t.shape)) >> np.uint64(11)
+        up = draw.astype(np.float64) < fraction * 2.0**53  # exact: draw < 2**53
+        np.add(floor, up, out=t)
 
 
 def dequantize(
@@ -91,11 +120,13 @@ def group_quantize(
     qmax: int,
     out: np.ndarray,
     groups: Grouping,
+    rounding: Rounding,
 ) -> bool:
     """Quantize with each group's ``scale`` and ``zero_point`` (arrays of the groups' shape)."""
     if x.size == 0:  # expand makes an index per element along the axis, however many claimed
         return False
-    return quantize(x, groups.expand(scale), groups.expand(zero_point), qmin, qmax, out)
+    scale, zero_point = groups.expand(scale), groups.expand(zero_point)
+    return quantize(x, scale, zero_point, qmin, qmax, out, rounding)
 
 
 def group_dequantize(
@@ -116,6 +147,7 @@ def block_dynamic_quantize(
     qmin: int,
     qmax: int,
     out: np.ndarray,
+    rounding: Rounding,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Dynamic quantization of groups that are runs of ``x`` (``Grouping.as_runs``): SPEC §4
     for each group's range, then its codes into ``out``; the scales and zero points.
@@ -133,5 +165,5 @@ def block_dynamic_quantize(
         scale, zero_point = params_per_slice(lo, hi, bits, signed, include_zero, groups.describe)
     except ValueError:
         return None
-    group_quantize(x, scale, zero_point, qmin, qmax, out, groups)
+    group_quantize(x, scale, zero_point, qmin, qmax, out, groups, rounding)
     return scale, zero_point

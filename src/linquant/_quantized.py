@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _rounding
 from ._api import dequantize_linear, dynamic_quantize
 
 FLOAT32 = np.dtype(np.float32)
@@ -20,7 +20,9 @@ class QuantizedArray:
     ``x_hat = (data - zero_point) * scale``: per tensor, or per channel along ``axis``, or per
     block of ``block_size`` elements along it (then ``scale`` and ``zero_point`` are arrays).
     ``source_dtype`` is the float dtype of the array that was quantized (float16, float32 or
-    float64; float32 unless given), recorded by :func:`linquant.quantize` and kept in files.
+    float64; float32 unless given), recorded by :func:`linquant.quantize` and kept in files,
+    as are ``rounding``, the mode that rounded the codes (SPEC §2.1), and ``seed``, its seed
+    (stochastic rounding only, else None).
 
     >>> import numpy as np, linquant as lq
     >>> qa = lq.quantize(np.array([-1.0, 0.5, 2.0]), bits=2)
@@ -38,9 +40,13 @@ class QuantizedArray:
     axis: int | None = None
     block_size: int | None = None
     source_dtype: np.dtype = FLOAT32
+    rounding: str = _rounding.DEFAULT
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source_dtype", _checks.source_float(self.source_dtype))
+        checked = _rounding.rounding(self.rounding, self.seed, None, ())
+        object.__setattr__(self, "seed", checked.seed if checked.stochastic else None)
         for name in ("data", "scale", "zero_point"):
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
@@ -86,6 +92,10 @@ class QuantizedArray:
                 groups += f", block_size={self.block_size}"
             shape = np.shape(self.scale)
             params = f"{groups}, scale=<{shape} {self.scale.dtype}>, zero_point=<{shape} int32>"
+        if self.rounding != _rounding.DEFAULT:
+            params += f", rounding={self.rounding!r}"
+        if self.seed is not None:
+            params += f", seed={self.seed}"
         return (
             f"QuantizedArray(shape={self.shape}, dtype={self.dtype}, bits={self.bits}, "
             f"scheme={self.scheme!r}, {params})"
@@ -102,6 +112,9 @@ def quantize(
     include_zero: bool = True,
     narrow_range: bool = False,
     nan: str = "raise",
+    rounding: str = "half_even",
+    seed: int | None = None,
+    position: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
 ) -> QuantizedArray:
     """Quantize ``x`` with parameters chosen from its range (SPEC §4).
 
@@ -113,7 +126,8 @@ def quantize(
     ``nan="zero"`` (quantized as 0.0, left out of the range); ±inf raise ValueError.
     ``axis=`` gives each channel along that axis its own parameters, ``block_size=`` each
     block of that many elements along it (the last may be shorter); an error names the
-    channel or block.
+    channel or block. ``rounding``, ``seed`` and ``position`` choose how the codes round, as
+    for :func:`linquant.quantize_linear` (SPEC §2.1); the parameters do not depend on them.
 
     >>> import numpy as np, linquant as lq
     >>> qa = lq.quantize(np.array([-2.0, 0.5, 4.0]), bits=4, scheme="symmetric")
@@ -121,6 +135,7 @@ def quantize(
     (array([-4,  1,  7], dtype=int8), np.float64(0.5714285714285714), dtype('float64'))
     """
     arr = np.asarray(x)
+    checked_rounding = _rounding.rounding(rounding, seed, position, arr.shape)
     data, scale, zero_point = dynamic_quantize(
         arr,
         bits,
@@ -130,9 +145,19 @@ def quantize(
         nan=nan,
         axis=axis,
         block_size=block_size,
+        rounding=checked_rounding,
     )
     axis = None if axis is None else int(axis) % data.ndim
     source_dtype = arr.dtype.newbyteorder("=")  # a float dtype: dynamic_quantize checked it
     return QuantizedArray(
-        data, scale, zero_point, int(bits), scheme, axis, block_size, source_dtype
+        data,
+        scale,
+        zero_point,
+        int(bits),
+        scheme,
+        axis,
+        block_size,
+        source_dtype,
+        checked_rounding.mode,
+        seed,
     )

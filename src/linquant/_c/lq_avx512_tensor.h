@@ -45,17 +45,100 @@ LQ_VECTOR_INLINE __m512i lq_quantize16(__m512 x, __m512 scale, __m512 lo, __m512
     t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
     return _mm512_add_epi32(_mm512_cvtps_epi32(t), zero_point);
 }
+/*
+ * The rounding modes other than half to even (SPEC §2.1), 16 saturated quotients at a time:
+ * lq_adjusted's thresholds and lq_stochastic's draws in vector form, to the bit. A call's
+ * vectors must come in order: the draws' state, SplitMix64's seed + (i + 1) * gamma of
+ * lanes 0-7 and 8-15, advances by 16 elements each time.
+ */
+typedef struct {
+    int mode;
+    __m512 up[2], down[2]; /* [0] for t > 0, [1] otherwise */
+    __m512i z[2], advance;
+} lq_rounding16;
+LQ_VECTOR_INLINE void lq_rounding16_init(lq_rounding16 *s, const lq_rounding *r, int64_t index,
+                                         int64_t index_step)
+{
+    const uint64_t gamma_step = (uint64_t)index_step * LQ_GOLDEN_GAMMA;
+    const __m512i first = _mm512_set1_epi64(
+        (long long)(r->seed + ((uint64_t)index + 1u) * LQ_GOLDEN_GAMMA));
+    int k;
+    s->mode = r->mode;
+    for (k = 0; k < 2; k++) {
+        s->up[k] = _mm512_set1_ps(r->up_f32[k]);
+        s->down[k] = _mm512_set1_ps(r->down_f32[k]);
+    }
+    s->z[0] = _mm512_add_epi64(first, _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),
+                                                         _mm512_set1_epi64((long long)gamma_step)));
+    s->z[1] = _mm512_add_epi64(s->z[0], _mm512_set1_epi64((long long)(8u * gamma_step)));
+    s->advance = _mm512_set1_epi64((long long)(16u * gamma_step));
+}
+LQ_VECTOR_INLINE __m512i lq_mix8(__m512i z)
+{
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
+                           _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ull));
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
+                           _mm512_set1_epi64((long long)0x94D049BB133111EBull));
+    return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+}
+/* Whether each of 8 lanes rounds up: U < (t - floor) * 2**53 in float64 (both exact). */
+LQ_VECTOR_INLINE __mmask8 lq_draw8(__m256 t, __m256 floor, __m512i z)
+{
+    __m512d fraction = _mm512_sub_pd(_mm512_cvtps_pd(t), _mm512_cvtps_pd(floor));
+    __m512d draw = _mm512_cvtepu64_pd(_mm512_srli_epi64(lq_mix8(z), 11));
+    return _mm512_cmp_pd_mask(draw, _mm512_mul_pd(fraction, _mm512_set1_pd(0x1p53)),
+                              _CMP_LT_OQ);
+}
+LQ_VECTOR_INLINE __m512 lq_round16(__m512 t, lq_rounding16 *s)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    if (s->mode == LQ_HALF_EVEN) /* the conversion after rounds */
+        return t;
+    if (s->mode == LQ_STOCHASTIC) {
+        __m512 floor = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        __mmask16 up = (__mmask16)(
+            lq_draw8(_mm512_castps512_ps256(t), _mm512_castps512_ps256(floor), s->z[0]) |
+            (unsigned)lq_draw8(_mm512_extractf32x8_ps(t, 1), _mm512_extractf32x8_ps(floor, 1),
+                               s->z[1]) << 8);
+        s->z[0] = _mm512_add_epi64(s->z[0], s->advance);
+        s->z[1] = _mm512_add_epi64(s->z[1], s->advance);
+        return _mm512_mask_add_ps(floor, up, floor, one);
+    } else {
+        __m512 nearest = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512 d = _mm512_sub_ps(t, nearest);
+        __mmask16 other = _mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_NGT_UQ);
+        __m512 up = _mm512_mask_blend_ps(other, s->up[0], s->up[1]);
+        __m512 down = _mm512_mask_blend_ps(other, s->down[0], s->down[1]);
+        nearest = _mm512_mask_add_ps(nearest, _mm512_cmp_ps_mask(d, up, _CMP_GT_OQ), nearest, one);
+        return _mm512_mask_sub_ps(nearest, _mm512_cmp_ps_mask(d, down, _CMP_LT_OQ), nearest, one);
+    }
+}
+/* lq_quantize16 in any rounding mode. */
+LQ_VECTOR_INLINE __m512i lq_quantize16_rounded(__m512 x, __m512 scale, __m512 lo, __m512 hi,
+                                              __m512i zero_point, __mmask16 *nan,
+                                              lq_rounding16 *rounding)
+{
+    __m512 t = _mm512_div_ps(x, scale);
+    *nan |= _mm512_cmp_ps_mask(t, t, _CMP_UNORD_Q);
+    t = lq_round16(_mm512_min_ps(_mm512_max_ps(t, lo), hi), rounding);
+    return _mm512_add_epi32(_mm512_cvtps_epi32(t), zero_point);
+}
 #define LQ_QUANTIZE_SETUP                                                                     \
     const __m512 vs = _mm512_set1_ps(scale), vlo = _mm512_set1_ps(lo);                        \
     const __m512 vhi = _mm512_set1_ps(hi);                                                    \
     const __m512i vz = _mm512_set1_epi32(zero_point);                                         \
     __mmask16 nan = 0;                                                                        \
+    lq_rounding16 vr;                                                                         \
     ptrdiff_t i;                                                                              \
-    lq_line_span(out, n, sizeof(*out), begin, end)
-#define LQ_QUANTIZE16_AT(p) lq_quantize16(_mm512_loadu_ps(p), vs, vlo, vhi, vz, &nan)
+    lq_line_span(out, n, sizeof(*out), begin, end);                                           \
+    lq_rounding16_init(&vr, rounding, index + *begin * index_step, index_step)
+#define LQ_QUANTIZE16_AT(p)                                                                   \
+    lq_quantize16_rounded(_mm512_loadu_ps(p), vs, vlo, vhi, vz, &nan, &vr)
 #define LQ_DEFINE_QUANTIZE8(CODE, NAME)                                                       \
     static inline int NAME(const float *x, ptrdiff_t n, float scale, float lo, float hi,      \
-                           int zero_point, CODE *out, ptrdiff_t *begin, ptrdiff_t *end)       \
+                           int zero_point, CODE *out, const lq_rounding *rounding,            \
+                           int64_t index, int64_t index_step, ptrdiff_t *begin,               \
+                           ptrdiff_t *end)                                                    \
     {                                                                                         \
         LQ_QUANTIZE_SETUP;                                                                    \
         for (i = *begin; i < *end; i += 64) {                                                 \
@@ -73,7 +156,9 @@ LQ_VECTOR_INLINE __m512i lq_quantize16(__m512 x, __m512 scale, __m512 lo, __m512
     }
 #define LQ_DEFINE_QUANTIZE16(CODE, NAME)                                                      \
     static inline int NAME(const float *x, ptrdiff_t n, float scale, float lo, float hi,      \
-                           int zero_point, CODE *out, ptrdiff_t *begin, ptrdiff_t *end)       \
+                           int zero_point, CODE *out, const lq_rounding *rounding,            \
+                           int64_t index, int64_t index_step, ptrdiff_t *begin,               \
+                           ptrdiff_t *end)                                                    \
     {                                                                                         \
         LQ_QUANTIZE_SETUP;                                                                    \
         for (i = *begin; i < *end; i += 32) {                                                 \

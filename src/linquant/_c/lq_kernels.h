@@ -16,8 +16,10 @@
 #include "lq_portable.h"
 
 /* One entry per family (parameters in its declaration, below or in the stubs):
- * lq_stream_quantize      per-tensor quantize of a run's whole aligned lines, non-temporally;
- *                         nonzero if one was NaN; [*begin, *end) is what it did
+ * lq_stream_quantize      per-tensor quantize of a run's whole aligned lines, non-temporally,
+ *                         in every rounding mode; nonzero if one was NaN; [*begin, *end) is
+ *                         what it did
+ * (the other quantize families round half to even: the Cython loops do the other modes)
  * lq_stream_dequantize    per-tensor dequantize, likewise; returns 0
  * lq_quantize_each        parameters that change along a run (per-axis, innermost; the
  *                         rows of a block across rows), for up to LQ_EACH_ROWS runs that
@@ -49,10 +51,12 @@
 #define LQ_ENTRY static inline
 
 LQ_ENTRY int lq_stream_quantize(int code, const float *x, ptrdiff_t n, float scale, float lo,
-                                float hi, int zero_point, void *out, ptrdiff_t *begin,
-                                ptrdiff_t *end)
+                                float hi, int zero_point, void *out,
+                                const lq_rounding *rounding, int64_t index,
+                                int64_t index_step, ptrdiff_t *begin, ptrdiff_t *end)
 {
-    LQ_BY_CODE(code, lq_stream_quantize, , x, n, scale, lo, hi, zero_point, out, begin, end)
+    LQ_BY_CODE(code, lq_stream_quantize, , x, n, scale, lo, hi, zero_point, out, rounding,
+               index, index_step, begin, end)
 }
 LQ_ENTRY int lq_stream_dequantize(int code, const void *q, ptrdiff_t n, float scale,
                                   int zero_point, float *out, ptrdiff_t *begin, ptrdiff_t *end)
@@ -102,9 +106,11 @@ static inline void lq_stream_fence(void) { _mm_sfence(); }
 #else
 static inline int lq_stream_quantize(int code, const float *x, ptrdiff_t n, float scale,
                                      float lo, float hi, int zero_point, void *out,
-                                     ptrdiff_t *begin, ptrdiff_t *end)
+                                     const lq_rounding *rounding, int64_t index,
+                                     int64_t index_step, ptrdiff_t *begin, ptrdiff_t *end)
 {
     (void)code, (void)x, (void)n, (void)scale, (void)lo, (void)hi, (void)zero_point, (void)out;
+    (void)rounding, (void)index, (void)index_step;
     *begin = *end = 0;
     return 0;
 }

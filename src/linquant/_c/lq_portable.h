@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #if defined(_MSC_VER) && !defined(__cplusplus) && !defined(inline)
 #define inline __inline /* older MSVC C modes know only __inline */
@@ -132,6 +133,94 @@ static inline double lq_rint_f64(double t)
 static inline float lq_rint_f32(float t) { return rintf(t); }
 static inline double lq_rint_f64(double t) { return rint(t); }
 #endif
+
+/*
+ * Rounding modes (SPEC §2.1), in the order of linquant._rounding.MODES. Each rounds t, already
+ * x / scale (and, in the fast form, saturated to integer bounds: every mode is monotonic and
+ * keeps integers, so saturating first is exact), to an integer-valued float; the conversion
+ * after it is then exact. NaN stays NaN and ±inf stay ±inf in every mode.
+ */
+enum { LQ_HALF_EVEN, LQ_HALF_AWAY, LQ_HALF_UP, LQ_FLOOR, LQ_CEIL, LQ_TRUNC, LQ_STOCHASTIC };
+typedef struct {
+    int mode;
+    uint64_t seed;
+    /* The deterministic modes other than half to even, with one loop for all: r = rint(t)
+       and d = t - r (exact: |d| <= 1/2) give r + (d > up) - (d < down), where up and down
+       are [0] for t > 0 and [1] otherwise. 0.5 is never exceeded, and "d > just below 0.5"
+       is "d = 1/2": a tie. */
+    float up_f32[2], down_f32[2];
+    double up_f64[2], down_f64[2];
+} lq_rounding;
+static inline void lq_rounding_init(lq_rounding *r, int mode, uint64_t seed)
+{
+    const double never = 0.5, tie = nextafter(0.5, 0.0), any = 0.0;
+    double up[2] = {never, never}, down[2] = {-never, -never};
+    int k;
+    switch (mode) {
+    case LQ_HALF_AWAY: up[0] = tie, down[1] = -tie; break;
+    case LQ_HALF_UP: up[0] = up[1] = tie; break;
+    case LQ_FLOOR: down[0] = down[1] = any; break;
+    case LQ_CEIL: up[0] = up[1] = any; break;
+    case LQ_TRUNC: down[0] = any, up[1] = any; break;
+    default: break;
+    }
+    r->mode = mode;
+    r->seed = seed;
+    for (k = 0; k < 2; k++) {
+        r->up_f64[k] = up[k], r->down_f64[k] = down[k];
+        /* the float32 neighbour of 0.5: (float)tie would round back up to 0.5 */
+        r->up_f32[k] = up[k] == tie ? nextafterf(0.5f, 0.0f) : (float)up[k];
+        r->down_f32[k] = down[k] == -tie ? -nextafterf(0.5f, 0.0f) : (float)down[k];
+    }
+}
+#define LQ_DEFINE_ADJUSTED(T, NAME, RINT, SUFFIX)                                             \
+    static inline T NAME(T t, const lq_rounding *r)                                           \
+    {                                                                                         \
+        T nearest = RINT(t), d = t - nearest;                                                 \
+        int other = !(t > 0);                                                                 \
+        T up = other ? r->up_##SUFFIX[1] : r->up_##SUFFIX[0];                                 \
+        T down = other ? r->down_##SUFFIX[1] : r->down_##SUFFIX[0];                           \
+        return nearest + (T)(d > up) - (T)(d < down);                                         \
+    }
+LQ_DEFINE_ADJUSTED(float, lq_adjusted_f32, lq_rint_f32, f32)
+LQ_DEFINE_ADJUSTED(double, lq_adjusted_f64, lq_rint_f64, f64)
+
+/* SplitMix64(seed, i): the i-th output (0-based) of the generator seeded with seed. */
+#define LQ_GOLDEN_GAMMA 0x9E3779B97F4A7C15ull
+static inline uint64_t lq_mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static inline uint64_t lq_splitmix64(uint64_t seed, int64_t i)
+{
+    return lq_mix64(seed + ((uint64_t)i + 1u) * LQ_GOLDEN_GAMMA);
+}
+/* u < 2**53 as a double, exactly, by its bits: x86 before AVX-512 has no vector conversion of
+   64-bit integers, so a cast would keep the loops scalar. 2**52 + k for k < 2**52 is the
+   double whose mantissa is k. */
+static inline double lq_u53_to_f64(uint64_t u)
+{
+    uint64_t high = 0x4330000000000000ull | (u >> 1), low = 0x4330000000000000ull | (u & 1u);
+    double a, b;
+    memcpy(&a, &high, sizeof a);
+    memcpy(&b, &low, sizeof b);
+    return (a - 0x1p52) * 2.0 + (b - 0x1p52);
+}
+/* Stochastic rounding of the element with index i (SPEC §2.1): floor(t), plus one where
+   U < frac * 2**53, frac = t - floor(t) in float64. rint(t) - (rint(t) > t) is floor(t),
+   by the rint the build vectorizes. */
+#define LQ_DEFINE_STOCHASTIC(T, NAME, RINT)                                                   \
+    static inline T NAME(T t, uint64_t seed, int64_t i)                                       \
+    {                                                                                         \
+        T nearest = RINT(t), floor = nearest - (T)(nearest > t);                              \
+        double fraction = (double)t - (double)floor;                                          \
+        double draw = lq_u53_to_f64(lq_splitmix64(seed, i) >> 11);                           \
+        return floor + (T)(draw < fraction * 0x1p53);                                         \
+    }
+LQ_DEFINE_STOCHASTIC(float, lq_stochastic_f32, lq_rint_f32)
+LQ_DEFINE_STOCHASTIC(double, lq_stochastic_f64, lq_rint_f64)
 
 /*
  * Round half to even and convert to int32, for |t| < 2**31. GCC vectorizes its irint
