@@ -94,9 +94,7 @@ def _quantize_into(
     if groups is None:
         nan_seen = backend.quantize(x, scale, zero_point, qmin, qmax, out, rounding)
     else:
-        nan_seen = backend.group_quantize(
-            x, scale, zero_point, qmin, qmax, out, groups, rounding
-        )
+        nan_seen = backend.group_quantize(x, scale, zero_point, qmin, qmax, out, groups, rounding)
     if nan_seen and nan == "raise":
         _, _, nan_count, first_nan = _range(x)
         raise nan_error(x.shape, nan_count, first_nan, hint=True, groups=groups)
@@ -275,7 +273,7 @@ def dynamic_quantize(
     nan: str = "raise",
     axis: int | None = None,
     block_size: int | None = None,
-    rounding: Rounding = Rounding(),
+    rounding: Rounding = _rounding.HALF_EVEN,
 ) -> tuple[np.ndarray, Any, Any]:
     """Codes, scale and zero point with parameters chosen from the data (SPEC §4).
 

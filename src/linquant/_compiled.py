@@ -152,15 +152,13 @@ def _indexed(rounding: Rounding, pieces: list[tuple[Any, ...]]) -> list[tuple[An
     steps (zeros where the mode draws nothing)."""
     if not rounding.stochastic:
         return [(*piece[:2], (0,) * (piece[0].ndim + 1), *piece[2:]) for piece in pieces]
-    return [
-        (
-            *piece[:2],
-            (rounding.index_base + piece[2].__array_interface__["data"][0] - _INDEX_ORIGIN,)
-            + piece[2].strides,
-            *piece[3:],
-        )
-        for piece in pieces
-    ]
+    return [(*piece[:2], _index(rounding, piece[2]), *piece[3:]) for piece in pieces]
+
+
+def _index(rounding: Rounding, index_map: np.ndarray) -> tuple[int, ...]:
+    """(first, steps) of a view of an index map."""
+    offset = index_map.__array_interface__["data"][0] - _INDEX_ORIGIN
+    return (rounding.index_base + offset, *index_map.strides)
 
 
 def _rounding_args(rounding: Rounding) -> tuple[int, int]:
@@ -468,7 +466,7 @@ def block_dynamic_quantize(
     )
     stream = _streams(x, out)
     arguments = (run, bits, signed, include_zero, nan_raises, qmin, qmax, stream)
-    arguments += _rounding_args(rounding)
+    arguments += _rounding_args(rounding)  # type: ignore[assignment]
     kernel = _kernels.block_dynamic_quantize
     if x.size and not all(_threads.run(kernel, _indexed(rounding, pieces), *arguments)):
         return None

@@ -10,6 +10,7 @@ ROUNDING_MODES: dict[str, int]
 
 def minmax(x: NDArray[np.floating]) -> tuple[float, float, bool]: ...
 def nan_stats(x: NDArray[np.floating]) -> tuple[int, int]: ...
+
 # Quantize kernels take `index`, (first, a step per axis): the stochastic index of x's first
 # element and its steps; and last the rounding mode's number and the seed.
 def quantize(

@@ -69,6 +69,9 @@ class Rounding:
         return Rounding(self.mode, self.seed, self.index_base, self.strides_for(shape)[::-1])
 
 
+HALF_EVEN = Rounding()
+
+
 def c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     """Flat-index steps along each axis of an array of ``shape``, in C order."""
     strides, step = [], 1
@@ -89,9 +92,7 @@ def mode(value: object) -> str:
     return value
 
 
-def rounding(
-    value: object, seed: object, position: object, shape: tuple[int, ...]
-) -> Rounding:
+def rounding(value: object, seed: object, position: object, shape: tuple[int, ...]) -> Rounding:
     """The :class:`Rounding` of a call on an array of ``shape`` (SPEC §2.1, §5).
 
     ``seed`` is required by ``"stochastic"`` and refused by the other modes; so is
@@ -116,21 +117,14 @@ def _position(position: object, shape: tuple[int, ...]) -> tuple[tuple[int, ...]
     """``(start, whole_shape)``, checked: ``x`` (of ``shape``) must fit in the whole."""
     if position is None:
         return (0,) * len(shape), shape
-    try:
-        start, whole = position  # type: ignore[misc]
-        start, whole = tuple(start), tuple(whole)
-    except (TypeError, ValueError):
-        start = whole = None
-    if (
-        start is None
-        or whole is None
-        or len(start) != len(shape)
-        or len(whole) != len(shape)
-        or not all(_int(k) and _int(n) for k, n in zip(start, whole, strict=True))
-        or not all(
-            0 <= k and k + m <= n for k, m, n in zip(start, shape, whole, strict=True)
-        )
-    ):
+    pair = position if isinstance(position, (tuple, list)) and len(position) == 2 else ((), ())
+    start, whole = (tuple(p) if isinstance(p, (tuple, list)) else () for p in pair)
+    in_range = (
+        len(start) == len(whole) == len(shape)
+        and all(_int(k) and _int(n) for k, n in zip(start, whole, strict=True))
+        and all(k >= 0 and k + m <= n for k, m, n in zip(start, shape, whole, strict=True))
+    )
+    if not in_range:
         raise ValueError(
             f"position must be (start, shape): x, of shape {shape}, the box of an array of "
             f"that shape starting at index start; got {position!r}"
@@ -151,4 +145,5 @@ def splitmix64(seed: int, index: np.ndarray) -> np.ndarray:
     z = (z ^ (z >> np.uint64(30))) * MIX_1
     z = (z ^ (z >> np.uint64(27))) * MIX_2
     z ^= z >> np.uint64(31)
-    return z
+    mixed: np.ndarray = z
+    return mixed
