@@ -4,6 +4,8 @@
   ``dequantize`` give in memory (dynamic parameters), or ``quantize_linear`` then
   ``dequantize_linear`` (fixed ones), in the chunk's shape, dtype and memory order; the
   encoded chunk carries the codes and parameters; chunks of format version 1 still decode;
+- every rounding mode gives the codes of those calls with that mode; stochastic rounding
+  counts each chunk's indices from its own first element;
 - out-of-range values saturate where numcodecs' FixedScaleOffset wraps;
 - raw bytes are read as the codec's ``dtype``; an ``out`` of the wrong dtype or size raises;
 - configurations round-trip, numcodecs and Zarr find the codec by their entry points in an
@@ -154,12 +156,65 @@ def test_non_float_chunks_raise_type_error() -> None:
         Linquant().encode(np.arange(4))
 
 
+ROUNDINGS = [
+    {"rounding": "half_even"},
+    {"rounding": "half_away"},
+    {"rounding": "half_up"},
+    {"rounding": "floor"},
+    {"rounding": "ceil"},
+    {"rounding": "trunc"},
+    {"rounding": "stochastic", "seed": 2**64 - 1},
+]
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("parameters", ["dynamic", "fixed"])
+def test_each_rounding_mode_gives_the_codes_of_the_call(parameters: str, order: str) -> None:
+    """Each mode's codes are those of the in-memory call (stochastic: indices in C order of
+    the chunk, whatever its memory order), the modes' codes differ (the sample has ties at
+    scale 1.0, negative values and fractions), and decoding is that of the codes."""
+    x = sample((7, 10, 3), "float32")  # x / 1.0 has ties at the 0.5 steps
+    chunk = np.asarray(x, order=order)
+    seen = []
+    for rounding in ROUNDINGS:
+        if parameters == "dynamic":
+            codec = Linquant(bits=6, axis=1, **rounding)
+            expected = lq.quantize(x, bits=6, axis=1, **rounding)
+            codes, scale, zero_point = expected.data, expected.scale, expected.zero_point
+        else:
+            codec = Linquant(scale=1.0, zero_point=-5, bits=8, scheme="symmetric", **rounding)
+            scale, zero_point = 1.0, -5
+            codes = lq.quantize_linear(x, scale, zero_point, dtype="int8", **rounding)
+        encoded = codec.encode(chunk)
+        assert bitwise_equal(np.ascontiguousarray(decode_chunk(encoded).codes), codes)
+        axis = 1 if parameters == "dynamic" else None
+        x_hat = lq.dequantize_linear(codes, scale, zero_point, axis=axis)
+        assert bitwise_equal(np.ascontiguousarray(codec.decode(encoded)), x_hat)
+        seen.append(codes.tobytes())
+    # a dynamic scale leaves no ties here: the three modes to nearest agree
+    assert len(set(seen)) == (5 if parameters == "dynamic" else len(ROUNDINGS))
+
+
+def test_stochastic_rounding_depends_on_the_seed_not_on_where_the_chunk_lies() -> None:
+    x = sample((40, 6), "float64")
+    codec = Linquant(bits=5, rounding="stochastic", seed=3)
+    first, second = (decode_chunk(codec.encode(piece)).codes for piece in (x[:20], x[20:]))
+    assert bitwise_equal(first, lq.quantize(x[:20], bits=5, rounding="stochastic", seed=3).data)
+    assert bitwise_equal(second, lq.quantize(x[20:], bits=5, rounding="stochastic", seed=3).data)
+    whole = lq.quantize(x[20:], bits=5, rounding="stochastic", seed=3, position=((20, 0), x.shape))
+    assert not bitwise_equal(second, whole.data)  # not the codes of the whole array
+    other = Linquant(bits=5, rounding="stochastic", seed=4)
+    assert not bitwise_equal(decode_chunk(other.encode(x[:20])).codes, first)
+
+
 CONFIGS = [
     {},
     {"bits": 4, "scheme": "symmetric", "narrow_range": True, "nan": "zero"},
     {"bits": 12, "axis": 1, "block_size": 32, "include_zero": False, "astype": "float64"},
     {"scale": 0.125, "zero_point": -3, "bits": 16},
     {"dtype": "float16"},
+    {"rounding": "floor", "bits": 4},
+    {"rounding": "stochastic", "seed": 2**64 - 1, "scale": 0.5},
 ]
 
 
@@ -175,6 +230,16 @@ def test_config_round_trips_through_json_and_the_registry(config: dict) -> None:
     assert again.get_config() == codec.get_config()
     assert Linquant.from_config({k: v for k, v in stored.items() if k != "id"}) == codec
     assert codec != Linquant(**{**config, "bits": 3})
+
+
+def test_the_default_rounding_is_left_out_of_the_config() -> None:
+    """What a codec of the default rounding stores takes no argument that older codecs lack."""
+    stored = Linquant(rounding="half_even").get_config()
+    assert "rounding" not in stored and "seed" not in stored
+    assert numcodecs.get_codec(stored) == Linquant()
+    assert Linquant(rounding="half_up") != Linquant()
+    assert Linquant(rounding="stochastic", seed=1) != Linquant(rounding="stochastic", seed=2)
+    assert Linquant(rounding="stochastic", seed=np.uint64(7)).get_config()["seed"] == 7
 
 
 def test_numcodecs_finds_the_codec_without_importing_linquant(python) -> None:
@@ -221,6 +286,15 @@ def test_import_linquant_imports_no_optional_dependency(python) -> None:
         ({"scale": 0.1, "narrow_range": True}, "narrow_range=True needs a signed dtype"),
         ({"dtype": "int8"}, "dtype must be None or one of"),
         ({"dtype": "float128"}, "dtype must be None or one of"),
+        ({"rounding": "nearest"}, "rounding must be one of"),
+        ({"rounding": None}, "rounding must be one of"),
+        ({"rounding": "stochastic"}, "rounding='stochastic' needs seed="),
+        ({"rounding": "stochastic", "seed": 2**64}, "rounding='stochastic' needs seed="),
+        ({"rounding": "stochastic", "seed": -1}, "rounding='stochastic' needs seed="),
+        ({"rounding": "stochastic", "seed": 1.0}, "rounding='stochastic' needs seed="),
+        ({"rounding": "stochastic", "seed": True}, "rounding='stochastic' needs seed="),
+        ({"seed": 3}, "seed and position apply to rounding='stochastic' only"),
+        ({"rounding": "floor", "seed": 3}, "seed and position apply to rounding='stochastic'"),
     ],
 )
 def test_bad_configuration_raises_at_construction(options: dict, message: str) -> None:
@@ -472,6 +546,26 @@ def test_zarr3_array_stores_dynamically_quantized_chunks(tmp_path: Path, options
 
 
 @ZARR3_NUMCODECS
+def test_zarr3_stochastic_rounding_counts_each_chunk_from_its_first_element(
+    tmp_path: Path,
+) -> None:
+    x = sample((23, 30), "float64")
+    options = {"bits": 4, "axis": 1, "rounding": "stochastic", "seed": 11}
+    path = tmp_path / "s.zarr"
+    z = zarr.create_array(
+        store=path, shape=x.shape, chunks=(10, 12), dtype="float64",
+        serializer=ZarrLinquant(**options), compressors=None,
+    )  # fmt: skip
+    z[:] = x
+    stored = json.loads((path / "zarr.json").read_text())["codecs"][0]["configuration"]
+    assert (stored["rounding"], stored["seed"]) == ("stochastic", 11)
+    expected = expected_chunks(
+        x, (10, 12), 0.0, lambda chunk: lq.quantize(chunk, **options).dequantize("float64")
+    )
+    assert bitwise_equal(zarr.open_array(path, mode="r")[:], expected)
+
+
+@ZARR3_NUMCODECS
 def test_zarr3_array_with_fixed_parameters_and_a_compressor(tmp_path: Path) -> None:
     x = sample((40, 16), "float32")
     path = tmp_path / "fixed.zarr"
@@ -512,6 +606,8 @@ def test_zarr3_reads_the_array_without_importing_linquant(tmp_path: Path, python
 def test_zarr3_bad_configuration_raises_at_construction() -> None:
     with pytest.raises(ValueError, match="bits must be an int from 2 to 16"):
         ZarrLinquant(bits=20)
+    with pytest.raises(ValueError, match="rounding='stochastic' needs seed="):
+        ZarrLinquant(rounding="stochastic")
 
 
 @pytest.mark.parametrize("role", ["filter", "compressor"])

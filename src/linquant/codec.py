@@ -54,7 +54,7 @@ except ImportError as error:  # pragma: no cover - numcodecs is in the test extr
         "linquant.codec needs numcodecs: pip install 'linquant[numcodecs]'"
     ) from error
 
-from . import _checks
+from . import _checks, _rounding
 from ._api import dequantize_linear, dynamic_settings, quantize_linear
 from ._groups import group_args, grouping
 from ._io import NPY_BYTES_MAX, NPY_MAXDIMS
@@ -251,6 +251,13 @@ class Linquant(Codec):  # type: ignore[misc]
     then rounded to float16 for float16. ``astype`` (float32 or float64) is the dtype that
     chunks of format version 1, which do not record theirs, decode to.
 
+    ``rounding`` and ``seed`` choose how codes round, as for :func:`linquant.quantize_linear`
+    (SPEC §2.1); decoding does not depend on them, and chunks do not record them. A chunk does
+    not know where it lies in its array: stochastic rounding counts each chunk's indices from
+    its own first element (in C order of the chunk), so every chunk draws the same random
+    numbers, and the codes of an array depend on its chunking (``linquant.dask.quantize``
+    and the command line round each element by its index in the whole array).
+
     A chunk is a float array, or any buffer whose items are floats; ``dtype`` (float16,
     float32 or float64) reads any other buffer (bytes, bytearray...) as values of that dtype,
     as numcodecs' ``FixedScaleOffset(dtype=)`` does. Bad arguments raise ValueError here, not
@@ -281,6 +288,8 @@ class Linquant(Codec):  # type: ignore[misc]
         zero_point: int = 0,
         astype: str = "float32",
         dtype: str | None = None,
+        rounding: str = _rounding.DEFAULT,
+        seed: int | None = None,
     ) -> None:
         self.bits = _checks.bits(bits)
         self.scheme = _checks.scheme(scheme)
@@ -292,6 +301,9 @@ class Linquant(Codec):  # type: ignore[misc]
         self.zero_point = _checks.zero_point(zero_point)
         self.astype = _checks.output_float(astype).name
         self.dtype = None if dtype is None else _float_name(dtype)
+        checked = _rounding.rounding(rounding, seed, None, ())
+        self.rounding = checked.mode
+        self.seed = checked.seed if checked.stochastic else None
         if self.scale is None:
             if self.zero_point:
                 raise ValueError("zero_point applies to fixed parameters (scale=) only")
@@ -310,7 +322,18 @@ class Linquant(Codec):  # type: ignore[misc]
             bits=self.bits,
             narrow_range=self.narrow_range,
             nan=self.nan,
+            rounding=self.rounding,
+            seed=self.seed,
         )
+
+    def get_config(self) -> dict[str, Any]:
+        """The codec's configuration, without ``rounding`` and ``seed`` where rounding is
+        half to even: arrays that round so stay readable by linquant versions that take
+        neither."""
+        config: dict[str, Any] = super().get_config()
+        if self.rounding == _rounding.DEFAULT:
+            del config["rounding"], config["seed"]
+        return config
 
     def _chunk(self, buf: object) -> np.ndarray:
         """``buf`` as a float array: its own items if they are floats, else ``dtype`` values."""
@@ -350,6 +373,8 @@ class Linquant(Codec):  # type: ignore[misc]
             include_zero=self.include_zero,
             narrow_range=self.narrow_range,
             nan=self.nan,
+            rounding=self.rounding,
+            seed=self.seed,
         )
         return encode_chunk(
             qa.data, qa.scale, qa.zero_point, qa.axis, qa.block_size, dtype=x.dtype, order=order
