@@ -5,7 +5,8 @@ chunks that split blocks), schemes, bit widths, per tensor, per channel and per 
 codes, scales and zero points equal those of ``lq.quantize(x.compute(), ...)``, and
 dequantization equals ``QuantizedArray.dequantize``. Most cases run on a real
 ``distributed.LocalCluster`` of two worker processes, some on Dask's threaded scheduler.
-NaN and ±inf raise the errors that ``lq.quantize`` raises on the whole array.
+NaN and ±inf raise the errors that ``lq.quantize`` raises on the whole array. Every rounding
+mode, stochastic rounding included, gives the codes of the whole array whatever the chunking.
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ def check_against_memory(x: np.ndarray, chunks: object, options: dict) -> None:
     assert bitwise_equal(qa.scale, expected.scale)
     assert bitwise_equal(qa.zero_point, expected.zero_point)
     assert bitwise_equal(qa.data.compute(), expected.data)
-    assert (qa.axis, qa.block_size, qa.bits, qa.scheme) == (
-        expected.axis, expected.block_size, expected.bits, expected.scheme,
+    assert (qa.axis, qa.block_size, qa.bits, qa.scheme, qa.rounding, qa.seed) == (
+        expected.axis, expected.block_size, expected.bits, expected.scheme, expected.rounding,
+        expected.seed,
     )  # fmt: skip
     for dtype in ("float32", "float64"):
         assert bitwise_equal(qa.dequantize(dtype).compute(), expected.dequantize(dtype))
@@ -120,6 +122,58 @@ def test_compute_gives_the_quantized_array(client: Client) -> None:
     assert isinstance(qa, lq.QuantizedArray)
     assert repr(qa) == repr(expected)
     assert bitwise_equal(qa.data, expected.data)
+
+
+ROUNDINGS = [
+    {"rounding": "half_away"},
+    {"rounding": "floor"},
+    {"rounding": "stochastic", "seed": 0},
+    {"rounding": "stochastic", "seed": 2**64 - 1},
+]
+# Uneven chunks of every size in 3-D, single elements, and chunks that split blocks.
+CHUNKINGS_3D = [(5, 7, 4), ((1, 3, 1), (2, 3, 1, 1), (3, 1)), (1, 1, 1), ((5,), (7,), (4,))]
+OPTIONS_3D = [
+    {"bits": 5},
+    {"bits": 7, "axis": 1, "scheme": "symmetric"},
+    {"bits": 4, "axis": 2, "block_size": 3},
+    {"bits": 9, "axis": 0, "block_size": 2, "include_zero": False},
+]
+
+
+@pytest.mark.parametrize("options", OPTIONS_3D)
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_each_rounding_gives_the_codes_of_the_whole_array_for_any_chunking(
+    rounding: dict, options: dict
+) -> None:
+    """Codes on the synchronous scheduler, for several chunkings of a 3-D array: each chunk
+    is quantized with its position in the array."""
+    x = sample((5, 7, 4), seed=2)
+    expected = lq.quantize(x, **options, **rounding)
+    with dask.config.set(scheduler="sync"):
+        for chunks in CHUNKINGS_3D:
+            qa = lqd.quantize(da.from_array(x, chunks=chunks), **options, **rounding)
+            assert bitwise_equal(qa.data.compute(), expected.data), chunks
+
+
+@pytest.mark.parametrize("chunking", list(CHUNKINGS))
+def test_stochastic_rounding_on_a_cluster(client: Client, chunking: str) -> None:
+    options = {"bits": 6, "axis": 1, "block_size": 4, "rounding": "stochastic", "seed": 99}
+    check_against_memory(sample((11, 12)), CHUNKINGS[chunking], options)
+
+
+def test_compute_and_repr_carry_the_rounding() -> None:
+    x = sample((6, 5))
+    qa = lqd.quantize(da.from_array(x, chunks=2), bits=6, rounding="stochastic", seed=2**63)
+    assert repr(qa).endswith(", rounding='stochastic', seed=9223372036854775808)")
+    computed = qa.compute(scheduler="sync")
+    expected = lq.quantize(x, bits=6, rounding="stochastic", seed=2**63)
+    assert repr(computed) == repr(expected)
+    assert (computed.rounding, computed.seed) == ("stochastic", 2**63)
+    assert bitwise_equal(computed.data, expected.data)
+    ceil = lqd.quantize(da.from_array(x, chunks=2), rounding="ceil")
+    assert repr(ceil).endswith(", rounding='ceil')")
+    assert ceil.compute(scheduler="sync").rounding == "ceil"
+    assert "rounding" not in repr(lqd.quantize(da.from_array(x, chunks=2)))
 
 
 @pytest.mark.parametrize("options", [{}, {"axis": 0}, {"axis": 1, "block_size": 3}])
@@ -160,6 +214,10 @@ def test_empty_and_zero_d_arrays(options: dict) -> None:
         ({"block_size": 4}, ValueError, "block_size needs an axis"),
         ({"nan": "skip"}, ValueError, "nan must be one of"),
         ({"scheme": "symmetric", "include_zero": False}, ValueError, "include_zero=False"),
+        ({"rounding": "nearest"}, ValueError, "rounding must be one of"),
+        ({"rounding": "stochastic"}, ValueError, "rounding='stochastic' needs seed="),
+        ({"rounding": "stochastic", "seed": 2**64}, ValueError, "needs seed=, an int from 0"),
+        ({"seed": 1}, ValueError, "seed and position apply to rounding='stochastic' only"),
     ],
 )
 def test_bad_arguments_raise_before_any_computation(

@@ -16,6 +16,9 @@ again when they are computed (persist ``x`` first if it is costly to produce).
   boundary moved up to the next such multiple; nothing changes where they already are); the
   codes have those chunks.
 
+Each chunk is quantized with its position in the array (SPEC §2.1), so that stochastic
+rounding gives the codes of the whole array whatever the chunking.
+
 Needs the ``dask`` extra: ``pip install linquant[dask]``.
 
 >>> import dask.array as da, linquant.dask
@@ -43,6 +46,7 @@ try:
 except ImportError as error:  # pragma: no cover - dask is in the test extra
     raise ImportError("linquant.dask needs dask: pip install 'linquant[dask]'") from error
 
+from . import _rounding
 from ._api import (
     dequantize_linear,
     dynamic_settings,
@@ -81,6 +85,8 @@ class QuantizedDaskArray:
     scheme: str
     axis: int | None = None
     block_size: int | None = None
+    rounding: str = _rounding.DEFAULT
+    seed: int | None = None
 
     def dequantize(self, dtype: str | np.dtype | type = "float32") -> da.Array:
         """The dequantized array (SPEC §3), lazy, with the chunks of ``data``."""
@@ -93,7 +99,15 @@ class QuantizedDaskArray:
         """The codes computed (``kwargs`` go to Dask), as a :class:`linquant.QuantizedArray`."""
         (data,) = _compute(self.data, **kwargs)
         return QuantizedArray(
-            data, self.scale, self.zero_point, self.bits, self.scheme, self.axis, self.block_size
+            data,
+            self.scale,
+            self.zero_point,
+            self.bits,
+            self.scheme,
+            self.axis,
+            self.block_size,
+            rounding=self.rounding,
+            seed=self.seed,
         )
 
     def _grouping(self) -> Grouping | None:
@@ -103,6 +117,10 @@ class QuantizedDaskArray:
         groups = "" if self.axis is None else f", axis={self.axis}"
         if self.block_size is not None:
             groups += f", block_size={self.block_size}"
+        if self.rounding != _rounding.DEFAULT:
+            groups += f", rounding={self.rounding!r}"
+        if self.seed is not None:
+            groups += f", seed={self.seed}"
         return (
             f"QuantizedDaskArray(shape={self.data.shape}, dtype={self.data.dtype}, "
             f"chunks={self.data.chunksize}, bits={self.bits}, scheme={self.scheme!r}{groups})"
@@ -119,16 +137,27 @@ def quantize(
     include_zero: bool = True,
     narrow_range: bool = False,
     nan: str = "raise",
+    rounding: str = _rounding.DEFAULT,
+    seed: int | None = None,
 ) -> QuantizedDaskArray:
     """Quantize a Dask array (or what ``dask.array.asarray`` takes) as :func:`linquant.quantize`.
 
     The arguments and the results are those of :func:`linquant.quantize` on the whole array,
-    bit for bit; the parameters are computed now (one read of ``x``), the codes lazily.
+    bit for bit (stochastic rounding included: each chunk is quantized with its position in
+    the array); the parameters are computed now (one read of ``x``), the codes lazily.
     NaN raises ValueError (how many, where the first is, in which channel or block) unless
     ``nan="zero"``.
+
+    >>> import dask.array as da, numpy as np, linquant as lq, linquant.dask
+    >>> x = np.linspace(-1.0, 2.0, 10)
+    >>> qa = linquant.dask.quantize(da.from_array(x, chunks=3), rounding="stochastic", seed=7)
+    >>> bool((qa.data.compute() == lq.quantize(x, rounding="stochastic", seed=7).data).all())
+    True
     """
     arr = _asarray(x)
     n_bits, signed, nan, _, _ = dynamic_settings(bits, scheme, nan, include_zero, narrow_range)
+    checked_rounding = _rounding.rounding(rounding, seed, None, arr.shape)
+    checked_seed = checked_rounding.seed if checked_rounding.stochastic else None
     wf = working_float(as_float_input(np.empty(0, arr.dtype)))  # TypeError unless float
     groups = grouping(arr.shape, axis, block_size)
     if groups is not None and groups.block_size is not None:
@@ -147,9 +176,21 @@ def quantize(
         bits=n_bits,
         narrow_range=narrow_range,
         nan=nan,
+        rounding=checked_rounding.mode,
+        seed=checked_seed,
     )
     checked_axis = None if groups is None else groups.axis
-    return QuantizedDaskArray(codes, scale, zero_point, n_bits, scheme, checked_axis, block_size)
+    return QuantizedDaskArray(
+        codes,
+        scale,
+        zero_point,
+        n_bits,
+        scheme,
+        checked_axis,
+        block_size,
+        checked_rounding.mode,
+        checked_seed,
+    )
 
 
 def _aligned(chunks: tuple[int, ...], block_size: int) -> tuple[int, ...]:
@@ -315,8 +356,17 @@ def _quantize_block(
     bits: int,
     narrow_range: bool,
     nan: str,
+    rounding: str,
+    seed: int | None,
+    block_info: Any = None,
 ) -> np.ndarray:
+    """A chunk's codes; stochastic rounding takes its position in the array from
+    ``block_info``."""
     scale, zero_point = _group_params(scale, zero_point, axis, block_size)
+    position = None
+    if rounding == "stochastic":
+        start = tuple(begin for begin, _ in block_info[0]["array-location"])
+        position = start, tuple(block_info[0]["shape"])
     return quantize_linear(
         block,
         scale,
@@ -327,6 +377,9 @@ def _quantize_block(
         bits=bits,
         narrow_range=narrow_range,
         nan=nan,
+        rounding=rounding,
+        seed=seed,
+        position=position,
     )
 
 
