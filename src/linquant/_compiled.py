@@ -363,7 +363,7 @@ def group_quantize(
     rounding: Rounding,
 ) -> bool:
     """Quantize with each group's parameters; see ``linquant._numpy_backend``."""
-    if x.size and _index_3d(rounding, x.shape, groups) == [None]:
+    if x.size and any(view is None for view in _index_3d(rounding, x.shape, groups)):
         parts = _apart(x, scale, zero_point, out, groups, rounding)
         results = [
             group_quantize(x_part, scale_part, zero_part, qmin, qmax, out_part, part, rounding)

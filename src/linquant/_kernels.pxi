@@ -279,6 +279,8 @@ cdef inline int _quantize_row_pass_as(
     cdef Py_ssize_t j
     cdef floating t
     cdef int nan_seen = 0, is_nan
+    # A copy the loop's stores cannot alias (uint8 codes may alias anything): read once.
+    cdef lq_rounding mode = rounding[0]
     for j in range(n):
         t = x[j * x_step] / scale
         is_nan = t != t  # exactly where x is NaN (scale is positive and finite)
@@ -287,7 +289,7 @@ cdef inline int _quantize_row_pass_as(
             t = 0 if is_nan else t
         t = t if t > lo else lo  # one max instruction; a NaN left here becomes lo
         t = t if t < hi else hi
-        t = _rounded(t, kind, rounding, index + j * index_step)
+        t = _rounded(t, kind, &mode, index + j * index_step)
         out[j * out_step] = <codes>(_irint(t) + zero_point)
     return nan_seen
 
@@ -344,8 +346,10 @@ cdef inline int _quantize_run_params_as(
     cdef floating t, limit = <floating>WIDE_LIMIT
     cdef int64_t q
     cdef int nan_seen = 0, is_nan
+    # A copy the loop's stores cannot alias (uint8 codes may alias anything): read once.
+    cdef lq_rounding mode = rounding[0]
     for j in range(n):
-        t = _rint(_rounded(x[j * x_step] / scale[j * scale_step], kind, rounding,
+        t = _rint(_rounded(x[j * x_step] / scale[j * scale_step], kind, &mode,
                            index + j * index_step))
         is_nan = t != t
         nan_seen |= is_nan
@@ -394,6 +398,8 @@ cdef inline int _quantize_run_params_fast_loop(
     # In int32, which the vector units convert to float: the fast form's bounds fit it.
     cdef int32_t z, qmin32 = <int32_t>qmin, qmax32 = <int32_t>qmax
     cdef int nan_seen = 0
+    # A copy the loop's stores cannot alias (uint8 codes may alias anything): read once.
+    cdef lq_rounding mode = rounding[0]
     for j in range(n):
         z = zero_point[j * zero_point_step]
         lo, hi = <floating>(qmin32 - z), <floating>(qmax32 - z)
@@ -401,7 +407,7 @@ cdef inline int _quantize_run_params_fast_loop(
         nan_seen |= t != t
         t = t if t > lo else lo
         t = t if t < hi else hi
-        t = _rounded(t, kind, rounding, index + j * index_step)
+        t = _rounded(t, kind, &mode, index + j * index_step)
         out[j * out_step] = <codes>(_irint(t) + z)
     if nan_seen:
         return _quantize_run_params(

@@ -36,40 +36,82 @@ static inline void lq_line_span(const void *out, ptrdiff_t n, ptrdiff_t itemsize
     *begin = head < n ? head : n;
     *end = *begin + (n - *begin) / per_line * per_line;
 }
-/* One vector of 16 quantized int32 codes, zero point added. */
+/* Quotients t saturated to [lo, hi]; NaN is only reported (and becomes lo). */
+LQ_VECTOR_INLINE __m512 lq_saturated16(__m512 t, __m512 lo, __m512 hi, __mmask16 *nan)
+{
+    *nan |= _mm512_cmp_ps_mask(t, t, _CMP_UNORD_Q);
+    return _mm512_min_ps(_mm512_max_ps(t, lo), hi);
+}
+/* One vector of 16 quantized int32 codes, rounded half to even, zero point added. */
 LQ_VECTOR_INLINE __m512i lq_quantize16(__m512 x, __m512 scale, __m512 lo, __m512 hi,
                                       __m512i zero_point, __mmask16 *nan)
 {
-    __m512 t = _mm512_div_ps(x, scale);
-    *nan |= _mm512_cmp_ps_mask(t, t, _CMP_UNORD_Q);
-    t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
-    return _mm512_add_epi32(_mm512_cvtps_epi32(t), zero_point);
+    return _mm512_add_epi32(_mm512_cvtps_epi32(lq_saturated16(_mm512_div_ps(x, scale), lo, hi, nan)),
+                            zero_point);
 }
 /*
- * The rounding modes other than half to even (SPEC §2.1), 16 saturated quotients at a time:
- * lq_adjusted's thresholds and lq_stochastic's draws in vector form, to the bit. A call's
- * vectors must come in order: the draws' state, SplitMix64's seed + (i + 1) * gamma of
- * lanes 0-7 and 8-15, advances by 16 elements each time.
+ * Codes of 16 saturated quotients t (integers in the fast form's bounds: no overflow), in each
+ * rounding mode (SPEC §2.1), to the bit of the Cython loops' lq_adjusted and lq_stochastic:
+ * - half to even, floor, ceil, trunc: the conversion's own rounding (embedded, or the
+ *   truncating conversion);
+ * - half up: floor(t + 1/2) of the sum rounded down, which has the floor of the exact sum
+ *   (every integer below 2**24 is a float32); half away: trunc(t ± 1/2), likewise rounded
+ *   toward zero;
+ * - stochastic: floor(t), plus one where U < frac * 2**53 (lq_stochastic16).
+ */
+#define LQ_ROUND_DOWN (_MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)
+#define LQ_ROUND_UP (_MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC)
+#define LQ_ROUND_ZERO (_MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)
+#define LQ_CODES_HALF_EVEN(t, draws) _mm512_cvtps_epi32(t)
+#define LQ_CODES_FLOOR(t, draws) _mm512_cvt_roundps_epi32(t, LQ_ROUND_DOWN)
+#define LQ_CODES_CEIL(t, draws) _mm512_cvt_roundps_epi32(t, LQ_ROUND_UP)
+#define LQ_CODES_TRUNC(t, draws) _mm512_cvttps_epi32(t)
+#define LQ_CODES_HALF_UP(t, draws)                                                            \
+    _mm512_cvt_roundps_epi32(_mm512_add_round_ps(t, _mm512_set1_ps(0.5f), LQ_ROUND_DOWN),     \
+                             LQ_ROUND_DOWN)
+/* copysign(1/2, t): t's sign bit with the other bits of 0.5f (a ternary logic of bits). */
+#define LQ_HALF_WITH_SIGN(t)                                                                  \
+    _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(t),                     \
+                                                  _mm512_set1_epi32((int)0x80000000u),        \
+                                                  _mm512_set1_epi32(0x3F000000), 0xEA))
+#define LQ_CODES_HALF_AWAY(t, draws)                                                          \
+    _mm512_cvttps_epi32(_mm512_add_round_ps(t, LQ_HALF_WITH_SIGN(t), LQ_ROUND_ZERO))
+#define LQ_CODES_STOCHASTIC(t, draws) _mm512_cvtps_epi32(lq_stochastic16(t, draws))
+/* The modes, for the kernels defined once per mode: X(NAME_SUFFIX, MODE, CODES). */
+#define LQ_FOR_ROUNDING(X, ...)                                                               \
+    X(__VA_ARGS__, _half_even, LQ_CODES_HALF_EVEN)                                            \
+    X(__VA_ARGS__, _half_away, LQ_CODES_HALF_AWAY)                                            \
+    X(__VA_ARGS__, _half_up, LQ_CODES_HALF_UP)                                                \
+    X(__VA_ARGS__, _floor, LQ_CODES_FLOOR)                                                    \
+    X(__VA_ARGS__, _ceil, LQ_CODES_CEIL)                                                      \
+    X(__VA_ARGS__, _trunc, LQ_CODES_TRUNC)                                                    \
+    X(__VA_ARGS__, _stochastic, LQ_CODES_STOCHASTIC)
+/* return NAME<mode suffix>(...) for the rounding mode `mode`. */
+#define LQ_BY_ROUNDING(mode, NAME, ...)                                                       \
+    switch (mode) {                                                                           \
+    case LQ_HALF_EVEN: return NAME##_half_even(__VA_ARGS__);                                  \
+    case LQ_HALF_AWAY: return NAME##_half_away(__VA_ARGS__);                                  \
+    case LQ_HALF_UP: return NAME##_half_up(__VA_ARGS__);                                      \
+    case LQ_FLOOR: return NAME##_floor(__VA_ARGS__);                                          \
+    case LQ_CEIL: return NAME##_ceil(__VA_ARGS__);                                            \
+    case LQ_TRUNC: return NAME##_trunc(__VA_ARGS__);                                          \
+    default: return NAME##_stochastic(__VA_ARGS__);                                           \
+    }
+/*
+ * Stochastic draws of a call's vectors, which must come in order: SplitMix64's
+ * seed + (i + 1) * gamma of lanes 0-7 and 8-15 advance by 16 elements each time.
  */
 typedef struct {
-    int mode;
-    __m512 up[2], down[2]; /* [0] for t > 0, [1] otherwise */
     __m512i z[2], advance;
-} lq_rounding16;
-LQ_VECTOR_INLINE void lq_rounding16_init(lq_rounding16 *s, const lq_rounding *r, int64_t index,
-                                         int64_t index_step)
+} lq_draws;
+LQ_VECTOR_INLINE void lq_draws_init(lq_draws *s, uint64_t seed, int64_t index,
+                                    int64_t index_step)
 {
     const uint64_t gamma_step = (uint64_t)index_step * LQ_GOLDEN_GAMMA;
-    const __m512i first = _mm512_set1_epi64(
-        (long long)(r->seed + ((uint64_t)index + 1u) * LQ_GOLDEN_GAMMA));
-    int k;
-    s->mode = r->mode;
-    for (k = 0; k < 2; k++) {
-        s->up[k] = _mm512_set1_ps(r->up_f32[k]);
-        s->down[k] = _mm512_set1_ps(r->down_f32[k]);
-    }
-    s->z[0] = _mm512_add_epi64(first, _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),
-                                                         _mm512_set1_epi64((long long)gamma_step)));
+    const __m512i lanes = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+    s->z[0] = _mm512_add_epi64(
+        _mm512_set1_epi64((long long)(seed + ((uint64_t)index + 1u) * LQ_GOLDEN_GAMMA)),
+        _mm512_mullo_epi64(lanes, _mm512_set1_epi64((long long)gamma_step)));
     s->z[1] = _mm512_add_epi64(s->z[0], _mm512_set1_epi64((long long)(8u * gamma_step)));
     s->advance = _mm512_set1_epi64((long long)(16u * gamma_step));
 }
@@ -81,94 +123,105 @@ LQ_VECTOR_INLINE __m512i lq_mix8(__m512i z)
                            _mm512_set1_epi64((long long)0x94D049BB133111EBull));
     return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
 }
-/* Whether each of 8 lanes rounds up: U < (t - floor) * 2**53 in float64 (both exact). */
-LQ_VECTOR_INLINE __mmask8 lq_draw8(__m256 t, __m256 floor, __m512i z)
+/* The definition itself, for 8 lanes: U = mixed >> 11 < (t - floor) * 2**53 in float64. */
+LQ_VECTOR_INLINE __mmask8 lq_draw8(__m256 t, __m256 floor, __m512i mixed)
 {
     __m512d fraction = _mm512_sub_pd(_mm512_cvtps_pd(t), _mm512_cvtps_pd(floor));
-    __m512d draw = _mm512_cvtepu64_pd(_mm512_srli_epi64(lq_mix8(z), 11));
+    __m512d draw = _mm512_cvtepu64_pd(_mm512_srli_epi64(mixed, 11));
     return _mm512_cmp_pd_mask(draw, _mm512_mul_pd(fraction, _mm512_set1_pd(0x1p53)),
                               _CMP_LT_OQ);
 }
-LQ_VECTOR_INLINE __m512 lq_round16(__m512 t, lq_rounding16 *s)
+/*
+ * Where |t| >= 1/2 (or t = 0), frac = t - floor is a float32 multiple of 2**-24, exact in
+ * float32 and the same as in float64; then U < frac * 2**53 = F * 2**29 (F = frac * 2**24, an
+ * integer) is (U >> 29) < F: the top 24 bits of the output, compared in float32, 16 lanes at
+ * once. A vector with smaller nonzero |t| takes the float64 definition for those lanes.
+ */
+LQ_VECTOR_INLINE __m512 lq_stochastic16(__m512 t, lq_draws *s)
 {
-    const __m512 one = _mm512_set1_ps(1.0f);
-    if (s->mode == LQ_HALF_EVEN) /* the conversion after rounds */
-        return t;
-    if (s->mode == LQ_STOCHASTIC) {
-        __m512 floor = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-        __mmask16 up = (__mmask16)(
-            lq_draw8(_mm512_castps512_ps256(t), _mm512_castps512_ps256(floor), s->z[0]) |
+    const __m512 floor = _mm512_roundscale_ps(t, LQ_ROUND_DOWN);
+    const __m512i mixed0 = lq_mix8(s->z[0]), mixed1 = lq_mix8(s->z[1]);
+    /* the high 32 bits of each 64-bit lane of mixed0, then of mixed1: elements in order */
+    const __m512i high = _mm512_permutex2var_epi32(
+        mixed0, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
+        mixed1);
+    const __m512 top = _mm512_cvtepi32_ps(_mm512_srli_epi32(high, 8));
+    const __m512 fraction24 = _mm512_mul_ps(_mm512_sub_ps(t, floor), _mm512_set1_ps(0x1p24f));
+    __mmask16 up = _mm512_cmp_ps_mask(top, fraction24, _CMP_LT_OQ);
+    const __mmask16 fine =
+        _mm512_cmp_ps_mask(_mm512_abs_ps(t), _mm512_set1_ps(0.5f), _CMP_LT_OQ) &
+        _mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    if (fine) {
+        __mmask16 exact = (__mmask16)(
+            lq_draw8(_mm512_castps512_ps256(t), _mm512_castps512_ps256(floor), mixed0) |
             (unsigned)lq_draw8(_mm512_extractf32x8_ps(t, 1), _mm512_extractf32x8_ps(floor, 1),
-                               s->z[1]) << 8);
-        s->z[0] = _mm512_add_epi64(s->z[0], s->advance);
-        s->z[1] = _mm512_add_epi64(s->z[1], s->advance);
-        return _mm512_mask_add_ps(floor, up, floor, one);
-    } else {
-        __m512 nearest = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m512 d = _mm512_sub_ps(t, nearest);
-        __mmask16 other = _mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_NGT_UQ);
-        __m512 up = _mm512_mask_blend_ps(other, s->up[0], s->up[1]);
-        __m512 down = _mm512_mask_blend_ps(other, s->down[0], s->down[1]);
-        nearest = _mm512_mask_add_ps(nearest, _mm512_cmp_ps_mask(d, up, _CMP_GT_OQ), nearest, one);
-        return _mm512_mask_sub_ps(nearest, _mm512_cmp_ps_mask(d, down, _CMP_LT_OQ), nearest, one);
+                               mixed1)
+                << 8);
+        up = (__mmask16)((up & ~fine) | (exact & fine));
     }
+    s->z[0] = _mm512_add_epi64(s->z[0], s->advance);
+    s->z[1] = _mm512_add_epi64(s->z[1], s->advance);
+    return _mm512_mask_add_ps(floor, up, floor, _mm512_set1_ps(1.0f));
 }
-/* lq_quantize16 in any rounding mode. */
-LQ_VECTOR_INLINE __m512i lq_quantize16_rounded(__m512 x, __m512 scale, __m512 lo, __m512 hi,
-                                              __m512i zero_point, __mmask16 *nan,
-                                              lq_rounding16 *rounding)
-{
-    __m512 t = _mm512_div_ps(x, scale);
-    *nan |= _mm512_cmp_ps_mask(t, t, _CMP_UNORD_Q);
-    t = lq_round16(_mm512_min_ps(_mm512_max_ps(t, lo), hi), rounding);
-    return _mm512_add_epi32(_mm512_cvtps_epi32(t), zero_point);
-}
+/* lq_quantize16 in the rounding mode whose conversion is CODES. */
+#define LQ_QUANTIZE16_ROUNDED(x, scale, lo, hi, zero_point, nan, CODES, draws)                \
+    _mm512_add_epi32(                                                                         \
+        CODES(lq_saturated16(_mm512_div_ps(x, scale), lo, hi, nan), draws), zero_point)
 #define LQ_QUANTIZE_SETUP                                                                     \
     const __m512 vs = _mm512_set1_ps(scale), vlo = _mm512_set1_ps(lo);                        \
     const __m512 vhi = _mm512_set1_ps(hi);                                                    \
     const __m512i vz = _mm512_set1_epi32(zero_point);                                         \
     __mmask16 nan = 0;                                                                        \
-    lq_rounding16 vr;                                                                         \
+    lq_draws draws;                                                                           \
     ptrdiff_t i;                                                                              \
     lq_line_span(out, n, sizeof(*out), begin, end);                                           \
-    lq_rounding16_init(&vr, rounding, index + *begin * index_step, index_step)
-#define LQ_QUANTIZE16_AT(p)                                                                   \
-    lq_quantize16_rounded(_mm512_loadu_ps(p), vs, vlo, vhi, vz, &nan, &vr)
-#define LQ_DEFINE_QUANTIZE8(CODE, NAME)                                                       \
-    static inline int NAME(const float *x, ptrdiff_t n, float scale, float lo, float hi,      \
-                           int zero_point, CODE *out, const lq_rounding *rounding,            \
-                           int64_t index, int64_t index_step, ptrdiff_t *begin,               \
-                           ptrdiff_t *end)                                                    \
+    lq_draws_init(&draws, seed, index + *begin * index_step, index_step)
+#define LQ_QUANTIZE16_AT(p, CODES)                                                            \
+    LQ_QUANTIZE16_ROUNDED(_mm512_loadu_ps(p), vs, vlo, vhi, vz, &nan, CODES, &draws)
+#define LQ_DEFINE_QUANTIZE8(CODE, NAME, SUFFIX, CODES)                                        \
+    static int NAME##SUFFIX(const float *x, ptrdiff_t n, float scale, float lo, float hi,     \
+                            int zero_point, CODE *out, uint64_t seed, int64_t index,          \
+                            int64_t index_step, ptrdiff_t *begin, ptrdiff_t *end)             \
     {                                                                                         \
         LQ_QUANTIZE_SETUP;                                                                    \
         for (i = *begin; i < *end; i += 64) {                                                 \
-            __m512i line =                                                                    \
-                _mm512_castsi128_si512(_mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i)));        \
+            __m512i line = _mm512_castsi128_si512(                                            \
+                _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i, CODES)));                        \
             line = _mm512_inserti32x4(                                                        \
-                line, _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i + 16)), 1);                 \
+                line, _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i + 16, CODES)), 1);          \
             line = _mm512_inserti32x4(                                                        \
-                line, _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i + 32)), 2);                 \
+                line, _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i + 32, CODES)), 2);          \
             line = _mm512_inserti32x4(                                                        \
-                line, _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i + 48)), 3);                 \
+                line, _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i + 48, CODES)), 3);          \
             _mm512_stream_si512((void *)(out + i), line);                                     \
         }                                                                                     \
         return nan != 0;                                                                      \
     }
-#define LQ_DEFINE_QUANTIZE16(CODE, NAME)                                                      \
+#define LQ_DEFINE_QUANTIZE16(CODE, NAME, SUFFIX, CODES)                                       \
+    static int NAME##SUFFIX(const float *x, ptrdiff_t n, float scale, float lo, float hi,     \
+                            int zero_point, CODE *out, uint64_t seed, int64_t index,          \
+                            int64_t index_step, ptrdiff_t *begin, ptrdiff_t *end)             \
+    {                                                                                         \
+        LQ_QUANTIZE_SETUP;                                                                    \
+        for (i = *begin; i < *end; i += 32) {                                                 \
+            __m512i line = _mm512_castsi256_si512(                                            \
+                _mm512_cvtepi32_epi16(LQ_QUANTIZE16_AT(x + i, CODES)));                       \
+            line = _mm512_inserti64x4(                                                        \
+                line, _mm512_cvtepi32_epi16(LQ_QUANTIZE16_AT(x + i + 16, CODES)), 1);         \
+            _mm512_stream_si512((void *)(out + i), line);                                     \
+        }                                                                                     \
+        return nan != 0;                                                                      \
+    }
+/* One per code type, each dispatching to its kernels of every rounding mode. */
+#define LQ_DEFINE_STREAM_QUANTIZE(CODE, NAME, DEFINE)                                         \
+    LQ_FOR_ROUNDING(DEFINE, CODE, NAME)                                                       \
     static inline int NAME(const float *x, ptrdiff_t n, float scale, float lo, float hi,      \
                            int zero_point, CODE *out, const lq_rounding *rounding,            \
                            int64_t index, int64_t index_step, ptrdiff_t *begin,               \
                            ptrdiff_t *end)                                                    \
     {                                                                                         \
-        LQ_QUANTIZE_SETUP;                                                                    \
-        for (i = *begin; i < *end; i += 32) {                                                 \
-            __m512i line =                                                                    \
-                _mm512_castsi256_si512(_mm512_cvtepi32_epi16(LQ_QUANTIZE16_AT(x + i)));       \
-            line = _mm512_inserti64x4(                                                        \
-                line, _mm512_cvtepi32_epi16(LQ_QUANTIZE16_AT(x + i + 16)), 1);                \
-            _mm512_stream_si512((void *)(out + i), line);                                     \
-        }                                                                                     \
-        return nan != 0;                                                                      \
+        LQ_BY_ROUNDING(rounding->mode, NAME, x, n, scale, lo, hi, zero_point, out,            \
+                       rounding->seed, index, index_step, begin, end)                         \
     }
 /* WIDEN loads 16 codes into 16 int32. */
 #define LQ_DEFINE_DEQUANTIZE(CODE, NAME, WIDEN)                                               \
@@ -347,10 +400,10 @@ LQ_DEFINE_DEQUANTIZE_EACH(uint8_t, lq_dequantize_each_u8, LQ_WIDEN_U8, LQ_MASK_W
 LQ_DEFINE_DEQUANTIZE_EACH(int8_t, lq_dequantize_each_i8, LQ_WIDEN_I8, LQ_MASK_WIDEN_I8)
 LQ_DEFINE_DEQUANTIZE_EACH(uint16_t, lq_dequantize_each_u16, LQ_WIDEN_U16, LQ_MASK_WIDEN_U16)
 LQ_DEFINE_DEQUANTIZE_EACH(int16_t, lq_dequantize_each_i16, LQ_WIDEN_I16, LQ_MASK_WIDEN_I16)
-LQ_DEFINE_QUANTIZE8(uint8_t, lq_stream_quantize_u8)
-LQ_DEFINE_QUANTIZE8(int8_t, lq_stream_quantize_i8)
-LQ_DEFINE_QUANTIZE16(uint16_t, lq_stream_quantize_u16)
-LQ_DEFINE_QUANTIZE16(int16_t, lq_stream_quantize_i16)
+LQ_DEFINE_STREAM_QUANTIZE(uint8_t, lq_stream_quantize_u8, LQ_DEFINE_QUANTIZE8)
+LQ_DEFINE_STREAM_QUANTIZE(int8_t, lq_stream_quantize_i8, LQ_DEFINE_QUANTIZE8)
+LQ_DEFINE_STREAM_QUANTIZE(uint16_t, lq_stream_quantize_u16, LQ_DEFINE_QUANTIZE16)
+LQ_DEFINE_STREAM_QUANTIZE(int16_t, lq_stream_quantize_i16, LQ_DEFINE_QUANTIZE16)
 LQ_DEFINE_DEQUANTIZE(uint8_t, lq_stream_dequantize_u8, LQ_WIDEN_U8)
 LQ_DEFINE_DEQUANTIZE(int8_t, lq_stream_dequantize_i8, LQ_WIDEN_I8)
 LQ_DEFINE_DEQUANTIZE(uint16_t, lq_stream_dequantize_u16, LQ_WIDEN_U16)
