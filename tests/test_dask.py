@@ -81,11 +81,10 @@ def check_against_memory(x: np.ndarray, chunks: object, options: dict) -> None:
     expected = lq.quantize(x, **options)
     assert bitwise_equal(qa.scale, expected.scale)
     assert bitwise_equal(qa.zero_point, expected.zero_point)
-    assert bitwise_equal(qa.data.compute(), expected.data)
-    assert (qa.axis, qa.block_size, qa.bits, qa.scheme, qa.rounding, qa.seed) == (
-        expected.axis, expected.block_size, expected.bits, expected.scheme, expected.rounding,
-        expected.seed,
-    )  # fmt: skip
+    computed = qa.compute()
+    assert bitwise_equal(computed.data, expected.data)
+    for name in ("axis", "block_size", "bits", "scheme", "source_dtype", "rounding", "seed"):
+        assert getattr(qa, name) == getattr(computed, name) == getattr(expected, name), name
     for dtype in ("float32", "float64"):
         assert bitwise_equal(qa.dequantize(dtype).compute(), expected.dequantize(dtype))
     if options.get("block_size"):  # blocks do not straddle chunks of the codes

@@ -58,7 +58,7 @@ from ._api import (
 from ._groups import Grouping, grouping
 from ._layout import as_float_input, working_float
 from ._params import storage_dtype
-from ._quantized import QuantizedArray
+from ._quantized import FLOAT32, QuantizedArray
 
 # Dask's functions carry no annotations: the few used here, typed.
 _asarray: Callable[..., da.Array] = da.asarray
@@ -85,6 +85,7 @@ class QuantizedDaskArray:
     scheme: str
     axis: int | None = None
     block_size: int | None = None
+    source_dtype: np.dtype = FLOAT32
     rounding: str = _rounding.DEFAULT
     seed: int | None = None
 
@@ -106,8 +107,9 @@ class QuantizedDaskArray:
             self.scheme,
             self.axis,
             self.block_size,
-            rounding=self.rounding,
-            seed=self.seed,
+            self.source_dtype,
+            self.rounding,
+            self.seed,
         )
 
     def _grouping(self) -> Grouping | None:
@@ -188,6 +190,7 @@ def quantize(
         scheme,
         checked_axis,
         block_size,
+        arr.dtype.newbyteorder("="),  # a float dtype: working_float checked it
         checked_rounding.mode,
         checked_seed,
     )
