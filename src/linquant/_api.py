@@ -158,7 +158,39 @@ def quantize_linear(
     array([  8,  10,  11, 210], dtype=uint8)
     """
     arr = as_float_input(x)
-    wf = working_float(arr)
+    return quantize_given(
+        arr,
+        scale,
+        zero_point,
+        _rounding.rounding(rounding, seed, position, arr.shape),
+        axis=axis,
+        block_size=block_size,
+        dtype=dtype,
+        bits=bits,
+        narrow_range=narrow_range,
+        nan=nan,
+        out=out,
+    )
+
+
+def quantize_given(
+    x: np.ndarray,
+    scale: object,
+    zero_point: object,
+    rounding: Rounding,
+    *,
+    axis: int | None = None,
+    block_size: int | None = None,
+    dtype: object = "uint8",
+    bits: int | None = None,
+    narrow_range: bool = False,
+    nan: str = "raise",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`quantize_linear` of a float array (``as_float_input``) with a checked
+    ``rounding``: for a piece whose stochastic indices ``position=`` cannot say (a
+    Fortran-ordered file read as its C-ordered transpose)."""
+    wf = working_float(x)
     code_dtype = _checks.code_dtype(dtype)
     signed = code_dtype.kind == "i"
     width = 8 * code_dtype.itemsize
@@ -166,13 +198,12 @@ def quantize_linear(
     if narrow_range and not signed:
         raise ValueError("narrow_range=True needs a signed dtype (int8 or int16)")
     qmin, qmax = integer_range(n_bits, signed, narrow_range)
-    groups = grouping(arr.shape, axis, block_size)
+    groups = grouping(x.shape, axis, block_size)
     checked_scale, checked_zero_point = _checked_params(scale, zero_point, wf, groups)
     nan = _checks.nan_policy(nan)
-    checked_rounding = _rounding.rounding(rounding, seed, position, arr.shape)
-    out = _output(out, arr.shape, code_dtype, arr, checked_scale, checked_zero_point)
+    out = _output(out, x.shape, code_dtype, x, checked_scale, checked_zero_point)
     return _quantize_into(
-        arr, checked_scale, checked_zero_point, qmin, qmax, nan, out, groups, checked_rounding
+        x, checked_scale, checked_zero_point, qmin, qmax, nan, out, groups, rounding
     )
 
 
