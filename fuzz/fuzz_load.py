@@ -111,6 +111,7 @@ def write_seeds(directory: str) -> None:
         "bits16": lq.quantize(x.astype(np.float16), bits=16, scheme="symmetric", axis=1),
         "zero_d": lq.quantize(np.float32(2.5), bits=3),
         "empty": lq.quantize(np.zeros((0, 3), np.float32), axis=1, block_size=2),
+        "stochastic": lq.quantize(x, bits=5, axis=0, rounding="stochastic", seed=2**64 - 1),
     }
     fortran = lq.quantize(x, axis=1)
     quantized["fortran"] = lq.QuantizedArray(

@@ -36,7 +36,7 @@ def assert_same(a: lq.QuantizedArray, b: lq.QuantizedArray) -> None:
         assert type(left) is type(right)
         assert np.asarray(left).dtype == np.asarray(right).dtype
         assert np.asarray(left).tobytes() == np.asarray(right).tobytes()
-    for name in ("bits", "scheme", "axis", "block_size", "source_dtype"):
+    for name in ("bits", "scheme", "axis", "block_size", "source_dtype", "rounding", "seed"):
         assert getattr(a, name) == getattr(b, name), name
 
 
@@ -107,9 +107,63 @@ def test_the_file_is_a_plain_npz_readable_without_pickle(tmp_path: Path) -> None
         "block_size": 4,
         "source_dtype": "float64",
         "shape": [6, 10],
+        "rounding": "half_even",
+        "seed": None,
     }
     with zipfile.ZipFile(path) as archive:
         assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
+
+
+ROUNDINGS = [
+    ("half_even", None),
+    ("half_away", None),
+    ("floor", None),
+    ("trunc", None),
+    ("stochastic", 0),
+    ("stochastic", 2**64 - 1),
+]
+
+
+@pytest.mark.parametrize(("rounding", "seed"), ROUNDINGS)
+@pytest.mark.parametrize(("axis", "block_size"), [(None, None), (1, 3)])
+def test_rounding_and_seed_round_trip(
+    tmp_path: Path, rounding: str, seed: int | None, axis: int | None, block_size: int | None
+) -> None:
+    """Recorded in the metadata, in format version 2 unless the rounding is half to even (a
+    reader of version 1 would drop it), and restored by load."""
+    qa = lq.quantize(X, 6, axis=axis, block_size=block_size, rounding=rounding, seed=seed)
+    back = round_trip(tmp_path, qa)
+    assert_same(qa, back)
+    assert (back.rounding, back.seed) == (rounding, seed)
+    assert repr(back) == repr(qa)
+    with np.load(tmp_path / "qa.npz", allow_pickle=False) as archive:
+        meta = json.loads(str(archive["metadata"]))
+    assert (meta["rounding"], meta["seed"]) == (rounding, seed)
+    assert meta["format_version"] == (1 if rounding == "half_even" else 2)
+
+
+def test_a_reader_of_version_1_refuses_only_files_of_another_rounding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lq.save(tmp_path / "even.npz", lq.quantize(X))
+    lq.save(tmp_path / "floor.npz", lq.quantize(X, rounding="floor"))
+    monkeypatch.setattr("linquant._io.FORMAT_VERSION", 1)
+    assert lq.load(tmp_path / "even.npz").rounding == "half_even"
+    message = load_error(tmp_path / "floor.npz")
+    assert "format version 2" in message and "reads versions up to 1" in message
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_files_without_rounding_round_half_to_even(tmp_path: Path, version: int) -> None:
+    """Files written before the rounding was recorded (version 1) have neither field."""
+    qa = lq.quantize(X, 5, axis=0)
+    lq.save(tmp_path / "qa.npz", qa)
+    old = _rewritten(
+        tmp_path, tmp_path / "qa.npz", meta_rounding=..., meta_seed=..., meta_format_version=version
+    )
+    back = lq.load(old)
+    assert (back.rounding, back.seed) == ("half_even", None)
+    assert_same(qa, back)
 
 
 def test_save_writes_exactly_the_path_and_replaces_a_file(tmp_path: Path) -> None:
@@ -252,7 +306,7 @@ def _metadata_of(qa: lq.QuantizedArray) -> np.ndarray:
         json.dumps(
             {
                 "format": "linquant.QuantizedArray",
-                "format_version": 1,
+                "format_version": 1 if qa.rounding == "half_even" else 2,
                 "linquant_version": lq.__version__,
                 "bits": qa.bits,
                 "scheme": qa.scheme,
@@ -260,6 +314,8 @@ def _metadata_of(qa: lq.QuantizedArray) -> np.ndarray:
                 "block_size": qa.block_size,
                 "source_dtype": qa.source_dtype.name,
                 "shape": list(qa.shape),
+                "rounding": qa.rounding,
+                "seed": qa.seed,
             }
         )
     )
@@ -290,7 +346,7 @@ def _rewritten(tmp_path: Path, source: Path, **changes: object) -> Path:
 
 
 BAD_FIELDS = [
-    ({"meta_format_version": 2}, "format version 2.*upgrade linquant"),
+    ({"meta_format_version": 3}, "format version 3.*upgrade linquant"),
     ({"meta_format_version": "1"}, "format_version must be a positive int"),
     ({"meta_bits": 40}, "bits must be an int from 2 to 16, got 40"),
     ({"meta_bits": 8.0}, "bits must be an int"),
@@ -303,6 +359,12 @@ BAD_FIELDS = [
     ({"meta_block_size": 0}, "block_size must be a positive int"),
     ({"meta_block_size": 5}, r"scale must have shape \(6, 2\)"),
     ({"meta_source_dtype": "int8"}, "source_dtype must be one of"),
+    ({"meta_rounding": "nearest"}, "rounding must be one of"),
+    ({"meta_rounding": None}, "rounding must be one of"),
+    ({"meta_rounding": ["floor"]}, "rounding must be one of"),
+    ({"meta_rounding": "stochastic"}, "rounding='stochastic' needs seed=, an int from 0"),
+    ({"meta_seed": 5}, "seed and position apply to rounding='stochastic' only"),
+    ({"meta_rounding": "floor", "meta_seed": 0}, "seed and position apply to rounding="),
     ({"meta_shape": [60]}, r"codes have shape \(6, 10\), the metadata says \(60,\)"),
     ({"meta_shape": "6x10"}, "shape must be a list of non-negative ints"),
     ({"meta_linquant_version": 1}, "linquant_version must be a string"),
@@ -650,6 +712,19 @@ def test_metadata_numbers_must_be_ints(
     text = json.dumps(meta).replace('"@"', value)
     path = _zipped(tmp_path / "numbers.npz", _with_metadata(_members(saved), text))
     assert re.search(message, load_error(path))
+
+
+@pytest.mark.parametrize(
+    "seed", ["-1", "18446744073709551616", "1.0", "true", '"7"', "[7]", "1e400", "NaN"]
+)
+def test_a_stochastic_seed_is_an_int_below_2_64(tmp_path: Path, seed: str) -> None:
+    path = tmp_path / "stochastic.npz"
+    lq.save(path, lq.quantize(X, rounding="stochastic", seed=7))
+    meta = json.loads(str(_metadata_of(lq.load(path))))
+    text = json.dumps({**meta, "seed": "@"}).replace('"@"', seed)
+    message = load_error(_zipped(tmp_path / "seed.npz", _with_metadata(_members(path), text)))
+    expected = "NaN is not a JSON number" if seed == "NaN" else "needs seed=, an int from 0"
+    assert expected in message
 
 
 @pytest.mark.parametrize("block_size", [2**63, 2**70])

@@ -11,13 +11,15 @@ it, and one index of each axis before it. Per-axis and per-block parameters then
 cleanly: the chunk's own channels or blocks are a box of the parameter array, since along
 the quantization axis a chunk is one index, the whole axis, or (when it is ``s``) a range that
 starts on a block boundary. Fortran-ordered files are read as the C-ordered transpose, with
-the axis and per-block parameters transposed to match.
+the axis and per-block parameters transposed to match, and each element keeping its
+stochastic rounding index (its flat index in C order of the array, SPEC §2.1).
 
 Dynamic parameters take two passes: the range of every chunk (per tensor, channel or block),
 combined into the range of the whole array, gives the parameters through the same code as
 :func:`linquant.quantize` (``_api.range_params``); then each chunk is quantized with them.
-Minimum and maximum do not depend on how the array is cut, so the codes and parameters are
-bit-identical to quantizing the whole array in memory.
+Minimum and maximum do not depend on how the array is cut, and each chunk rounds as its
+place in the array says, so the codes and parameters are bit-identical to quantizing the whole
+array in memory.
 """
 
 from __future__ import annotations
@@ -32,19 +34,20 @@ from typing import IO, Any
 
 import numpy as np
 
-from . import _checks, _io
+from . import _checks, _io, _rounding
 from ._api import (
     _finite_range,
     dequantize_linear,
     dynamic_settings,
     nan_error,
-    quantize_linear,
+    quantize_given,
     range_params,
 )
 from ._groups import Grouping, grouping
 from ._layout import as_float_input, working_float
 from ._output import replacing
 from ._params import storage_dtype
+from ._rounding import Rounding
 from ._version import __version__
 
 CHUNK_BYTES = 32 * 2**20
@@ -76,11 +79,12 @@ Progress = Callable[[str, int, int], None]
 @dataclass(frozen=True)
 class Chunk:
     """A box of consecutive elements of a C-ordered array: ``slices`` of it, ``start`` the
-    flat index of its first element."""
+    flat index of its first element, ``origin`` that element's index."""
 
     slices: tuple[slice, ...]
     start: int
     shape: tuple[int, ...]
+    origin: tuple[int, ...]
 
     @property
     def size(self) -> int:
@@ -98,7 +102,7 @@ def chunks(shape: tuple[int, ...], groups: Grouping | None, max_elements: int) -
     trailing = [math.prod(shape[axis + 1 :]) for axis in range(len(shape))]
     split = next((axis for axis, n in enumerate(trailing) if n <= max_elements), None)
     if split is None:  # a 0-d array
-        yield Chunk((), 0, ())
+        yield Chunk((), 0, (), ())
         return
     step = max(1, max_elements // trailing[split])
     if groups is not None and groups.axis == split and groups.block_size is not None:
@@ -108,8 +112,10 @@ def chunks(shape: tuple[int, ...], groups: Grouping | None, max_elements: int) -
         for first in range(0, shape[split], step):
             last = min(first + step, shape[split])
             slices = (*(slice(i, i + 1) for i in prefix), slice(first, last), *rest)
-            start = int(np.ravel_multi_index((*prefix, first, *([0] * len(rest))), shape))
-            yield Chunk(slices, start, (*([1] * split), last - first, *shape[split + 1 :]))
+            origin = (*prefix, first, *([0] * len(rest)))
+            start = int(np.ravel_multi_index(origin, shape))
+            shape_of = (*([1] * split), last - first, *shape[split + 1 :])
+            yield Chunk(slices, start, shape_of, origin)
 
 
 def param_slices(chunk: Chunk, groups: Grouping) -> tuple[slice, ...]:
@@ -156,9 +162,14 @@ class _Layout:
 
     def index(self, chunk: Chunk, local: tuple[int, ...]) -> tuple[int, ...]:
         """The index in the array of the element at ``local`` in ``chunk``."""
-        index = tuple(s.indices(n)[0] + i for s, n, i in
-                      zip(chunk.slices, self.memory_shape, local, strict=True))  # fmt: skip
+        index = tuple(k + i for k, i in zip(chunk.origin, local, strict=True))
         return index[::-1] if self.fortran_order else index
+
+    def rounding_of(self, chunk: Chunk, rounding: Rounding) -> Rounding:
+        """The rounding of ``chunk``, given that of the array: its elements keep their
+        stochastic indices in the array, C order of the array whatever its memory order."""
+        view = rounding.transposed(self.shape) if self.fortran_order else rounding
+        return view.moved(chunk.origin, self.memory_shape)
 
     def params_of(self, chunk: Chunk, scale: Any, zero_point: Any) -> tuple[Any, Any]:
         """The memory-order parameters of ``chunk``, given those of the memory-order view."""
@@ -244,6 +255,8 @@ def quantize_file(
     axis: int | None = None,
     block_size: int | None = None,
     nan: str = "raise",
+    rounding: str = _rounding.DEFAULT,
+    seed: int | None = None,
     chunk_bytes: int = CHUNK_BYTES,
     progress: Progress | None = None,
 ) -> _io.Header:
@@ -254,6 +267,7 @@ def quantize_file(
     """
     n_bits, signed, nan, _, _ = dynamic_settings(bits, scheme, nan, True, False)
     npy = NpyInput(source)
+    whole = _rounding.rounding(rounding, seed, None, npy.shape)
     try:
         layout = _Layout(npy.shape, npy.fortran_order, axis, block_size)
     except ValueError as error:
@@ -296,6 +310,8 @@ def quantize_file(
             None if layout.groups is None else layout.groups.axis,
             layout.block_size,
             npy.dtype.newbyteorder("="),
+            whole.mode,
+            whole.seed if whole.stochastic else None,
             __version__,
         )
         params = layout.to_memory(scale), layout.to_memory(zero_point)
@@ -305,9 +321,10 @@ def quantize_file(
             for chunk, x in npy.windows(file, layout.chunks(max_elements)):
                 if buffer.size < chunk.size:
                     buffer = np.empty(chunk.size, buffer.dtype)
-                codes = quantize_linear(
+                codes = quantize_given(
                     x,
                     *layout.params_of(chunk, *params),
+                    layout.rounding_of(chunk, whole),
                     axis=layout.axis,
                     block_size=layout.block_size,
                     dtype=header.code_dtype,

@@ -1,6 +1,6 @@
 """linquant files: a :class:`QuantizedArray` in one ``.npz`` archive, read without pickle.
 
-Layout (format version 1), an uncompressed zip archive that ``np.load(path,
+Layout (format version 2), an uncompressed zip archive that ``np.load(path,
 allow_pickle=False)`` reads:
 
 - ``codes``: the integer codes (uint8/int8 up to 8 bits, uint16/int16 up to 16), with the
@@ -10,7 +10,12 @@ allow_pickle=False)`` reads:
 - ``zero_point``: int32, the shape of ``scale``;
 - ``metadata``: a 0-d string array holding a JSON object: ``format``
   (``"linquant.QuantizedArray"``), ``format_version``, ``linquant_version``, ``bits``,
-  ``scheme``, ``axis`` and ``block_size`` (null for none), ``source_dtype`` and ``shape``.
+  ``scheme``, ``axis`` and ``block_size`` (null for none), ``source_dtype``, ``shape``,
+  ``rounding`` and ``seed`` (null but for stochastic rounding).
+
+``format_version`` is 2 where the rounding is not half to even, 1 otherwise. Readers of
+version 1 know no rounding: they refuse the files whose rounding they would drop and read the
+others. Files without ``rounding`` and ``seed`` (written before them) round half to even.
 
 Reading checks every field with the checks of the public API (``_checks``, ``_groups``), so a
 file is valid exactly when its parameters would be accepted by a call. A file that is not
@@ -40,7 +45,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _rounding
 from ._groups import grouping
 from ._layout import FLOAT_DTYPES
 from ._output import replacing
@@ -49,7 +54,7 @@ from ._quantized import QuantizedArray
 from ._version import __version__
 
 FORMAT = "linquant.QuantizedArray"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MEMBERS = ("codes", "scale", "zero_point", "metadata")
 SOURCE_DTYPE_NAMES = tuple(dtype.name for dtype in FLOAT_DTYPES)
 
@@ -102,6 +107,8 @@ class Header:
     axis: int | None
     block_size: int | None
     source_dtype: np.dtype
+    rounding: str
+    seed: int | None
     linquant_version: str
 
     def quantized(self, codes: np.ndarray) -> QuantizedArray:
@@ -115,6 +122,8 @@ class Header:
             self.axis,
             self.block_size,
             self.source_dtype,
+            self.rounding,
+            self.seed,
         )
 
     def check_codes(self, codes: np.ndarray) -> None:
@@ -134,12 +143,14 @@ def _checked(
     scale: np.ndarray,
     zero_point: np.ndarray,
     meta: dict[str, Any],
-) -> tuple[Any, Any, int, str, int | None, int | None, np.dtype]:
-    """The parameters, checked as the API checks arguments; ValueError names the file."""
+) -> tuple[Any, Any, int, str, int | None, int | None, np.dtype, str, int | None]:
+    """The parameters and settings, checked as the API checks arguments; ValueError names the
+    file."""
     try:
         bits = _checks.bits(meta["bits"])
         scheme = _checks.scheme(meta["scheme"])
         source_dtype = _checks.source_float(meta["source_dtype"])
+        rounding = _rounding.rounding(meta["rounding"], meta["seed"], None, ())
         groups = grouping(shape, meta["axis"], meta["block_size"])
         signed = scheme == "symmetric"
         if code_dtype.newbyteorder("=") != storage_dtype(bits, signed):
@@ -170,7 +181,18 @@ def _checked(
         raise ValueError(f"{path}: {error}") from None
     axis = None if groups is None else groups.axis
     block_size = None if groups is None else groups.block_size
-    return checked_scale, checked_zero_point, bits, scheme, axis, block_size, source_dtype
+    seed = rounding.seed if rounding.stochastic else None
+    return (
+        checked_scale,
+        checked_zero_point,
+        bits,
+        scheme,
+        axis,
+        block_size,
+        source_dtype,
+        rounding.mode,
+        seed,
+    )
 
 
 def _not_a_number(name: str) -> None:
@@ -223,6 +245,8 @@ def _metadata(path: str, value: np.ndarray) -> dict[str, Any]:
         and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
     ):
         raise ValueError(f"{path}: shape must be a list of non-negative ints, got {shape!r}")
+    meta.setdefault("rounding", _rounding.DEFAULT)  # checked with the parameters
+    meta.setdefault("seed", None)
     return meta
 
 
@@ -471,7 +495,7 @@ def writer(
     as :func:`linquant._output.replacing` replaces a file."""
     meta = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": 1 if header.rounding == _rounding.DEFAULT else FORMAT_VERSION,
         "linquant_version": __version__,
         "bits": header.bits,
         "scheme": header.scheme,
@@ -479,6 +503,8 @@ def writer(
         "block_size": header.block_size,
         "source_dtype": header.source_dtype.name,
         "shape": list(header.shape),
+        "rounding": header.rounding,
+        "seed": header.seed,
     }
     with replacing(path) as file, _archive(file) as archive:
         _write_npy(archive, "metadata", np.array(json.dumps(meta)))
@@ -501,10 +527,10 @@ def save(path: str | os.PathLike[str], qa: QuantizedArray) -> None:
     replaces ``path`` only once complete (an error leaves an existing file as it was), through
     a symlink, keeping an existing file's permissions; a FIFO or character device is written
     in place, a directory is refused. The codes, the scale's bits, the zero points and every
-    field of ``qa`` (``source_dtype`` included) come back from :func:`load` unchanged; the
-    parameters are checked first, as :func:`load` checks them, so a file that ``save`` writes
-    ``load`` reads. The layout is an uncompressed ``.npz`` that ``np.load(path,
-    allow_pickle=False)`` opens (see the module ``linquant._io``).
+    field of ``qa`` (``source_dtype``, ``rounding`` and ``seed`` included) come back from
+    :func:`load` unchanged; the parameters are checked first, as :func:`load` checks them, so
+    a file that ``save`` writes ``load`` reads. The layout is an uncompressed ``.npz`` that
+    ``np.load(path, allow_pickle=False)`` opens (see the module ``linquant._io``).
 
     >>> import numpy as np, linquant as lq, tempfile, os
     >>> qa = lq.quantize(np.arange(6.0).reshape(2, 3), axis=0)
@@ -531,6 +557,8 @@ def save(path: str | os.PathLike[str], qa: QuantizedArray) -> None:
             "axis": qa.axis,
             "block_size": qa.block_size,
             "source_dtype": qa.source_dtype,
+            "rounding": qa.rounding,
+            "seed": qa.seed,
         },
     )
     header = Header(
