@@ -1,8 +1,10 @@
 """The command line, driven as users run it (a subprocess), and its chunked engine.
 
 Chunked quantization must equal the in-memory call bit for bit, whatever the chunk size,
-layout, grouping or scheme; bad input exits with status 1 (data) or 2 (usage) and one line
-``linquant: error: ...`` on stderr, never a traceback.
+layout, grouping, scheme or rounding (stochastic rounding included: each chunk rounds by its
+elements' indices in the array, in C order whatever the file's order); bad input exits with
+status 1 (data) or 2 (usage) and one line ``linquant: error: ...`` on stderr, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def assert_same(a: lq.QuantizedArray, b: lq.QuantizedArray) -> None:
     for name in ("scale", "zero_point"):
         left, right = np.asarray(getattr(a, name)), np.asarray(getattr(b, name))
         assert left.dtype == right.dtype and left.tobytes() == right.tobytes(), name
-    for name in ("bits", "scheme", "axis", "block_size", "source_dtype"):
+    for name in ("bits", "scheme", "axis", "block_size", "source_dtype", "rounding", "seed"):
         assert getattr(a, name) == getattr(b, name), name
 
 
@@ -140,6 +142,34 @@ def test_chunked_quantize_is_the_in_memory_result(
     np.testing.assert_array_equal(y, expected.dequantize())
 
 
+@pytest.mark.parametrize(("shape", "order", "axis", "block_size"), CASES)
+@pytest.mark.parametrize(("rounding", "seed"), [("half_up", None), ("stochastic", 2**64 - 1)])
+@pytest.mark.parametrize("chunk_bytes", [1, 64])
+def test_chunked_rounding_is_the_in_memory_result(
+    backend: str,
+    tmp_path: Path,
+    shape: tuple[int, ...],
+    order: str,
+    axis: int | None,
+    block_size: int | None,
+    rounding: str,
+    seed: int | None,
+    chunk_bytes: int,
+) -> None:
+    """Chunks of one element and of a few: stochastic codes of a chunk depend on where its
+    elements lie in the array (a Fortran-ordered file's chunks are boxes of its transpose)."""
+    x = np.asarray(RNG.normal(2, 9, shape).astype(np.float32), order=order)
+    np.save(tmp_path / "x.npy", x)
+    _chunked.quantize_file(
+        tmp_path / "x.npy", tmp_path / "q.npz", 5, "symmetric", axis, block_size,
+        rounding=rounding, seed=seed, chunk_bytes=chunk_bytes,
+    )  # fmt: skip
+    expected = lq.quantize(
+        x, 5, "symmetric", axis=axis, block_size=block_size, rounding=rounding, seed=seed
+    )
+    assert_same(lq.load(tmp_path / "q.npz"), expected)
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float64, ">f4", "<f8"])
 def test_chunked_source_dtypes(backend: str, tmp_path: Path, dtype: str) -> None:
     x = RNG.normal(0, 3, (40, 6)).astype(dtype)
@@ -185,6 +215,9 @@ def data(tmp_path: Path) -> np.ndarray:
         ["--axis", "0", "--bits", "16"],
         ["--axis", "1", "--block-size", "5", "--scheme", "symmetric"],
         ["--axis", "-2", "--block-size", "7"],
+        ["--rounding", "trunc", "--axis", "1"],
+        ["--rounding", "stochastic", "--seed", "0", "--bits", "3"],
+        ["--rounding", "stochastic", "--seed", "18446744073709551615", "--axis", "0"],
     ],
 )
 def test_quantize_and_dequantize_round_trip(
@@ -195,12 +228,15 @@ def test_quantize_and_dequantize_round_trip(
     settings = dict(zip(options[::2], options[1::2], strict=True))
     axis = settings.get("--axis")
     block_size = settings.get("--block-size")
+    seed = settings.get("--seed")
     expected = lq.quantize(
         data,
         int(settings.get("--bits", 8)),
         settings.get("--scheme", "asymmetric"),
         axis=None if axis is None else int(axis),
         block_size=None if block_size is None else int(block_size),
+        rounding=settings.get("--rounding", "half_even"),
+        seed=None if seed is None else int(seed),
     )
     assert_same(lq.load(tmp_path / "q.npz"), expected)
     cli(tmp_path, "dequantize", "q.npz", "-o", "y.npy", "--dtype", "float64", "--quiet")
@@ -236,6 +272,20 @@ def test_info(tmp_path: Path, data: np.ndarray) -> None:
     tensor = lq.load(tmp_path / "t.npz")
     out = cli(tmp_path, "info", "t.npz").stdout
     assert f"scale:       {tensor.scale!r}".replace("np.", "") in out and "per tensor" in out
+    assert "rounding:    half_even\n" in out
+
+
+def test_a_fortran_ordered_file_with_stochastic_rounding(tmp_path: Path) -> None:
+    """Small chunks of the file's memory order; codes and info as of the in-memory call."""
+    x = np.asfortranarray(RNG.normal(0, 4, (9, 5, 6)).astype(np.float64))
+    np.save(tmp_path / "f.npy", x)
+    options = ["--axis", "2", "--block-size", "2", "--rounding", "stochastic", "--seed", "77"]
+    cli(tmp_path, "quantize", "f.npy", "-o", "q.npz", "--chunk-bytes", "100", *options)
+    expected = lq.quantize(x, axis=2, block_size=2, rounding="stochastic", seed=77)
+    back = lq.load(tmp_path / "q.npz")
+    assert_same(back, expected)
+    assert back.data.flags.f_contiguous
+    assert "rounding:    stochastic, seed 77\n" in cli(tmp_path, "info", "q.npz").stdout
 
 
 def test_progress_bar_on_a_terminal(tmp_path: Path, data: np.ndarray) -> None:
@@ -381,6 +431,25 @@ USAGE = [
 @pytest.mark.parametrize("args", USAGE, ids=[" ".join(a[1:]) or a[0] for a in USAGE])
 def test_usage_errors_exit_2(tmp_path: Path, data: np.ndarray, args: list[str]) -> None:
     fails(tmp_path, *args, status=2)
+
+
+ROUNDING_USAGE = [
+    (["--rounding", "stochastic"], "--rounding stochastic needs --seed"),
+    (["--seed", "3"], "--seed applies to --rounding stochastic only"),
+    (["--rounding", "floor", "--seed", "3"], "--seed applies to --rounding stochastic only"),
+    (["--seed", "-1"], "argument --seed: must be an int from 0 to 2**64 - 1, got '-1'"),
+    (["--seed", "18446744073709551616"], "argument --seed: must be an int from 0 to 2**64"),
+    (["--seed", "1.5"], "argument --seed: must be an int from 0 to 2**64 - 1, got '1.5'"),
+    (["--rounding", "nearest"], "argument --rounding: invalid choice: 'nearest'"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), ROUNDING_USAGE)
+def test_rounding_usage_errors(
+    tmp_path: Path, data: np.ndarray, options: list[str], message: str
+) -> None:
+    line = fails(tmp_path, "quantize", "x.npy", "-o", "q.npz", *options, status=2)
+    assert line.startswith("linquant quantize: error: ") and message in line
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the resource module is POSIX only")

@@ -21,7 +21,7 @@ from types import FrameType
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _rounding
 from ._chunked import CHUNK_BYTES, dequantize_file, quantize_file
 from ._output import existing, remove_temporaries
 from ._version import __version__
@@ -41,6 +41,16 @@ def _positive(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < _rounding.SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be an int from 0 to 2**64 - 1, got {text!r}")
     return value
 
 
@@ -75,6 +85,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     quantize.add_argument(
         "--nan", choices=_checks.NAN_POLICIES, default="raise", help="zero: quantize NaN as 0.0"
+    )
+    quantize.add_argument(
+        "--rounding",
+        choices=_rounding.MODES,
+        default=_rounding.DEFAULT,
+        help=f"how x / scale rounds to an integer (default {_rounding.DEFAULT})",
+    )
+    quantize.add_argument(
+        "--seed", type=_seed, help="with --rounding stochastic (required there): 0 to 2**64 - 1"
     )
     quantize.set_defaults(usage_error=quantize.error)
 
@@ -198,6 +217,8 @@ def _quantize(args: argparse.Namespace) -> None:
             axis=args.axis,
             block_size=args.block_size,
             nan=args.nan,
+            rounding=args.rounding,
+            seed=args.seed,
             chunk_bytes=args.chunk_bytes,
             progress=progress,
         )
@@ -232,6 +253,7 @@ def _info(args: argparse.Namespace) -> None:
     groups = "per tensor" if qa.axis is None else f"axis {qa.axis}"
     if qa.block_size is not None:
         groups += f", block size {qa.block_size}"
+    rounding = qa.rounding if qa.seed is None else f"{qa.rounding}, seed {qa.seed}"
     file_size = os.path.getsize(args.input)
     source_size = math.prod(qa.shape) * qa.source_dtype.itemsize
     lines = [
@@ -240,6 +262,7 @@ def _info(args: argparse.Namespace) -> None:
         f"source:      {qa.source_dtype} ({_size(source_size)})",
         f"codes:       {qa.dtype}, {qa.bits}-bit {qa.scheme} ({_size(qa.data.nbytes)})",
         f"grouping:    {groups}",
+        f"rounding:    {rounding}",
         f"scale:       {_summary(np.asarray(qa.scale))}",
         f"zero point:  {_summary(np.asarray(qa.zero_point))}",
     ]
@@ -272,8 +295,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "quantize" and args.block_size is not None and args.axis is None:
-        args.usage_error("--block-size needs --axis")
+    if args.command == "quantize":
+        if args.block_size is not None and args.axis is None:
+            args.usage_error("--block-size needs --axis")
+        if args.rounding == "stochastic" and args.seed is None:
+            args.usage_error("--rounding stochastic needs --seed")
+        if args.rounding != "stochastic" and args.seed is not None:
+            args.usage_error("--seed applies to --rounding stochastic only")
     signums = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
     previous = {signum: signal.signal(signum, _exit_on_signal) for signum in signums}
     try:
