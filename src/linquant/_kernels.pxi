@@ -54,10 +54,10 @@ cdef extern from "lq_kernels.h" nogil:  # the C kernels: _c/lq_kernels.h lists t
         LQ_EACH_ROWS
     # Families, by code type (the first argument, from _code): void * is of that type.
     void lq_stream_fence()
-    int lq_stream_quantize(int code, const float *x, Py_ssize_t n, float scale, float lo,
-                           float hi, int zero_point, void *out, const lq_rounding *rounding,
-                           int64_t index, int64_t index_step, Py_ssize_t *begin,
-                           Py_ssize_t *end)
+    int lq_quantize_lines(int code, const float *x, Py_ssize_t n, float scale, float lo,
+                          float hi, int zero_point, void *out, const lq_rounding *rounding,
+                          int64_t index, int64_t index_step, int stream, Py_ssize_t *begin,
+                          Py_ssize_t *end)
     int lq_stream_dequantize(int code, const void *q, Py_ssize_t n, float scale, int zero_point,
                              float *out, Py_ssize_t *begin, Py_ssize_t *end)
     int lq_quantize_each(int code, const float *x, Py_ssize_t x_row_step, Py_ssize_t rows,
@@ -519,9 +519,11 @@ cdef inline int _quantize_run(
             x, x_step, n, &scale, 0, &zero_point, 0, qmin, qmax, out, out_step, rounding, index,
             index_step,
         )
-    if stream and x_step == 1 and out_step == 1:
-        return _quantize_row_streamed(
-            x, n, scale, lo, hi, zero_point, out, rounding, index, index_step
+    # Whole lines by lq_kernels.h where streamed, or where its conversions round a mode that
+    # the loops below do in several instructions.
+    if x_step == 1 and out_step == 1 and (stream or rounding.mode != LQ_HALF_EVEN):
+        return _quantize_row_lines(
+            x, n, scale, lo, hi, zero_point, out, stream, rounding, index, index_step
         )
     if x_step == 1 and out_step == 1:  # the contiguous loop, vectorized
         return _quantize_row(
@@ -532,18 +534,18 @@ cdef inline int _quantize_run(
     )
 
 
-cdef inline int _quantize_row_streamed(
+cdef inline int _quantize_row_lines(
     const floating *x, Py_ssize_t n, floating scale, floating lo, floating hi,
-    int32_t zero_point, codes *out, const lq_rounding *rounding, int64_t index,
+    int32_t zero_point, codes *out, bint stream, const lq_rounding *rounding, int64_t index,
     int64_t index_step,
 ) noexcept nogil:
     # The whole cache lines of the row by lq_kernels.h, the ends by the Cython loop.
     cdef Py_ssize_t begin = 0, end = 0
     cdef int nan_seen = 0
     if floating is float:
-        nan_seen = lq_stream_quantize(
+        nan_seen = lq_quantize_lines(
             _code(out), x, n, scale, lo, hi, zero_point, out, rounding, index, index_step,
-            &begin, &end,
+            stream, &begin, &end,
         )
     if nan_seen:  # redo the row, storing NaN as 0.0 would be
         return _quantize_row(

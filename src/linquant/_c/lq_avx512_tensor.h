@@ -16,12 +16,14 @@
  * of quantizing float32 into 8-bit codes. The arithmetic is that of the Cython loops, to the
  * bit:
  * - quantize, fast form: lo = qmin - zp and hi = qmax - zp are exact integers, so saturating
- *   first and rounding after is exact; vcvtps2dq rounds half to even (the default mode, as
- *   rint does); max(t, lo) returns lo for a NaN t (the x86 rule: the second operand), so a
- *   NaN leaves only the returned flag, and the caller redoes a row that had one;
+ *   first and rounding after is exact, in every rounding mode; vcvtps2dq rounds half to even
+ *   (the default mode, as rint does); max(t, lo) returns lo for a NaN t (the x86 rule: the
+ *   second operand), so a NaN leaves only the returned flag, and the caller redoes a row
+ *   that had one;
  * - dequantize, fast form: (float)((int32)q - zp) * scale.
  * Each function does the part of a contiguous run whose output is 64-byte aligned and whole
- * lines, sets [*begin, *end) to it, and leaves the rest to the Cython loops.
+ * lines, sets [*begin, *end) to it, and leaves the rest to the Cython loops. Quantize also
+ * stores lines (`stream` 0) for the rounding modes that the compiler's loops do slower.
  */
 /* The vector helpers below take and return vectors: inlined, they stay in registers. */
 #define LQ_VECTOR_INLINE static inline __attribute__((always_inline))
@@ -131,6 +133,17 @@ LQ_VECTOR_INLINE __mmask8 lq_draw8(__m256 t, __m256 floor, __m512i mixed)
     return _mm512_cmp_pd_mask(draw, _mm512_mul_pd(fraction, _mm512_set1_pd(0x1p53)),
                               _CMP_LT_OQ);
 }
+/* The definition for 16 lanes; a function of its own, so that the compiler keeps the branch
+   to it (if-converted, the float64 lanes cost every vector their time). */
+static __attribute__((noinline)) __mmask16 lq_draw16(__m512 t, __m512 floor, __m512i mixed0,
+                                                     __m512i mixed1)
+{
+    return (__mmask16)(lq_draw8(_mm512_castps512_ps256(t), _mm512_castps512_ps256(floor),
+                                mixed0) |
+                       (unsigned)lq_draw8(_mm512_extractf32x8_ps(t, 1),
+                                          _mm512_extractf32x8_ps(floor, 1), mixed1)
+                           << 8);
+}
 /*
  * Where |t| >= 1/2 (or t = 0), frac = t - floor is a float32 multiple of 2**-24, exact in
  * float32 and the same as in float64; then U < frac * 2**53 = F * 2**29 (F = frac * 2**24, an
@@ -151,14 +164,8 @@ LQ_VECTOR_INLINE __m512 lq_stochastic16(__m512 t, lq_draws *s)
     const __mmask16 fine =
         _mm512_cmp_ps_mask(_mm512_abs_ps(t), _mm512_set1_ps(0.5f), _CMP_LT_OQ) &
         _mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_NEQ_UQ);
-    if (fine) {
-        __mmask16 exact = (__mmask16)(
-            lq_draw8(_mm512_castps512_ps256(t), _mm512_castps512_ps256(floor), mixed0) |
-            (unsigned)lq_draw8(_mm512_extractf32x8_ps(t, 1), _mm512_extractf32x8_ps(floor, 1),
-                               mixed1)
-                << 8);
-        up = (__mmask16)((up & ~fine) | (exact & fine));
-    }
+    if (__builtin_expect(fine != 0, 0))
+        up = (__mmask16)((up & ~fine) | (lq_draw16(t, floor, mixed0, mixed1) & fine));
     s->z[0] = _mm512_add_epi64(s->z[0], s->advance);
     s->z[1] = _mm512_add_epi64(s->z[1], s->advance);
     return _mm512_mask_add_ps(floor, up, floor, _mm512_set1_ps(1.0f));
@@ -167,6 +174,7 @@ LQ_VECTOR_INLINE __m512 lq_stochastic16(__m512 t, lq_draws *s)
 #define LQ_QUANTIZE16_ROUNDED(x, scale, lo, hi, zero_point, nan, CODES, draws)                \
     _mm512_add_epi32(                                                                         \
         CODES(lq_saturated16(_mm512_div_ps(x, scale), lo, hi, nan), draws), zero_point)
+/* Streamed, the aligned whole lines of the run; else its first whole lines, stored. */
 #define LQ_QUANTIZE_SETUP                                                                     \
     const __m512 vs = _mm512_set1_ps(scale), vlo = _mm512_set1_ps(lo);                        \
     const __m512 vhi = _mm512_set1_ps(hi);                                                    \
@@ -174,14 +182,18 @@ LQ_VECTOR_INLINE __m512 lq_stochastic16(__m512 t, lq_draws *s)
     __mmask16 nan = 0;                                                                        \
     lq_draws draws;                                                                           \
     ptrdiff_t i;                                                                              \
-    lq_line_span(out, n, sizeof(*out), begin, end);                                           \
+    if (stream)                                                                               \
+        lq_line_span(out, n, sizeof(*out), begin, end);                                       \
+    else                                                                                      \
+        *begin = 0, *end = n - n % (64 / (ptrdiff_t)sizeof(*out));                            \
     lq_draws_init(&draws, seed, index + *begin * index_step, index_step)
 #define LQ_QUANTIZE16_AT(p, CODES)                                                            \
     LQ_QUANTIZE16_ROUNDED(_mm512_loadu_ps(p), vs, vlo, vhi, vz, &nan, CODES, &draws)
 #define LQ_DEFINE_QUANTIZE8(CODE, NAME, SUFFIX, CODES)                                        \
     static int NAME##SUFFIX(const float *x, ptrdiff_t n, float scale, float lo, float hi,     \
                             int zero_point, CODE *out, uint64_t seed, int64_t index,          \
-                            int64_t index_step, ptrdiff_t *begin, ptrdiff_t *end)             \
+                            int64_t index_step, int stream, ptrdiff_t *begin,                 \
+                            ptrdiff_t *end)                                                   \
     {                                                                                         \
         LQ_QUANTIZE_SETUP;                                                                    \
         for (i = *begin; i < *end; i += 64) {                                                 \
@@ -193,14 +205,15 @@ LQ_VECTOR_INLINE __m512 lq_stochastic16(__m512 t, lq_draws *s)
                 line, _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i + 32, CODES)), 2);          \
             line = _mm512_inserti32x4(                                                        \
                 line, _mm512_cvtepi32_epi8(LQ_QUANTIZE16_AT(x + i + 48, CODES)), 3);          \
-            _mm512_stream_si512((void *)(out + i), line);                                     \
+            LQ_STORE_LINE(out + i, line, stream);                                             \
         }                                                                                     \
         return nan != 0;                                                                      \
     }
 #define LQ_DEFINE_QUANTIZE16(CODE, NAME, SUFFIX, CODES)                                       \
     static int NAME##SUFFIX(const float *x, ptrdiff_t n, float scale, float lo, float hi,     \
                             int zero_point, CODE *out, uint64_t seed, int64_t index,          \
-                            int64_t index_step, ptrdiff_t *begin, ptrdiff_t *end)             \
+                            int64_t index_step, int stream, ptrdiff_t *begin,                 \
+                            ptrdiff_t *end)                                                   \
     {                                                                                         \
         LQ_QUANTIZE_SETUP;                                                                    \
         for (i = *begin; i < *end; i += 32) {                                                 \
@@ -208,20 +221,20 @@ LQ_VECTOR_INLINE __m512 lq_stochastic16(__m512 t, lq_draws *s)
                 _mm512_cvtepi32_epi16(LQ_QUANTIZE16_AT(x + i, CODES)));                       \
             line = _mm512_inserti64x4(                                                        \
                 line, _mm512_cvtepi32_epi16(LQ_QUANTIZE16_AT(x + i + 16, CODES)), 1);         \
-            _mm512_stream_si512((void *)(out + i), line);                                     \
+            LQ_STORE_LINE(out + i, line, stream);                                             \
         }                                                                                     \
         return nan != 0;                                                                      \
     }
 /* One per code type, each dispatching to its kernels of every rounding mode. */
-#define LQ_DEFINE_STREAM_QUANTIZE(CODE, NAME, DEFINE)                                         \
+#define LQ_DEFINE_QUANTIZE_LINES(CODE, NAME, DEFINE)                                         \
     LQ_FOR_ROUNDING(DEFINE, CODE, NAME)                                                       \
     static inline int NAME(const float *x, ptrdiff_t n, float scale, float lo, float hi,      \
                            int zero_point, CODE *out, const lq_rounding *rounding,            \
-                           int64_t index, int64_t index_step, ptrdiff_t *begin,               \
+                           int64_t index, int64_t index_step, int stream, ptrdiff_t *begin,   \
                            ptrdiff_t *end)                                                    \
     {                                                                                         \
         LQ_BY_ROUNDING(rounding->mode, NAME, x, n, scale, lo, hi, zero_point, out,            \
-                       rounding->seed, index, index_step, begin, end)                         \
+                       rounding->seed, index, index_step, stream, begin, end)                 \
     }
 /* WIDEN loads 16 codes into 16 int32. */
 #define LQ_DEFINE_DEQUANTIZE(CODE, NAME, WIDEN)                                               \
@@ -400,10 +413,10 @@ LQ_DEFINE_DEQUANTIZE_EACH(uint8_t, lq_dequantize_each_u8, LQ_WIDEN_U8, LQ_MASK_W
 LQ_DEFINE_DEQUANTIZE_EACH(int8_t, lq_dequantize_each_i8, LQ_WIDEN_I8, LQ_MASK_WIDEN_I8)
 LQ_DEFINE_DEQUANTIZE_EACH(uint16_t, lq_dequantize_each_u16, LQ_WIDEN_U16, LQ_MASK_WIDEN_U16)
 LQ_DEFINE_DEQUANTIZE_EACH(int16_t, lq_dequantize_each_i16, LQ_WIDEN_I16, LQ_MASK_WIDEN_I16)
-LQ_DEFINE_STREAM_QUANTIZE(uint8_t, lq_stream_quantize_u8, LQ_DEFINE_QUANTIZE8)
-LQ_DEFINE_STREAM_QUANTIZE(int8_t, lq_stream_quantize_i8, LQ_DEFINE_QUANTIZE8)
-LQ_DEFINE_STREAM_QUANTIZE(uint16_t, lq_stream_quantize_u16, LQ_DEFINE_QUANTIZE16)
-LQ_DEFINE_STREAM_QUANTIZE(int16_t, lq_stream_quantize_i16, LQ_DEFINE_QUANTIZE16)
+LQ_DEFINE_QUANTIZE_LINES(uint8_t, lq_quantize_lines_u8, LQ_DEFINE_QUANTIZE8)
+LQ_DEFINE_QUANTIZE_LINES(int8_t, lq_quantize_lines_i8, LQ_DEFINE_QUANTIZE8)
+LQ_DEFINE_QUANTIZE_LINES(uint16_t, lq_quantize_lines_u16, LQ_DEFINE_QUANTIZE16)
+LQ_DEFINE_QUANTIZE_LINES(int16_t, lq_quantize_lines_i16, LQ_DEFINE_QUANTIZE16)
 LQ_DEFINE_DEQUANTIZE(uint8_t, lq_stream_dequantize_u8, LQ_WIDEN_U8)
 LQ_DEFINE_DEQUANTIZE(int8_t, lq_stream_dequantize_i8, LQ_WIDEN_I8)
 LQ_DEFINE_DEQUANTIZE(uint16_t, lq_stream_dequantize_u16, LQ_WIDEN_U16)

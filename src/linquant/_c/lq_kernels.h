@@ -16,9 +16,9 @@
 #include "lq_portable.h"
 
 /* One entry per family (parameters in its declaration, below or in the stubs):
- * lq_stream_quantize      per-tensor quantize of a run's whole aligned lines, non-temporally,
- *                         in every rounding mode; nonzero if one was NaN; [*begin, *end) is
- *                         what it did
+ * lq_quantize_lines       per-tensor quantize of a run's whole lines, in every rounding mode:
+ *                         streamed, its aligned lines, non-temporally; else its first
+ *                         lines; nonzero if one was NaN; [*begin, *end) is what it did
  * (the other quantize families round half to even: the Cython loops do the other modes)
  * lq_stream_dequantize    per-tensor dequantize, likewise; returns 0
  * lq_quantize_each        parameters that change along a run (per-axis, innermost; the
@@ -50,13 +50,13 @@
     }
 #define LQ_ENTRY static inline
 
-LQ_ENTRY int lq_stream_quantize(int code, const float *x, ptrdiff_t n, float scale, float lo,
-                                float hi, int zero_point, void *out,
-                                const lq_rounding *rounding, int64_t index,
-                                int64_t index_step, ptrdiff_t *begin, ptrdiff_t *end)
+LQ_ENTRY int lq_quantize_lines(int code, const float *x, ptrdiff_t n, float scale, float lo,
+                               float hi, int zero_point, void *out,
+                               const lq_rounding *rounding, int64_t index, int64_t index_step,
+                               int stream, ptrdiff_t *begin, ptrdiff_t *end)
 {
-    LQ_BY_CODE(code, lq_stream_quantize, , x, n, scale, lo, hi, zero_point, out, rounding,
-               index, index_step, begin, end)
+    LQ_BY_CODE(code, lq_quantize_lines, , x, n, scale, lo, hi, zero_point, out, rounding,
+               index, index_step, stream, begin, end)
 }
 LQ_ENTRY int lq_stream_dequantize(int code, const void *q, ptrdiff_t n, float scale,
                                   int zero_point, float *out, ptrdiff_t *begin, ptrdiff_t *end)
@@ -104,13 +104,14 @@ LQ_ENTRY int lq_block_dynamic(int code, const float *x, ptrdiff_t n, ptrdiff_t b
 }
 static inline void lq_stream_fence(void) { _mm_sfence(); }
 #else
-static inline int lq_stream_quantize(int code, const float *x, ptrdiff_t n, float scale,
-                                     float lo, float hi, int zero_point, void *out,
-                                     const lq_rounding *rounding, int64_t index,
-                                     int64_t index_step, ptrdiff_t *begin, ptrdiff_t *end)
+static inline int lq_quantize_lines(int code, const float *x, ptrdiff_t n, float scale,
+                                    float lo, float hi, int zero_point, void *out,
+                                    const lq_rounding *rounding, int64_t index,
+                                    int64_t index_step, int stream, ptrdiff_t *begin,
+                                    ptrdiff_t *end)
 {
     (void)code, (void)x, (void)n, (void)scale, (void)lo, (void)hi, (void)zero_point, (void)out;
-    (void)rounding, (void)index, (void)index_step;
+    (void)rounding, (void)index, (void)index_step, (void)stream;
     *begin = *end = 0;
     return 0;
 }
