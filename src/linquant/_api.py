@@ -142,9 +142,10 @@ def quantize_linear(
     """Quantize with given parameters, as ONNX QuantizeLinear (SPEC §2).
 
     ``q = saturate(rint(x / scale) + zero_point)``: true division in the working float, round
-    half to even, then the integer zero point, then saturation to the range of ``dtype``
-    (uint8, int8, uint16 or int16), narrowed to ``bits`` if given and, for signed codes, to
-    ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]`` with ``narrow_range=True``. ±inf saturate.
+    half to even (or by ``rounding``), then the integer zero point, then saturation to the
+    range of ``dtype`` (uint8, int8, uint16 or int16), narrowed to ``bits`` if given and, for
+    signed codes, to ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]`` with ``narrow_range=True``.
+    ±inf saturate.
     NaN raises ValueError unless ``nan="zero"``, which quantizes it as 0.0. With ``out=``
     the codes are written there (when NaN raises, ``out`` may already be partly written).
 
@@ -153,9 +154,21 @@ def quantize_linear(
     ``zero_point``). Per-block (opset 21): with ``block_size`` too, ``scale`` has ``x.shape``
     with ``x.shape[axis]`` replaced by ``ceil(x.shape[axis] / block_size)``.
 
+    ``rounding`` (SPEC §2.1) rounds ``x / scale`` otherwise: ``"half_away"``, ``"half_up"``
+    (ties toward +inf), ``"floor"``, ``"ceil"``, ``"trunc"``, or ``"stochastic"`` (up with
+    probability the fraction), which needs ``seed`` (an int from 0 to 2**64 - 1) and draws
+    each element's number from its flat index: the same codes on any backend, CPU and thread
+    count. For a piece of a larger array, ``position=(start, shape)`` says where it lies (the
+    box of an array of ``shape`` starting at ``start``), and the piece rounds as it would in
+    the whole array.
+
     >>> import numpy as np, linquant as lq
     >>> lq.quantize_linear(np.array([-1.0, 0.25, 0.5, 100.0], np.float32), 0.5, 10)
     array([  8,  10,  11, 210], dtype=uint8)
+    >>> lq.quantize_linear(np.array([-1.25, 1.25, 2.5]), 1.0, rounding="half_away", dtype="int8")
+    array([-1,  1,  3], dtype=int8)
+    >>> lq.quantize_linear(np.full(8, 0.25), 1.0, rounding="stochastic", seed=7)
+    array([0, 1, 0, 0, 0, 1, 0, 0], dtype=uint8)
     """
     arr = as_float_input(x)
     return quantize_given(

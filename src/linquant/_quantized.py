@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _checks, _rounding
 from ._api import dequantize_linear, dynamic_quantize
+from ._layout import as_float_input
 
 FLOAT32 = np.dtype(np.float32)
 
@@ -135,9 +136,10 @@ def quantize(
     (array([-4,  1,  7], dtype=int8), np.float64(0.5714285714285714), dtype('float64'))
     """
     arr = np.asarray(x)
+    values = as_float_input(arr)  # its TypeError before the rounding's ValueError
     checked_rounding = _rounding.rounding(rounding, seed, position, arr.shape)
     data, scale, zero_point = dynamic_quantize(
-        arr,
+        values,
         bits,
         scheme,
         include_zero=include_zero,
