@@ -117,17 +117,19 @@ LQ_VECTOR_INLINE void lq_draws_init(lq_draws *s, uint64_t seed, int64_t index,
     s->z[1] = _mm512_add_epi64(s->z[0], _mm512_set1_epi64((long long)(8u * gamma_step)));
     s->advance = _mm512_set1_epi64((long long)(16u * gamma_step));
 }
-LQ_VECTOR_INLINE __m512i lq_mix8(__m512i z)
+/* SplitMix64's mix but its last step, z ^ (z >> 31), which leaves the top 33 bits as they
+   are: the float32 comparison below reads only the top 24. */
+LQ_VECTOR_INLINE __m512i lq_premix8(__m512i z)
 {
     z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
                            _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ull));
-    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
-                           _mm512_set1_epi64((long long)0x94D049BB133111EBull));
-    return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+    return _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
+                              _mm512_set1_epi64((long long)0x94D049BB133111EBull));
 }
 /* The definition itself, for 8 lanes: U = mixed >> 11 < (t - floor) * 2**53 in float64. */
-LQ_VECTOR_INLINE __mmask8 lq_draw8(__m256 t, __m256 floor, __m512i mixed)
+LQ_VECTOR_INLINE __mmask8 lq_draw8(__m256 t, __m256 floor, __m512i premixed)
 {
+    __m512i mixed = _mm512_xor_si512(premixed, _mm512_srli_epi64(premixed, 31));
     __m512d fraction = _mm512_sub_pd(_mm512_cvtps_pd(t), _mm512_cvtps_pd(floor));
     __m512d draw = _mm512_cvtepu64_pd(_mm512_srli_epi64(mixed, 11));
     return _mm512_cmp_pd_mask(draw, _mm512_mul_pd(fraction, _mm512_set1_pd(0x1p53)),
@@ -135,13 +137,13 @@ LQ_VECTOR_INLINE __mmask8 lq_draw8(__m256 t, __m256 floor, __m512i mixed)
 }
 /* The definition for 16 lanes; a function of its own, so that the compiler keeps the branch
    to it (if-converted, the float64 lanes cost every vector their time). */
-static __attribute__((noinline)) __mmask16 lq_draw16(__m512 t, __m512 floor, __m512i mixed0,
-                                                     __m512i mixed1)
+static __attribute__((noinline)) __mmask16 lq_draw16(__m512 t, __m512 floor,
+                                                     __m512i premixed0, __m512i premixed1)
 {
     return (__mmask16)(lq_draw8(_mm512_castps512_ps256(t), _mm512_castps512_ps256(floor),
-                                mixed0) |
+                                premixed0) |
                        (unsigned)lq_draw8(_mm512_extractf32x8_ps(t, 1),
-                                          _mm512_extractf32x8_ps(floor, 1), mixed1)
+                                          _mm512_extractf32x8_ps(floor, 1), premixed1)
                            << 8);
 }
 /*
@@ -153,11 +155,11 @@ static __attribute__((noinline)) __mmask16 lq_draw16(__m512 t, __m512 floor, __m
 LQ_VECTOR_INLINE __m512 lq_stochastic16(__m512 t, lq_draws *s)
 {
     const __m512 floor = _mm512_roundscale_ps(t, LQ_ROUND_DOWN);
-    const __m512i mixed0 = lq_mix8(s->z[0]), mixed1 = lq_mix8(s->z[1]);
-    /* the high 32 bits of each 64-bit lane of mixed0, then of mixed1: elements in order */
+    const __m512i premixed0 = lq_premix8(s->z[0]), premixed1 = lq_premix8(s->z[1]);
+    /* the high 32 bits of each 64-bit lane of premixed0, then of premixed1: in order */
     const __m512i high = _mm512_permutex2var_epi32(
-        mixed0, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
-        mixed1);
+        premixed0, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
+        premixed1);
     const __m512 top = _mm512_cvtepi32_ps(_mm512_srli_epi32(high, 8));
     const __m512 fraction24 = _mm512_mul_ps(_mm512_sub_ps(t, floor), _mm512_set1_ps(0x1p24f));
     __mmask16 up = _mm512_cmp_ps_mask(top, fraction24, _CMP_LT_OQ);
@@ -165,7 +167,7 @@ LQ_VECTOR_INLINE __m512 lq_stochastic16(__m512 t, lq_draws *s)
         _mm512_cmp_ps_mask(_mm512_abs_ps(t), _mm512_set1_ps(0.5f), _CMP_LT_OQ) &
         _mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_NEQ_UQ);
     if (__builtin_expect(fine != 0, 0))
-        up = (__mmask16)((up & ~fine) | (lq_draw16(t, floor, mixed0, mixed1) & fine));
+        up = (__mmask16)((up & ~fine) | (lq_draw16(t, floor, premixed0, premixed1) & fine));
     s->z[0] = _mm512_add_epi64(s->z[0], s->advance);
     s->z[1] = _mm512_add_epi64(s->z[1], s->advance);
     return _mm512_mask_add_ps(floor, up, floor, _mm512_set1_ps(1.0f));
