@@ -63,17 +63,18 @@ cdef extern from "lq_kernels.h" nogil:  # the C kernels: _c/lq_kernels.h lists t
     int lq_quantize_each(int code, const float *x, Py_ssize_t x_row_step, Py_ssize_t rows,
                          Py_ssize_t n, const float *scale, const int32_t *zero_point,
                          Py_ssize_t zero_point_step, int qmin, int qmax, void *out,
-                         Py_ssize_t out_row_step, int stream)
+                         Py_ssize_t out_row_step, int stream, int rounding_mode)
     int lq_dequantize_each(int code, const void *q, Py_ssize_t n, const float *scale,
                            const int32_t *zero_point, Py_ssize_t zero_point_step, float *out,
                            int stream)
     int lq_quantize_blocks(int code, const float *x, Py_ssize_t n, Py_ssize_t block,
                            const float *scale, Py_ssize_t scale_step, const int32_t *zero_point,
-                           Py_ssize_t zero_point_step, int qmin, int qmax, void *out, int stream)
+                           Py_ssize_t zero_point_step, int qmin, int qmax, void *out, int stream,
+                           int rounding_mode)
     int lq_quantize_blocks_zcode(int code, const float *x, Py_ssize_t n, Py_ssize_t block,
                                  const float *scale, Py_ssize_t scale_step,
                                  const void *zero_point, Py_ssize_t zero_point_step, int qmin,
-                                 int qmax, void *out, int stream)
+                                 int qmax, void *out, int stream, int rounding_mode)
     int lq_block_dynamic(int code, const float *x, Py_ssize_t n, Py_ssize_t block, int bits,
                          int is_signed, int include_zero, int qmin, int qmax, float *scale,
                          Py_ssize_t scale_step, int32_t *zero_point, Py_ssize_t zero_point_step,
@@ -476,17 +477,17 @@ cdef inline int _quantize_each(
     int64_t index_step,
 ) noexcept nogil:
     # `rows` runs with the same parameters, which change at every element, fast form:
-    # contiguous float32 runs rounded half to even by lq_kernels.h's vector loop (AVX-512
-    # builds; runs with a NaN are redone wide), else the loops above, run by run.
+    # contiguous float32 runs by lq_kernels.h's vector loop (AVX-512 builds, deterministic
+    # rounding modes; runs with a NaN are redone wide), else the loops above, run by run.
     cdef int done = -1, nan_seen = 0
     cdef Py_ssize_t r
     if (
         floating is float and x_step == 1 and scale_step == 1 and out_step == 1
-        and (zero_point_step == 0 or zero_point_step == 1) and rounding.mode == LQ_HALF_EVEN
+        and (zero_point_step == 0 or zero_point_step == 1)
     ):
         done = lq_quantize_each(
             _code(out), x, x_row_step, rows, n, scale, zero_point, zero_point_step, <int>qmin,
-            <int>qmax, out, out_row_step, stream,
+            <int>qmax, out, out_row_step, stream, rounding.mode,
         )
     if done == 0:
         return 0
@@ -521,7 +522,9 @@ cdef inline int _quantize_run(
         )
     # Whole lines by lq_kernels.h where streamed, or where its conversions round a mode that
     # the loops below do in several instructions.
-    if x_step == 1 and out_step == 1 and (stream or rounding.mode != LQ_HALF_EVEN):
+    if x_step == 1 and out_step == 1 and (
+        stream or (rounding.mode != LQ_HALF_EVEN and n * <Py_ssize_t>sizeof(codes) >= 64)
+    ):
         return _quantize_row_lines(
             x, n, scale, lo, hi, zero_point, out, stream, rounding, index, index_step
         )
@@ -811,22 +814,23 @@ cdef inline int _quantize_blocks_vector(
     const floating *x, Py_ssize_t n, Py_ssize_t block,
     const floating *scale, Py_ssize_t scale_step,
     const block_zero_point *zero_point, Py_ssize_t zero_point_step,
-    int64_t qmin, int64_t qmax, codes *out, bint stream,
+    int64_t qmin, int64_t qmax, codes *out, bint stream, int rounding_mode,
 ) noexcept nogil:
     # Contiguous float32 runs of blocks by lq_kernels.h's vector loops (AVX-512 builds): 0 when
     # done, nonzero where the caller must do the run itself (a NaN, a zero point beyond the
-    # fast form, no such build, zero points neither int32 nor of the code type).
+    # fast form, stochastic rounding, no such build, zero points neither int32 nor of the code
+    # type).
     if floating is not float:
         return -1
     elif block_zero_point is int32_t:
         return lq_quantize_blocks(
             _code(out), x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax,
-            out, stream,
+            out, stream, rounding_mode,
         )
     elif _code(zero_point) == _code(out):  # zero points of the code type
         return lq_quantize_blocks_zcode(
             _code(out), x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax,
-            out, stream,
+            out, stream, rounding_mode,
         )
     else:
         return -1
@@ -840,12 +844,13 @@ cdef inline int _quantize_block_row(
     const lq_rounding *rounding, int64_t index, int64_t index_step,
 ) noexcept nogil:
     # A run of blocks along the axis, block b's parameters at b * step: the vector loops where
-    # they apply (rounding half to even), else block by block. Nonzero if it held a NaN.
+    # they apply, else block by block. Nonzero if it held a NaN.
     cdef Py_ssize_t a = 0, end
     cdef int nan_seen = 0
-    if x_step == 1 and out_step == 1 and rounding.mode == LQ_HALF_EVEN and (
+    if x_step == 1 and out_step == 1 and (
         _quantize_blocks_vector(
-            x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, stream
+            x, n, block, scale, scale_step, zero_point, zero_point_step, qmin, qmax, out, stream,
+            rounding.mode,
         ) == 0
     ):
         return 0

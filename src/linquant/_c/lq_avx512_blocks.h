@@ -69,35 +69,39 @@ LQ_VECTOR_INLINE lq_block_vectors lq_broadcast(float scale, int zero_point, int 
     v.zero_point = _mm512_set1_epi32(zero_point);
     return v;
 }
-#define LQ_QUANTIZE_BLOCK16(v, p) lq_quantize16(p, v.scale, v.lo, v.hi, v.zero_point, &nan)
-/* Quantize a block of n values with the parameters p; nonzero if one was NaN. */
-#define LQ_DEFINE_QUANTIZE_BLOCK(CODE, NAME, STORE, STREAM, MASK_STORE)                       \
-    LQ_VECTOR_INLINE int NAME(const float *x, ptrdiff_t n, lq_block_vectors p, CODE *out,     \
-                           int stream)                                                        \
+/* The deterministic rounding modes' codes (lq_avx512_tensor.h): no draws. */
+#define LQ_QUANTIZE_BLOCK16(v, p, CODES)                                                      \
+    LQ_QUANTIZE16_ROUNDED(p, v.scale, v.lo, v.hi, v.zero_point, &nan, CODES, NULL)
+/* Quantize a block of n values with the parameters p; nonzero if one was NaN. One per code
+   type and deterministic rounding mode: lq_quantize_block_u8_half_even, ... */
+#define LQ_DEFINE_QUANTIZE_BLOCK(CODE, S, STORE, STREAM, MASK_STORE, SUFFIX, CODES)           \
+    LQ_VECTOR_INLINE int lq_quantize_block_##S##SUFFIX(const float *x, ptrdiff_t n,           \
+                                                       lq_block_vectors p, CODE *out,         \
+                                                       int stream)                            \
     {                                                                                         \
         __mmask16 nan = 0;                                                                    \
         ptrdiff_t i = 0;                                                                      \
         if (stream)                                                                           \
             for (; i + 16 <= n; i += 16)                                                      \
-                STREAM(out + i, LQ_QUANTIZE_BLOCK16(p, _mm512_loadu_ps(x + i)));              \
+                STREAM(out + i, LQ_QUANTIZE_BLOCK16(p, _mm512_loadu_ps(x + i), CODES));       \
         else                                                                                  \
             for (; i + 16 <= n; i += 16)                                                      \
-                STORE(out + i, LQ_QUANTIZE_BLOCK16(p, _mm512_loadu_ps(x + i)));               \
+                STORE(out + i, LQ_QUANTIZE_BLOCK16(p, _mm512_loadu_ps(x + i), CODES));        \
         if (i < n) {                                                                          \
             __mmask16 m = lq_first(n - i);                                                    \
             __m512 v = _mm512_maskz_loadu_ps(m, x + i);                                       \
-            MASK_STORE(out + i, m, LQ_QUANTIZE_BLOCK16(p, v));                                \
+            MASK_STORE(out + i, m, LQ_QUANTIZE_BLOCK16(p, v, CODES));                         \
         }                                                                                     \
         return nan != 0;                                                                      \
     }
-LQ_DEFINE_QUANTIZE_BLOCK(uint8_t, lq_quantize_block_u8, LQ_STORE_U8, LQ_STREAM_U8,
-                         LQ_MASK_STORE_U8)
-LQ_DEFINE_QUANTIZE_BLOCK(int8_t, lq_quantize_block_i8, LQ_STORE_U8, LQ_STREAM_U8,
-                         LQ_MASK_STORE_U8)
-LQ_DEFINE_QUANTIZE_BLOCK(uint16_t, lq_quantize_block_u16, LQ_STORE_U16, LQ_STREAM_U16,
-                         LQ_MASK_STORE_U16)
-LQ_DEFINE_QUANTIZE_BLOCK(int16_t, lq_quantize_block_i16, LQ_STORE_U16, LQ_STREAM_U16,
-                         LQ_MASK_STORE_U16)
+LQ_FOR_DETERMINISTIC(LQ_DEFINE_QUANTIZE_BLOCK, uint8_t, u8, LQ_STORE_U8, LQ_STREAM_U8,
+                     LQ_MASK_STORE_U8)
+LQ_FOR_DETERMINISTIC(LQ_DEFINE_QUANTIZE_BLOCK, int8_t, i8, LQ_STORE_U8, LQ_STREAM_U8,
+                     LQ_MASK_STORE_U8)
+LQ_FOR_DETERMINISTIC(LQ_DEFINE_QUANTIZE_BLOCK, uint16_t, u16, LQ_STORE_U16, LQ_STREAM_U16,
+                     LQ_MASK_STORE_U16)
+LQ_FOR_DETERMINISTIC(LQ_DEFINE_QUANTIZE_BLOCK, int16_t, i16, LQ_STORE_U16, LQ_STREAM_U16,
+                     LQ_MASK_STORE_U16)
 
 /*
  * Given parameters: blocks of `block` values along a run of n, block b with scale[b * step]
@@ -123,8 +127,12 @@ LQ_DEFINE_QUANTIZE_BLOCK(int16_t, lq_quantize_block_i16, LQ_STORE_U16, LQ_STREAM
         }                                                                                     \
         return nan;                                                                           \
     }
-#define LQ_BLOCKS_ANY(CODE, ZP, S, N, L)                                                      \
-    LQ_DEFINE_QUANTIZE_BLOCKS(CODE, ZP, lq_quantize_blocks_any_##N, lq_quantize_block_##S)
+/* lq_quantize_blocks_any_<N><mode suffix> for each deterministic rounding mode: other modes
+   than half to even take these for every block size. */
+#define LQ_BLOCKS_ANY_MODE(CODE, ZP, S, N, SUFFIX, CODES)                                     \
+    LQ_DEFINE_QUANTIZE_BLOCKS(CODE, ZP, lq_quantize_blocks_any_##N##SUFFIX,                   \
+                              lq_quantize_block_##S##SUFFIX)
+#define LQ_BLOCKS_ANY(CODE, ZP, S, N, L) LQ_FOR_DETERMINISTIC(LQ_BLOCKS_ANY_MODE, CODE, ZP, S, N)
 LQ_FOR_BLOCK_KERNELS(LQ_BLOCKS_ANY)
 
 /*
@@ -369,8 +377,10 @@ LQ_VECTOR_INLINE int lq_block_params16(__m512 lo, __m512 hi, __mmask16 valid, in
         return 0;                                                                             \
     }
 #define LQ_BLOCK_DYNAMIC_ANY(CODE, CODE_MIN, CODE_MAX, S, LINE)                              \
-    LQ_DEFINE_ONE_BLOCK_GROUPS(CODE, lq_one_block_groups_##S, lq_quantize_block_##S)          \
-    LQ_DEFINE_BLOCK_DYNAMIC(CODE, lq_block_dynamic_any_##S, lq_quantize_block_##S,            \
+    LQ_DEFINE_ONE_BLOCK_GROUPS(CODE, lq_one_block_groups_##S,                                \
+                               lq_quantize_block_##S##_half_even)                             \
+    LQ_DEFINE_BLOCK_DYNAMIC(CODE, lq_block_dynamic_any_##S,                                   \
+                            lq_quantize_block_##S##_half_even,                                \
                             lq_one_block_groups_##S)
 LQ_FOR_CODE_TYPES(LQ_BLOCK_DYNAMIC_ANY)
 
@@ -685,7 +695,7 @@ LQ_FOR_CODE_TYPES(LQ_DYNAMIC_GROUPS)
     }
 #define LQ_BLOCKS_RUN(CODE, ZP, S, N, L)                                                      \
     LQ_DEFINE_QUANTIZE_BLOCKS_RUN(CODE, ZP, lq_quantize_blocks_##N, lq_given_groups_##N,      \
-                                  lq_quantize_blocks_any_##N)
+                                  lq_quantize_blocks_any_##N##_half_even)
 LQ_FOR_BLOCK_KERNELS(LQ_BLOCKS_RUN)
 #define LQ_DEFINE_BLOCK_DYNAMIC_RUN(CODE, NAME, GROUPS, ANY)                                  \
     LQ_ROW_KERNEL int NAME(const float *x, ptrdiff_t n, ptrdiff_t block, int bits,            \

@@ -79,14 +79,16 @@ LQ_VECTOR_INLINE __m512i lq_quantize16(__m512 x, __m512 scale, __m512 lo, __m512
 #define LQ_CODES_HALF_AWAY(t, draws)                                                          \
     _mm512_cvttps_epi32(_mm512_add_round_ps(t, LQ_HALF_WITH_SIGN(t), LQ_ROUND_ZERO))
 #define LQ_CODES_STOCHASTIC(t, draws) _mm512_cvtps_epi32(lq_stochastic16(t, draws))
-/* The modes, for the kernels defined once per mode: X(NAME_SUFFIX, MODE, CODES). */
-#define LQ_FOR_ROUNDING(X, ...)                                                               \
+/* The modes, for kernels defined once per mode: X(..., name suffix, CODES) for each. */
+#define LQ_FOR_DETERMINISTIC(X, ...)                                                          \
     X(__VA_ARGS__, _half_even, LQ_CODES_HALF_EVEN)                                            \
     X(__VA_ARGS__, _half_away, LQ_CODES_HALF_AWAY)                                            \
     X(__VA_ARGS__, _half_up, LQ_CODES_HALF_UP)                                                \
     X(__VA_ARGS__, _floor, LQ_CODES_FLOOR)                                                    \
     X(__VA_ARGS__, _ceil, LQ_CODES_CEIL)                                                      \
-    X(__VA_ARGS__, _trunc, LQ_CODES_TRUNC)                                                    \
+    X(__VA_ARGS__, _trunc, LQ_CODES_TRUNC)
+#define LQ_FOR_ROUNDING(X, ...)                                                               \
+    LQ_FOR_DETERMINISTIC(X, __VA_ARGS__)                                                      \
     X(__VA_ARGS__, _stochastic, LQ_CODES_STOCHASTIC)
 /* return NAME<mode suffix>(...) for the rounding mode `mode`. */
 #define LQ_BY_ROUNDING(mode, NAME, ...)                                                       \
@@ -317,11 +319,11 @@ LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
  * aligned): lines of 16-code pieces from several runs at once would leave the write-combining
  * buffers partly filled. The rest of each run, after its last whole line, 16 codes at a time.
  */
-#define LQ_DEFINE_QUANTIZE_EACH(CODE, NAME, LINE, MASK_STORE)                                 \
-    LQ_ROW_KERNEL int NAME(const float *x, ptrdiff_t x_row_step, ptrdiff_t rows, ptrdiff_t n, \
-                           const float *scale, const int32_t *zero_point,                     \
-                           ptrdiff_t zero_point_step, int qmin, int qmax, CODE *out,          \
-                           ptrdiff_t out_row_step, int stream)                                \
+#define LQ_DEFINE_QUANTIZE_EACH(CODE, S, LINE, MASK_STORE, SUFFIX, CODES)                    \
+    LQ_ROW_KERNEL int lq_quantize_each_##S##SUFFIX(                                           \
+        const float *x, ptrdiff_t x_row_step, ptrdiff_t rows, ptrdiff_t n, const float *scale, \
+        const int32_t *zero_point, ptrdiff_t zero_point_step, int qmin, int qmax, CODE *out,  \
+        ptrdiff_t out_row_step, int stream)                                                   \
     {                                                                                         \
         enum { PER_LINE = 64 / (16 * (int)sizeof(CODE)) };                                    \
         __m512i z[PER_LINE], v[PER_LINE];                                                     \
@@ -349,8 +351,8 @@ LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
                     if (rows == 1)                                                            \
                         _mm_prefetch((const char *)(p + 16 * k) + LQ_EACH_PREFETCH,           \
                                      _MM_HINT_NTA);                                           \
-                    v[k] = lq_quantize16(_mm512_loadu_ps(p + 16 * k), s[k], lo[k], hi[k],     \
-                                         z[k], &nan);                                         \
+                    v[k] = LQ_QUANTIZE16_ROUNDED(_mm512_loadu_ps(p + 16 * k), s[k], lo[k],    \
+                                                 hi[k], z[k], &nan, CODES, NULL);             \
                 }                                                                             \
                 LQ_STORE_LINE(out + r * out_row_step + i, LINE(v), stream);                   \
             }                                                                                 \
@@ -363,8 +365,8 @@ LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
             }                                                                                 \
             s[0] = _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, scale + i);                  \
             for (r = 0; r < rows; r++) {                                                      \
-                v[0] = lq_quantize16(_mm512_maskz_loadu_ps(m, x + r * x_row_step + i), s[0],  \
-                                     lo[0], hi[0], z[0], &nan);                               \
+                v[0] = LQ_QUANTIZE16_ROUNDED(_mm512_maskz_loadu_ps(m, x + r * x_row_step + i), \
+                                             s[0], lo[0], hi[0], z[0], &nan, CODES, NULL);    \
                 MASK_STORE(out + r * out_row_step + i, m, v[0]);                              \
             }                                                                                 \
         }                                                                                     \
@@ -407,10 +409,11 @@ LQ_VECTOR_INLINE __m512i lq_line16(__m512i packed)
 #define LQ_MASK_WIDEN_I8(m, p) _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p))
 #define LQ_MASK_WIDEN_U16(m, p) _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p))
 #define LQ_MASK_WIDEN_I16(m, p) _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(m, p))
-LQ_DEFINE_QUANTIZE_EACH(uint8_t, lq_quantize_each_u8, LQ_LINE_U8, LQ_MASK_STORE_U8)
-LQ_DEFINE_QUANTIZE_EACH(int8_t, lq_quantize_each_i8, LQ_LINE_I8, LQ_MASK_STORE_U8)
-LQ_DEFINE_QUANTIZE_EACH(uint16_t, lq_quantize_each_u16, LQ_LINE_U16, LQ_MASK_STORE_U16)
-LQ_DEFINE_QUANTIZE_EACH(int16_t, lq_quantize_each_i16, LQ_LINE_I16, LQ_MASK_STORE_U16)
+/* One per code type and deterministic rounding mode: lq_quantize_each_u8_half_even, ... */
+LQ_FOR_DETERMINISTIC(LQ_DEFINE_QUANTIZE_EACH, uint8_t, u8, LQ_LINE_U8, LQ_MASK_STORE_U8)
+LQ_FOR_DETERMINISTIC(LQ_DEFINE_QUANTIZE_EACH, int8_t, i8, LQ_LINE_I8, LQ_MASK_STORE_U8)
+LQ_FOR_DETERMINISTIC(LQ_DEFINE_QUANTIZE_EACH, uint16_t, u16, LQ_LINE_U16, LQ_MASK_STORE_U16)
+LQ_FOR_DETERMINISTIC(LQ_DEFINE_QUANTIZE_EACH, int16_t, i16, LQ_LINE_I16, LQ_MASK_STORE_U16)
 LQ_DEFINE_DEQUANTIZE_EACH(uint8_t, lq_dequantize_each_u8, LQ_WIDEN_U8, LQ_MASK_WIDEN_U8)
 LQ_DEFINE_DEQUANTIZE_EACH(int8_t, lq_dequantize_each_i8, LQ_WIDEN_I8, LQ_MASK_WIDEN_I8)
 LQ_DEFINE_DEQUANTIZE_EACH(uint16_t, lq_dequantize_each_u16, LQ_WIDEN_U16, LQ_MASK_WIDEN_U16)

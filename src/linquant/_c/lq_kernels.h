@@ -19,14 +19,16 @@
  * lq_quantize_lines       per-tensor quantize of a run's whole lines, in every rounding mode:
  *                         streamed, its aligned lines, non-temporally; else its first
  *                         lines; nonzero if one was NaN; [*begin, *end) is what it did
- * (the other quantize families round half to even: the Cython loops do the other modes)
+ * (stochastic rounding: lq_quantize_lines alone; lq_block_dynamic rounds half to even
+ * only: the Cython loops do the other modes)
  * lq_stream_dequantize    per-tensor dequantize, likewise; returns 0
  * lq_quantize_each        parameters that change along a run (per-axis, innermost; the
  *                         rows of a block across rows), for up to LQ_EACH_ROWS runs that
- *                         share them: 0, 1 (a NaN), -1
+ *                         share them, in the deterministic rounding modes: 0, 1 (a NaN), -1
  * lq_dequantize_each      likewise; 0, or -1 (not done)
- * lq_quantize_blocks      given per-block parameters, int32 zero points: 0, 1 (a NaN), -1
- *                         (a zero point beyond the fast form, or not done)
+ * lq_quantize_blocks      given per-block parameters, int32 zero points, in the deterministic
+ *                         rounding modes: 0, 1 (a NaN), -1 (a zero point beyond the fast
+ *                         form, stochastic rounding, or not done)
  * lq_quantize_blocks_zcode    the same with zero points of the code type, read in place
  * lq_block_dynamic        dynamic blocks, parameters out: 0 done, else not done
  * lq_stream_fence         orders the non-temporal stores before the results are used
@@ -40,6 +42,17 @@
 #include "lq_avx512_blocks.h"
 #include "lq_avx512_tensor.h"
 
+/* return NAME_<code><SUFFIX><mode suffix>(...) for the code type `code` and a deterministic
+   rounding mode other than half to even; -1 (not done) for stochastic rounding. */
+#define LQ_BY_OTHER_DETERMINISTIC(mode, code, NAME, SUFFIX, ...)                              \
+    switch (mode) {                                                                           \
+    case LQ_HALF_AWAY: LQ_BY_CODE(code, NAME, SUFFIX##_half_away, __VA_ARGS__)                \
+    case LQ_HALF_UP: LQ_BY_CODE(code, NAME, SUFFIX##_half_up, __VA_ARGS__)                    \
+    case LQ_FLOOR: LQ_BY_CODE(code, NAME, SUFFIX##_floor, __VA_ARGS__)                        \
+    case LQ_CEIL: LQ_BY_CODE(code, NAME, SUFFIX##_ceil, __VA_ARGS__)                          \
+    case LQ_TRUNC: LQ_BY_CODE(code, NAME, SUFFIX##_trunc, __VA_ARGS__)                        \
+    default: return -1;                                                                       \
+    }
 /* return NAME_<code><SUFFIX>(...) for the code type `code`. */
 #define LQ_BY_CODE(code, NAME, SUFFIX, ...)                                                   \
     switch (code) {                                                                           \
@@ -66,10 +79,15 @@ LQ_ENTRY int lq_stream_dequantize(int code, const void *q, ptrdiff_t n, float sc
 LQ_ENTRY int lq_quantize_each(int code, const float *x, ptrdiff_t x_row_step, ptrdiff_t rows,
                               ptrdiff_t n, const float *scale, const int32_t *zero_point,
                               ptrdiff_t zero_point_step, int qmin, int qmax, void *out,
-                              ptrdiff_t out_row_step, int stream)
+                              ptrdiff_t out_row_step, int stream, int rounding_mode)
 {
-    LQ_BY_CODE(code, lq_quantize_each, , x, x_row_step, rows, n, scale, zero_point,
-               zero_point_step, qmin, qmax, out, out_row_step, stream)
+    if (rounding_mode == LQ_HALF_EVEN) {
+        LQ_BY_CODE(code, lq_quantize_each, _half_even, x, x_row_step, rows, n, scale,
+                   zero_point, zero_point_step, qmin, qmax, out, out_row_step, stream)
+    }
+    LQ_BY_OTHER_DETERMINISTIC(rounding_mode, code, lq_quantize_each, , x, x_row_step, rows, n,
+                              scale, zero_point, zero_point_step, qmin, qmax, out,
+                              out_row_step, stream)
 }
 LQ_ENTRY int lq_dequantize_each(int code, const void *q, ptrdiff_t n, const float *scale,
                                 const int32_t *zero_point, ptrdiff_t zero_point_step,
@@ -78,21 +96,32 @@ LQ_ENTRY int lq_dequantize_each(int code, const void *q, ptrdiff_t n, const floa
     LQ_BY_CODE(code, lq_dequantize_each, , q, n, scale, zero_point, zero_point_step, out,
                stream)
 }
+/* Half to even by the groups of 16 blocks; other modes block by block. */
 LQ_ENTRY int lq_quantize_blocks(int code, const float *x, ptrdiff_t n, ptrdiff_t block,
                                 const float *scale, ptrdiff_t scale_step,
                                 const int32_t *zero_point, ptrdiff_t zero_point_step, int qmin,
-                                int qmax, void *out, int stream)
+                                int qmax, void *out, int stream, int rounding_mode)
 {
-    LQ_BY_CODE(code, lq_quantize_blocks, , x, n, block, scale, scale_step, zero_point,
-               zero_point_step, qmin, qmax, out, stream)
+    if (rounding_mode == LQ_HALF_EVEN) {
+        LQ_BY_CODE(code, lq_quantize_blocks, , x, n, block, scale, scale_step, zero_point,
+                   zero_point_step, qmin, qmax, out, stream)
+    }
+    LQ_BY_OTHER_DETERMINISTIC(rounding_mode, code, lq_quantize_blocks_any, , x, n, block, scale,
+                              scale_step, zero_point, zero_point_step, qmin, qmax, out, stream)
 }
 LQ_ENTRY int lq_quantize_blocks_zcode(int code, const float *x, ptrdiff_t n, ptrdiff_t block,
                                       const float *scale, ptrdiff_t scale_step,
                                       const void *zero_point, ptrdiff_t zero_point_step,
-                                      int qmin, int qmax, void *out, int stream)
+                                      int qmin, int qmax, void *out, int stream,
+                                      int rounding_mode)
 {
-    LQ_BY_CODE(code, lq_quantize_blocks, _zcode, x, n, block, scale, scale_step, zero_point,
-               zero_point_step, qmin, qmax, out, stream)
+    if (rounding_mode == LQ_HALF_EVEN) {
+        LQ_BY_CODE(code, lq_quantize_blocks, _zcode, x, n, block, scale, scale_step, zero_point,
+                   zero_point_step, qmin, qmax, out, stream)
+    }
+    LQ_BY_OTHER_DETERMINISTIC(rounding_mode, code, lq_quantize_blocks_any, _zcode, x, n, block,
+                              scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
+                              stream)
 }
 LQ_ENTRY int lq_block_dynamic(int code, const float *x, ptrdiff_t n, ptrdiff_t block, int bits,
                               int is_signed, int include_zero, int qmin, int qmax, float *scale,
@@ -127,10 +156,11 @@ static inline int lq_quantize_each(int code, const float *x, ptrdiff_t x_row_ste
                                    ptrdiff_t rows, ptrdiff_t n, const float *scale,
                                    const int32_t *zero_point, ptrdiff_t zero_point_step,
                                    int qmin, int qmax, void *out, ptrdiff_t out_row_step,
-                                   int stream)
+                                   int stream, int rounding_mode)
 {
     (void)code, (void)x, (void)x_row_step, (void)rows, (void)n, (void)scale, (void)zero_point;
     (void)zero_point_step, (void)qmin, (void)qmax, (void)out, (void)out_row_step, (void)stream;
+    (void)rounding_mode;
     return -1;
 }
 static inline int lq_dequantize_each(int code, const void *q, ptrdiff_t n, const float *scale,
@@ -144,20 +174,21 @@ static inline int lq_dequantize_each(int code, const void *q, ptrdiff_t n, const
 static inline int lq_quantize_blocks(int code, const float *x, ptrdiff_t n, ptrdiff_t block,
                                      const float *scale, ptrdiff_t scale_step,
                                      const int32_t *zero_point, ptrdiff_t zero_point_step,
-                                     int qmin, int qmax, void *out, int stream)
+                                     int qmin, int qmax, void *out, int stream,
+                                     int rounding_mode)
 {
     (void)code, (void)x, (void)n, (void)block, (void)scale, (void)scale_step, (void)zero_point;
-    (void)zero_point_step, (void)qmin, (void)qmax, (void)out, (void)stream;
+    (void)zero_point_step, (void)qmin, (void)qmax, (void)out, (void)stream, (void)rounding_mode;
     return -1;
 }
 static inline int lq_quantize_blocks_zcode(int code, const float *x, ptrdiff_t n,
                                            ptrdiff_t block, const float *scale,
                                            ptrdiff_t scale_step, const void *zero_point,
                                            ptrdiff_t zero_point_step, int qmin, int qmax,
-                                           void *out, int stream)
+                                           void *out, int stream, int rounding_mode)
 {
     (void)code, (void)x, (void)n, (void)block, (void)scale, (void)scale_step, (void)zero_point;
-    (void)zero_point_step, (void)qmin, (void)qmax, (void)out, (void)stream;
+    (void)zero_point_step, (void)qmin, (void)qmax, (void)out, (void)stream, (void)rounding_mode;
     return -1;
 }
 static inline int lq_block_dynamic(int code, const float *x, ptrdiff_t n, ptrdiff_t block,
