@@ -711,6 +711,39 @@ def test_quantize_rounds_its_codes_by_the_mode(mode: str, data: st.DataObject) -
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("shape", "grouping"),
+    [
+        ((3, 16 * 40), {"axis": -1, "block_size": 16}),  # whole groups of 16 blocks
+        ((2, 32 * 17 + 5), {"axis": -1, "block_size": 32}),  # and a partial group
+        ((2, 2 * 3000 + 7), {"axis": -1, "block_size": 3000}),  # one block a group, pipelined
+        ((5, 700), {"axis": 0}),  # channels that are runs
+        ((300, 40), {"axis": 1}),  # per column
+    ],
+    ids=["blocks of 16", "blocks of 32", "blocks of 3000", "rows", "columns"],
+)
+def test_dynamic_groups_round_by_the_mode_in_every_kernel(
+    mode: str, shape: tuple[int, ...], grouping: dict[str, int]
+) -> None:
+    # Rows long enough for the compiled backend's vector kernels of dynamic blocks and
+    # channels (groups of 16 blocks, blocks pipelined one at a time): every mode, every level.
+    rng = np.random.default_rng(len(mode) * 1000 + shape[-1])
+    x = (rng.standard_normal(shape) * 20).astype(np.float32)
+    x.flat[::7] = np.round(x.flat[::7] * 2) / 2  # ties, wherever a scale makes them exact
+    seed = {"seed": 11} if mode == "stochastic" else {}
+    expected = None
+    for config in CONFIGS:
+        with using(config):
+            qa = lq.quantize(x, 6, rounding=mode, **grouping, **seed)
+        if expected is None:
+            expected = reference(
+                x, qa.scale, qa.zero_point, qmin=0, qmax=63, mode=mode, seed=seed.get("seed", 0),
+                axis=grouping["axis"], block_size=grouping.get("block_size"),
+            )  # fmt: skip
+        assert_codes(qa.data, expected, np.dtype(np.uint8), config)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_nan_raises_in_every_mode_unless_nan_zero(mode: str) -> None:
     x = np.array([[1.25, np.nan], [2.5, -0.75]], np.float32)
     seed = 7 if mode == "stochastic" else None

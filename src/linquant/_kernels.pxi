@@ -78,7 +78,7 @@ cdef extern from "lq_kernels.h" nogil:  # the C kernels: _c/lq_kernels.h lists t
     int lq_block_dynamic(int code, const float *x, Py_ssize_t n, Py_ssize_t block, int bits,
                          int is_signed, int include_zero, int qmin, int qmax, float *scale,
                          Py_ssize_t scale_step, int32_t *zero_point, Py_ssize_t zero_point_step,
-                         void *out, int stream)
+                         void *out, int stream, int rounding_mode)
 
 ctypedef fused codes:
     uint8_t
@@ -1122,14 +1122,15 @@ cdef inline int _block_dynamic_vector(
     const floating *x, Py_ssize_t n, Py_ssize_t block, int bits, bint signed,
     bint include_zero, int64_t qmin, int64_t qmax, floating *scale, Py_ssize_t scale_step,
     int32_t *zero_point, Py_ssize_t zero_point_step, codes *out, bint stream,
+    int rounding_mode,
 ) noexcept nogil:
     # A contiguous float32 row by lq_kernels.h's vector loops (AVX-512 builds), 16 blocks'
     # SPEC §4 at once: 0 when done, nonzero where the caller must do the row itself (a NaN,
-    # parameters that raise or leave the fast form, no such build).
+    # parameters that raise or leave the fast form, stochastic rounding, no such build).
     if floating is float:
         return lq_block_dynamic(
             _code(out), x, n, block, bits, signed, include_zero, qmin, qmax, scale, scale_step,
-            zero_point, zero_point_step, out, stream,
+            zero_point, zero_point_step, out, stream, rounding_mode,
         )
     else:
         return -1
@@ -1178,14 +1179,10 @@ def block_dynamic_quantize(
     _rounding_of(&rounding, rounding_mode, seed, index, 2, at)
     with nogil:
         for o in range(x.shape[0]):
-            # lq_kernels.h's vector loops round half to even; the loop below, every mode.
-            if (
-                x_step == 1 and out_step == 1 and n and rounding_mode == LQ_HALF_EVEN
-                and _block_dynamic_vector(
-                    &x[o, 0], n, block, bits, signed, include_zero, qmin, qmax, &scale[o, 0],
-                    scale_step, &zero_point[o, 0], zero_point_step, &out[o, 0], stream,
-                ) == 0
-            ):
+            if x_step == 1 and out_step == 1 and n and _block_dynamic_vector(
+                &x[o, 0], n, block, bits, signed, include_zero, qmin, qmax, &scale[o, 0],
+                scale_step, &zero_point[o, 0], zero_point_step, &out[o, 0], stream, rounding_mode,
+            ) == 0:
                 continue
             a = b = 0
             while a < n and done:

@@ -376,12 +376,15 @@ LQ_VECTOR_INLINE int lq_block_params16(__m512 lo, __m512 hi, __mmask16 valid, in
         }                                                                                     \
         return 0;                                                                             \
     }
+/* lq_block_dynamic_any_<S><mode suffix> for each deterministic rounding mode: other modes
+   than half to even take these for every block size. */
+#define LQ_BLOCK_DYNAMIC_ANY_MODE(CODE, S, SUFFIX, CODES)                                     \
+    LQ_DEFINE_ONE_BLOCK_GROUPS(CODE, lq_one_block_groups_##S##SUFFIX,                         \
+                               lq_quantize_block_##S##SUFFIX)                                 \
+    LQ_DEFINE_BLOCK_DYNAMIC(CODE, lq_block_dynamic_any_##S##SUFFIX,                           \
+                            lq_quantize_block_##S##SUFFIX, lq_one_block_groups_##S##SUFFIX)
 #define LQ_BLOCK_DYNAMIC_ANY(CODE, CODE_MIN, CODE_MAX, S, LINE)                              \
-    LQ_DEFINE_ONE_BLOCK_GROUPS(CODE, lq_one_block_groups_##S,                                \
-                               lq_quantize_block_##S##_half_even)                             \
-    LQ_DEFINE_BLOCK_DYNAMIC(CODE, lq_block_dynamic_any_##S,                                   \
-                            lq_quantize_block_##S##_half_even,                                \
-                            lq_one_block_groups_##S)
+    LQ_FOR_DETERMINISTIC(LQ_BLOCK_DYNAMIC_ANY_MODE, CODE, S)
 LQ_FOR_CODE_TYPES(LQ_BLOCK_DYNAMIC_ANY)
 
 /*
@@ -718,7 +721,7 @@ LQ_FOR_BLOCK_KERNELS(LQ_BLOCKS_RUN)
     }
 #define LQ_BLOCK_DYNAMIC_RUN(CODE, CODE_MIN, CODE_MAX, S, LINE)                              \
     LQ_DEFINE_BLOCK_DYNAMIC_RUN(CODE, lq_block_dynamic_##S, lq_dynamic_groups_##S,           \
-                                lq_block_dynamic_any_##S)
+                                lq_block_dynamic_any_##S##_half_even)
 LQ_FOR_CODE_TYPES(LQ_BLOCK_DYNAMIC_RUN)
 
 #endif /* LINQUANT_LQ_AVX512_BLOCKS_H */

@@ -19,8 +19,8 @@
  * lq_quantize_lines       per-tensor quantize of a run's whole lines, in every rounding mode:
  *                         streamed, its aligned lines, non-temporally; else its first
  *                         lines; nonzero if one was NaN; [*begin, *end) is what it did
- * (stochastic rounding: lq_quantize_lines alone; lq_block_dynamic rounds half to even
- * only: the Cython loops do the other modes)
+ * (every family but the dequantize ones in the deterministic rounding modes, and
+ * lq_quantize_lines in stochastic rounding too: the Cython loops do the rest)
  * lq_stream_dequantize    per-tensor dequantize, likewise; returns 0
  * lq_quantize_each        parameters that change along a run (per-axis, innermost; the
  *                         rows of a block across rows), for up to LQ_EACH_ROWS runs that
@@ -30,7 +30,8 @@
  *                         rounding modes: 0, 1 (a NaN), -1 (a zero point beyond the fast
  *                         form, stochastic rounding, or not done)
  * lq_quantize_blocks_zcode    the same with zero points of the code type, read in place
- * lq_block_dynamic        dynamic blocks, parameters out: 0 done, else not done
+ * lq_block_dynamic        dynamic blocks, parameters out, in the deterministic rounding
+ *                         modes: 0 done, else not done
  * lq_stream_fence         orders the non-temporal stores before the results are used
  */
 /* Runs given to one lq_quantize_each call by the Cython loops: loading the shared parameters
@@ -123,13 +124,20 @@ LQ_ENTRY int lq_quantize_blocks_zcode(int code, const float *x, ptrdiff_t n, ptr
                               scale, scale_step, zero_point, zero_point_step, qmin, qmax, out,
                               stream)
 }
+/* Half to even by the groups of 16 blocks; other modes block by block. */
 LQ_ENTRY int lq_block_dynamic(int code, const float *x, ptrdiff_t n, ptrdiff_t block, int bits,
                               int is_signed, int include_zero, int qmin, int qmax, float *scale,
                               ptrdiff_t scale_step, int32_t *zero_point,
-                              ptrdiff_t zero_point_step, void *out, int stream)
+                              ptrdiff_t zero_point_step, void *out, int stream,
+                              int rounding_mode)
 {
-    LQ_BY_CODE(code, lq_block_dynamic, , x, n, block, bits, is_signed, include_zero, qmin, qmax,
-               scale, scale_step, zero_point, zero_point_step, out, stream)
+    if (rounding_mode == LQ_HALF_EVEN) {
+        LQ_BY_CODE(code, lq_block_dynamic, , x, n, block, bits, is_signed, include_zero, qmin,
+                   qmax, scale, scale_step, zero_point, zero_point_step, out, stream)
+    }
+    LQ_BY_OTHER_DETERMINISTIC(rounding_mode, code, lq_block_dynamic_any, , x, n, block, bits,
+                              is_signed, include_zero, qmin, qmax, scale, scale_step,
+                              zero_point, zero_point_step, out, stream)
 }
 static inline void lq_stream_fence(void) { _mm_sfence(); }
 #else
@@ -194,8 +202,10 @@ static inline int lq_quantize_blocks_zcode(int code, const float *x, ptrdiff_t n
 static inline int lq_block_dynamic(int code, const float *x, ptrdiff_t n, ptrdiff_t block,
                                    int bits, int is_signed, int include_zero, int qmin, int qmax,
                                    float *scale, ptrdiff_t scale_step, int32_t *zero_point,
-                                   ptrdiff_t zero_point_step, void *out, int stream)
+                                   ptrdiff_t zero_point_step, void *out, int stream,
+                                   int rounding_mode)
 {
+    (void)rounding_mode;
     (void)code, (void)x, (void)n, (void)block, (void)bits, (void)is_signed, (void)include_zero;
     (void)qmin, (void)qmax, (void)scale, (void)scale_step, (void)zero_point;
     (void)zero_point_step, (void)out, (void)stream;
