@@ -293,8 +293,8 @@ def test_import_linquant_imports_no_optional_dependency(python) -> None:
         ({"rounding": "stochastic", "seed": -1}, "rounding='stochastic' needs seed="),
         ({"rounding": "stochastic", "seed": 1.0}, "rounding='stochastic' needs seed="),
         ({"rounding": "stochastic", "seed": True}, "rounding='stochastic' needs seed="),
-        ({"seed": 3}, "seed and position apply to rounding='stochastic' only"),
-        ({"rounding": "floor", "seed": 3}, "seed and position apply to rounding='stochastic'"),
+        ({"seed": 3}, "seed applies to rounding='stochastic' only"),
+        ({"rounding": "floor", "seed": 3}, "seed applies to rounding='stochastic'"),
     ],
 )
 def test_bad_configuration_raises_at_construction(options: dict, message: str) -> None:

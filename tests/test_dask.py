@@ -216,7 +216,7 @@ def test_empty_and_zero_d_arrays(options: dict) -> None:
         ({"rounding": "nearest"}, ValueError, "rounding must be one of"),
         ({"rounding": "stochastic"}, ValueError, "rounding='stochastic' needs seed="),
         ({"rounding": "stochastic", "seed": 2**64}, ValueError, "needs seed=, an int from 0"),
-        ({"seed": 1}, ValueError, "seed and position apply to rounding='stochastic' only"),
+        ({"seed": 1}, ValueError, "seed applies to rounding='stochastic' only"),
     ],
 )
 def test_bad_arguments_raise_before_any_computation(

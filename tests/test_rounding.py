@@ -1147,11 +1147,11 @@ POSITION = re.escape("position must be (start, shape)")
         ({"rounding": "stochastic", "seed": True}, "needs seed="),
         ({"rounding": "stochastic", "seed": np.True_}, "needs seed="),
         ({"rounding": "stochastic", "seed": np.float64(2)}, "needs seed="),
-        ({"seed": 1}, "apply to rounding='stochastic' only"),
-        ({"rounding": "floor", "seed": 1}, "apply to rounding='stochastic' only"),
-        ({"rounding": "half_up", "seed": 0}, "apply to rounding='stochastic' only"),
-        ({"rounding": "trunc", "position": ((0, 0), (3, 4))}, "stochastic' only"),
-        ({"position": ((0, 0), (3, 4))}, "apply to rounding='stochastic' only"),
+        ({"seed": 1}, "^seed applies to rounding='stochastic' only"),
+        ({"rounding": "floor", "seed": 1}, "^seed applies to rounding='stochastic' only"),
+        ({"rounding": "half_up", "seed": 0}, "^seed applies to rounding='stochastic' only"),
+        ({"rounding": "trunc", "position": ((0, 0), (3, 4))}, "^position applies to"),
+        ({"position": ((0, 0), (3, 4))}, "^position applies to rounding='stochastic' only"),
     ],
 )
 def test_bad_rounding_arguments(
@@ -1190,6 +1190,18 @@ def test_bad_position(call: Callable[..., object], position: object) -> None:
         with using(config), pytest.raises(ValueError, match=POSITION) as info:
             call(X, rounding="stochastic", seed=1, position=position)
         assert "(3, 4)" in str(info.value)  # names x's shape
+
+
+@pytest.mark.parametrize("position", [5, "ab", ((0,), ()), [(), 0]], ids=repr)
+def test_bad_position_of_a_0d_array(position: object) -> None:
+    # A 0-d x has an empty start and shape: anything else is not (start, shape).
+    with pytest.raises(ValueError, match=POSITION):
+        lq.quantize_linear(np.float32(0.3), 1.0, rounding="stochastic", seed=1, position=position)
+    whole = lq.quantize_linear(np.float32(0.3), 1.0, rounding="stochastic", seed=1)
+    placed = lq.quantize_linear(
+        np.float32(0.3), 1.0, rounding="stochastic", seed=1, position=((), ())
+    )
+    assert placed.shape == () and placed == whole
 
 
 def test_position_beyond_2_63_elements_raises() -> None:

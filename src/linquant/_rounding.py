@@ -100,8 +100,9 @@ def rounding(value: object, seed: object, position: object, shape: tuple[int, ..
     """
     checked = mode(value)
     if checked != "stochastic":
-        if seed is not None or position is not None:
-            raise ValueError("seed and position apply to rounding='stochastic' only")
+        for name, given in (("seed", seed), ("position", position)):
+            if given is not None:
+                raise ValueError(f"{name} applies to rounding='stochastic' only")
         return Rounding(checked)
     if not _int(seed) or not 0 <= seed < SEED_LIMIT:  # type: ignore[operator]
         raise ValueError(
@@ -117,14 +118,15 @@ def _position(position: object, shape: tuple[int, ...]) -> tuple[tuple[int, ...]
     """``(start, whole_shape)``, checked: ``x`` (of ``shape``) must fit in the whole."""
     if position is None:
         return (0,) * len(shape), shape
-    pair = position if isinstance(position, (tuple, list)) and len(position) == 2 else ((), ())
-    start, whole = (tuple(p) if isinstance(p, (tuple, list)) else () for p in pair)
-    in_range = (
-        len(start) == len(whole) == len(shape)
-        and all(_int(k) and _int(n) for k, n in zip(start, whole, strict=True))
-        and all(k >= 0 and k + m <= n for k, m, n in zip(start, shape, whole, strict=True))
-    )
-    if not in_range:
+    pair = position if isinstance(position, (tuple, list)) and len(position) == 2 else (0, 0)
+    start, whole = (tuple(p) if isinstance(p, (tuple, list)) else None for p in pair)
+    if (
+        start is None
+        or whole is None
+        or not len(start) == len(whole) == len(shape)
+        or not all(_int(k) and _int(n) for k, n in zip(start, whole, strict=True))
+        or not all(k >= 0 and k + m <= n for k, m, n in zip(start, shape, whole, strict=True))
+    ):
         raise ValueError(
             f"position must be (start, shape): x, of shape {shape}, the box of an array of "
             f"that shape starting at index start; got {position!r}"

@@ -42,8 +42,8 @@
  * (masked-off lanes are neither read nor written), so a block of 32 costs two vector steps
  * instead of a loop's entry and exit. Codes of a block that starts 16 codes into an aligned
  * run may go out with non-temporal stores (16 or 32 bytes: the write-combining buffers still
- * fill whole lines). The arithmetic is lq_quantize16's, the fast form: callers check that
- * every zero point's bounds are within LQ_FAST_BOUND.
+ * fill whole lines). The arithmetic is LQ_QUANTIZE16_ROUNDED's, the fast form: callers check
+ * that every zero point's bounds are within LQ_FAST_BOUND.
  */
 static inline int lq_fast_zero_point(int64_t zero_point, int qmin, int qmax)
 {

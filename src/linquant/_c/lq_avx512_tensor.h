@@ -44,13 +44,6 @@ LQ_VECTOR_INLINE __m512 lq_saturated16(__m512 t, __m512 lo, __m512 hi, __mmask16
     *nan |= _mm512_cmp_ps_mask(t, t, _CMP_UNORD_Q);
     return _mm512_min_ps(_mm512_max_ps(t, lo), hi);
 }
-/* One vector of 16 quantized int32 codes, rounded half to even, zero point added. */
-LQ_VECTOR_INLINE __m512i lq_quantize16(__m512 x, __m512 scale, __m512 lo, __m512 hi,
-                                      __m512i zero_point, __mmask16 *nan)
-{
-    return _mm512_add_epi32(_mm512_cvtps_epi32(lq_saturated16(_mm512_div_ps(x, scale), lo, hi, nan)),
-                            zero_point);
-}
 /*
  * Codes of 16 saturated quotients t (integers in the fast form's bounds: no overflow), in each
  * rounding mode (SPEC §2.1), to the bit of the Cython loops' lq_adjusted and lq_stochastic:
@@ -119,7 +112,7 @@ LQ_VECTOR_INLINE void lq_draws_init(lq_draws *s, uint64_t seed, int64_t index,
     s->z[1] = _mm512_add_epi64(s->z[0], _mm512_set1_epi64((long long)(8u * gamma_step)));
     s->advance = _mm512_set1_epi64((long long)(16u * gamma_step));
 }
-/* SplitMix64's mix but its last step, z ^ (z >> 31), which leaves the top 33 bits as they
+/* SplitMix64's mix but its last step, z ^ (z >> 31), which leaves the top 31 bits as they
    are: the float32 comparison below reads only the top 24. */
 LQ_VECTOR_INLINE __m512i lq_premix8(__m512i z)
 {
@@ -174,7 +167,8 @@ LQ_VECTOR_INLINE __m512 lq_stochastic16(__m512 t, lq_draws *s)
     s->z[1] = _mm512_add_epi64(s->z[1], s->advance);
     return _mm512_mask_add_ps(floor, up, floor, _mm512_set1_ps(1.0f));
 }
-/* lq_quantize16 in the rounding mode whose conversion is CODES. */
+/* One vector of 16 quantized int32 codes of x / scale, zero point added, in the rounding mode
+   whose conversion is CODES (draws: its stochastic state, or NULL). */
 #define LQ_QUANTIZE16_ROUNDED(x, scale, lo, hi, zero_point, nan, CODES, draws)                \
     _mm512_add_epi32(                                                                         \
         CODES(lq_saturated16(_mm512_div_ps(x, scale), lo, hi, nan), draws), zero_point)
