@@ -50,6 +50,8 @@ NPY, NPZ, OUT_NPZ, OUT_NPY = (
 )
 QUANTIZE = ["--quiet", "--force"]
 PER_BLOCK = ["--axis", "-1", "--block-size", "3", "--chunk-bytes", "24", "--nan", "zero"]
+# Chunks of 24 bytes, each rounded by its elements' places in the whole array.
+STOCHASTIC = ["--rounding", "stochastic", "--seed", "7"]
 
 
 def run(*args: str) -> bool:
@@ -72,7 +74,7 @@ def assert_same(a: lq.QuantizedArray, b: lq.QuantizedArray) -> None:
     np.testing.assert_array_equal(a.data, b.data)
     for name in ("scale", "zero_point"):
         assert np.asarray(getattr(a, name)).tobytes() == np.asarray(getattr(b, name)).tobytes()
-    for name in ("bits", "scheme", "axis", "block_size", "source_dtype"):
+    for name in ("bits", "scheme", "axis", "block_size", "source_dtype", "rounding", "seed"):
         assert getattr(a, name) == getattr(b, name), name
 
 
@@ -82,9 +84,10 @@ def test_one_input(data: bytes) -> None:
             file.write(data)
     if run("quantize", NPY, "-o", OUT_NPZ, *QUANTIZE):
         assert_same(lq.load(OUT_NPZ), lq.quantize(np.load(NPY, allow_pickle=False)))
-    if run("quantize", NPY, "-o", OUT_NPZ, *QUANTIZE, *PER_BLOCK):
+    if run("quantize", NPY, "-o", OUT_NPZ, *QUANTIZE, *PER_BLOCK, *STOCHASTIC):
         x = np.load(NPY, allow_pickle=False)
-        assert_same(lq.load(OUT_NPZ), lq.quantize(x, axis=-1, block_size=3, nan="zero"))
+        expected = lq.quantize(x, axis=-1, block_size=3, nan="zero", rounding="stochastic", seed=7)
+        assert_same(lq.load(OUT_NPZ), expected)
     run("info", NPZ)
     if run("dequantize", NPZ, "-o", OUT_NPY, *QUANTIZE):
         qa = lq.load(NPZ)

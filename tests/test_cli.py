@@ -257,6 +257,22 @@ def test_console_script_and_quiet(tmp_path: Path, data: np.ndarray) -> None:
     assert_same(lq.load(tmp_path / "q.npz"), lq.quantize(data))
 
 
+def test_a_header_numpy_reads_by_its_fallback_parser_prints_nothing(tmp_path: Path) -> None:
+    # A header that ends in a line break and an indent: NumPy reads it with the parser
+    # it keeps for Python 2 files and warns that it did. The file is read as np.load reads it;
+    # the command prints nothing but its own lines (here none: --quiet).
+    x = np.arange(16, dtype=np.float64).reshape(4, 4)
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (4, 4), }".ljust(115) + "\n  "
+    (tmp_path / "x.npy").write_bytes(
+        b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + x.tobytes()
+    )
+    with pytest.warns(UserWarning, match="additional header parsing"):
+        np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), x)
+    result = cli(tmp_path, "quantize", "x.npy", "-o", "q.npz", "--quiet")
+    assert result.stdout == result.stderr == ""
+    assert_same(lq.load(tmp_path / "q.npz"), lq.quantize(x))
+
+
 def test_info(tmp_path: Path, data: np.ndarray) -> None:
     cli(tmp_path, "quantize", "x.npy", "-o", "q.npz", "--axis", "1", "--block-size", "8")
     qa = lq.load(tmp_path / "q.npz")

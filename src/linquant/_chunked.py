@@ -28,6 +28,7 @@ import math
 import os
 import stat
 import tokenize
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -186,7 +187,9 @@ def _npy_header(file: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
     read_header = _HEADER_READERS.get(version)
     if read_header is None:
         raise ValueError(f"format version {version[0]}.{version[1]}, not 1.0 or 2.0")
-    shape, fortran_order, dtype = read_header(file)
+    with warnings.catch_warnings():  # NumPy's note that its fallback parser read the header
+        warnings.simplefilter("ignore", UserWarning)
+        shape, fortran_order, dtype = read_header(file)
     if dtype.subdtype is not None:  # np.save writes none; np.load and np.memmap disagree on it
         raise ValueError(f"dtype {dtype}, of sub-arrays")
     size = math.prod(shape) * dtype.itemsize
