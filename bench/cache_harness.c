@@ -13,9 +13,12 @@ int per_tensor_u8(const float *x, ptrdiff_t reps, ptrdiff_t n, float scale, int 
 {
     const float lo = (float)(0 - zero_point), hi = (float)(255 - zero_point);
     ptrdiff_t k, begin, end; /* the line-aligned span, set by the kernel: all of out here */
+    lq_rounding half_even;
     int nan = 0;
+    lq_rounding_init(&half_even, LQ_HALF_EVEN, 0);
     for (k = 0; k < reps; k++)
-        nan |= lq_stream_quantize_u8(x, n, scale, lo, hi, zero_point, out, &begin, &end);
+        nan |= lq_quantize_lines(LQ_U8, x, n, scale, lo, hi, zero_point, out, &half_even, 0, 1,
+                                 1, &begin, &end);
     lq_stream_fence();
     return nan;
 }
