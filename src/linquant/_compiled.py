@@ -137,8 +137,7 @@ _INDEX_ORIGIN = _INDEX_BUFFER.__array_interface__["data"][0]
 
 def _index_map(rounding: Rounding, shape: tuple[int, ...]) -> np.ndarray:
     """The index map of an array of ``shape`` (C-ordered steps, or those of ``rounding``)."""
-    strides = rounding.strides_for(shape) if rounding.stochastic else (0,) * len(shape)
-    return as_strided(_INDEX_BUFFER, shape, strides, writeable=False)
+    return as_strided(_INDEX_BUFFER, shape, rounding.strides_for(shape), writeable=False)
 
 
 def _index_maps(rounding: Rounding, a: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -275,9 +274,12 @@ def _run_grouped(
     groups: Grouping,
     *args: object,
     rounding: Rounding | None = None,
+    index_map: np.ndarray | None = None,
 ) -> list[Any]:
     """``kernel(source3, out3, [index,] scale3, zero_point3, block, *args)`` over pieces of
-    rows; quantize kernels (``rounding`` given) take the index and the rounding arguments.
+    rows; quantize kernels (``rounding`` given) take the index, from ``index_map`` (the
+    source's, as an (outer, n, inner) view) for stochastic rounding, and the rounding
+    arguments.
 
     The arrays go as (outer, n, inner) views around the axis and the parameters (zero points
     of the groups' shape, int32 or as the kernel takes them) as (outer, blocks, inner) views,
@@ -286,9 +288,7 @@ def _run_grouped(
     """
     if source.size == 0:
         return []
-    maps: tuple[np.ndarray, ...] = ()
-    if rounding is not None:
-        maps = tuple(_index_3d(rounding, source.shape, groups))
+    maps = () if index_map is None else (index_map,)
     target, out3 = out, as_3d(out, groups.axis)
     if out3 is None:
         target = np.empty(out.shape, out.dtype)
@@ -310,16 +310,6 @@ def _run_grouped(
     if target is not out:
         out[...] = target
     return results
-
-
-def _index_3d(rounding: Rounding, shape: tuple[int, ...], groups: Grouping) -> list[np.ndarray]:
-    """The index map of an array of ``shape`` as an (outer, n, inner) view (none where the
-    rounding has no indices), or [None] where its steps do not merge (a box of a larger array
-    in four or more dimensions): :func:`group_quantize` then takes the array apart."""
-    if not rounding.stochastic:
-        return []
-    # Never _3d: its fallback copies, and an index map's memory is never to be read.
-    return [as_3d(_index_map(rounding, shape), groups.axis)]  # type: ignore[list-item]
 
 
 def _apart(
@@ -363,13 +353,17 @@ def group_quantize(
     rounding: Rounding,
 ) -> bool:
     """Quantize with each group's parameters; see ``linquant._numpy_backend``."""
-    if x.size and any(view is None for view in _index_3d(rounding, x.shape, groups)):
-        parts = _apart(x, scale, zero_point, out, groups, rounding)
-        results = [
-            group_quantize(x_part, scale_part, zero_part, qmin, qmax, out_part, part, rounding)
-            for x_part, scale_part, zero_part, out_part, part, rounding in parts
-        ]
-        return any(results)
+    index_map = None
+    if rounding.stochastic and x.size:
+        # Never _3d: its fallback copies, and an index map's memory is never to be read.
+        index_map = as_3d(_index_map(rounding, x.shape), groups.axis)
+        if index_map is None:  # steps that do not merge (a box of a larger array in 4-d)
+            parts = _apart(x, scale, zero_point, out, groups, rounding)
+            results = [
+                group_quantize(x_part, scale_part, zero_part, qmin, qmax, out_part, part, where)
+                for x_part, scale_part, zero_part, out_part, part, where in parts
+            ]
+            return any(results)
     stream = _streams(x, out)
     inner = math.prod(x.shape[groups.axis + 1 :])
     if zero_point.dtype == out.dtype and groups.block > 1 and inner == 1:
@@ -387,6 +381,7 @@ def group_quantize(
                 qmax,
                 stream,
                 rounding=rounding,
+                index_map=index_map,
             )
         )
     zero_points = _zero_points(zero_point, groups)
@@ -403,6 +398,7 @@ def group_quantize(
         fast,
         stream,
         rounding=rounding,
+        index_map=index_map,
     )
     return any(nan_seen)
 
@@ -465,8 +461,8 @@ def block_dynamic_quantize(
         (groups.params_as_runs(scale), groups.params_as_runs(zero_point)),
     )
     stream = _streams(x, out)
-    arguments = (run, bits, signed, include_zero, nan_raises, qmin, qmax, stream)
-    arguments += _rounding_args(rounding)  # type: ignore[assignment]
+    rounding_args = _rounding_args(rounding)
+    arguments = (run, bits, signed, include_zero, nan_raises, qmin, qmax, stream, *rounding_args)
     kernel = _kernels.block_dynamic_quantize
     if x.size and not all(_threads.run(kernel, _indexed(rounding, pieces), *arguments)):
         return None

@@ -113,18 +113,7 @@ class Header:
 
     def quantized(self, codes: np.ndarray) -> QuantizedArray:
         """A QuantizedArray of these parameters and ``codes``."""
-        return QuantizedArray(
-            codes,
-            self.scale,
-            self.zero_point,
-            self.bits,
-            self.scheme,
-            self.axis,
-            self.block_size,
-            self.source_dtype,
-            self.rounding,
-            self.seed,
-        )
+        return QuantizedArray.with_codes(codes, self)
 
     def check_codes(self, codes: np.ndarray) -> None:
         """ValueError if ``codes`` fall outside the range of ``bits``-bit codes (SPEC §1)."""

@@ -6,8 +6,9 @@
 # copying) and releases the GIL. Rows whose steps are 1 take a contiguous loop, which the
 # compiler vectorizes; the per-element arithmetic is SPEC §2-§4 to the bit, the same as
 # linquant._numpy_backend:
-#   quantize:   t = rint(x / scale) in the working float (true division, round half to even);
-#               NaN -> 0.0; then the integer zero point; then saturation to [qmin, qmax]
+#   quantize:   t = x / scale in the working float (true division), rounded by the call's
+#               mode (SPEC §2.1: half to even by default); NaN -> 0.0; then the integer zero
+#               point; then saturation to [qmin, qmax]
 #   dequantize: (q - zero_point) in integers, converted to the output float, times scale
 # No flag of the build allows FMA contraction or reassociation (setup.py).
 
@@ -147,8 +148,9 @@ ROUNDING_MODES = {
 }
 
 # The forms of the loops' rounding step, one copy of each loop per form: every loop that
-# rounds takes a `kind`, always a literal where it is called (from _by_kind's dispatchers), so
-# that the compiler builds and vectorizes each form on its own.
+# rounds (a *_as function) takes a `kind`, always a literal where it is called (from the
+# function of the same name without _as, which dispatches on _kind), so that the compiler
+# builds and vectorizes each form on its own.
 cdef enum:
     _NEAREST_EVEN  # the conversion itself rounds half to even
     _ADJUSTED  # the other deterministic modes: lq_adjusted

@@ -55,6 +55,13 @@ class QuantizedArray:
                 view.flags.writeable = False
                 object.__setattr__(self, name, view)
 
+    @classmethod
+    def with_codes(cls, data: np.ndarray, settings: object) -> QuantizedArray:
+        """``data`` with every other field read by name from ``settings`` (a linquant file's
+        header, a Dask quantization), so that a new field reaches each of them."""
+        names = [f.name for f in fields(cls) if f.name != "data"]
+        return cls(data, **{name: getattr(settings, name) for name in names})
+
     def __reduce__(self) -> tuple[type[QuantizedArray], tuple[object, ...]]:
         # Pickles and copies are rebuilt through __init__, so their arrays are read-only too.
         return type(self), tuple(getattr(self, f.name) for f in fields(self))

@@ -99,18 +99,7 @@ class QuantizedDaskArray:
     def compute(self, **kwargs: Any) -> QuantizedArray:
         """The codes computed (``kwargs`` go to Dask), as a :class:`linquant.QuantizedArray`."""
         (data,) = _compute(self.data, **kwargs)
-        return QuantizedArray(
-            data,
-            self.scale,
-            self.zero_point,
-            self.bits,
-            self.scheme,
-            self.axis,
-            self.block_size,
-            self.source_dtype,
-            self.rounding,
-            self.seed,
-        )
+        return QuantizedArray.with_codes(data, self)
 
     def _grouping(self) -> Grouping | None:
         return grouping(self.data.shape, self.axis, self.block_size)
