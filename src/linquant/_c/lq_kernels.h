@@ -19,8 +19,6 @@
  * lq_quantize_lines       per-tensor quantize of a run's whole lines, in every rounding mode:
  *                         streamed, its aligned lines, non-temporally; else its first
  *                         lines; nonzero if one was NaN; [*begin, *end) is what it did
- * (every family but the dequantize ones in the deterministic rounding modes, and
- * lq_quantize_lines in stochastic rounding too: the Cython loops do the rest)
  * lq_stream_dequantize    per-tensor dequantize, likewise; returns 0
  * lq_quantize_each        parameters that change along a run (per-axis, innermost; the
  *                         rows of a block across rows), for up to LQ_EACH_ROWS runs that
@@ -33,6 +31,8 @@
  * lq_block_dynamic        dynamic blocks, parameters out, in the deterministic rounding
  *                         modes: 0 done, else not done
  * lq_stream_fence         orders the non-temporal stores before the results are used
+ * Rounding: the quantize families take the deterministic rounding modes (SPEC §2.1), and
+ * lq_quantize_lines stochastic rounding too; the Cython loops do the rest.
  */
 /* Runs given to one lq_quantize_each call by the Cython loops: loading the shared parameters
    once per this many runs keeps their cache traffic small, and more runs read more streams at
