@@ -628,7 +628,7 @@ def test_backends_pair_kernels_by_name() -> None:
     reference = public_functions(_numpy_backend)
     assert set(reference) == {
         "minmax", "quantize", "dequantize", "group_minmax", "group_quantize", "group_dequantize",
-        "block_dynamic_quantize",
+        "block_dynamic_quantize", "pack", "unpack",
     }  # fmt: skip
     assert ("cython" in BACKENDS) == (_backend._compiled is not None)
     for module in filter(None, [_backend._compiled]):

@@ -27,6 +27,7 @@ from ._notebook import (
     symmetric_dequantization,
     symmetric_quantization,
 )
+from ._packing import pack, unpack
 from ._quantized import QuantizedArray, quantize
 from ._threads import get_num_threads, set_num_threads
 from ._version import __version__
@@ -46,6 +47,7 @@ __all__ = [
     "get_pool_limit",
     "load",
     "minmax",
+    "pack",
     "quantization_error",
     "quantize",
     "quantize_linear",
@@ -55,4 +57,5 @@ __all__ = [
     "set_pool_limit",
     "symmetric_dequantization",
     "symmetric_quantization",
+    "unpack",
 ]

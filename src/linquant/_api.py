@@ -89,7 +89,12 @@ def _quantize_into(
     out: np.ndarray,
     groups: Grouping | None,
     rounding: Rounding,
+    sign: bool = False,
 ) -> np.ndarray:
+    """The codes of ``x`` in ``out``; ``sign``: signed 1-bit codes, -1 and +1, the sign of
+    ``x`` whatever the parameters (SPEC §1), with ``x > 0`` false for NaN."""
+    if sign:
+        return _sign_into(x, nan, out, groups)
     backend = _backend.active()
     if groups is None:
         nan_seen = backend.quantize(x, scale, zero_point, qmin, qmax, out, rounding)
@@ -98,6 +103,18 @@ def _quantize_into(
     if nan_seen and nan == "raise":
         _, _, nan_count, first_nan = _range(x)
         raise nan_error(x.shape, nan_count, first_nan, hint=True, groups=groups)
+    return out
+
+
+def _sign_into(x: np.ndarray, nan: str, out: np.ndarray, groups: Grouping | None) -> np.ndarray:
+    if nan == "raise":
+        _, _, nan_count, first_nan = _range(x)
+        if nan_count:
+            raise nan_error(x.shape, nan_count, first_nan, hint=True, groups=groups)
+    positive = out.view(np.bool_)  # int8 codes: written in place, 0 or 1, then -1 or +1
+    np.greater(x, 0, out=positive)
+    np.multiply(out, 2, out=out)
+    np.subtract(out, 1, out=out)
     return out
 
 
@@ -215,8 +232,9 @@ def quantize_given(
     checked_scale, checked_zero_point = _checked_params(scale, zero_point, wf, groups)
     nan = _checks.nan_policy(nan)
     out = _output(out, x.shape, code_dtype, x, checked_scale, checked_zero_point)
+    sign = signed and n_bits == 1
     return _quantize_into(
-        x, checked_scale, checked_zero_point, qmin, qmax, nan, out, groups, rounding
+        x, checked_scale, checked_zero_point, qmin, qmax, nan, out, groups, rounding, sign
     )
 
 
@@ -331,7 +349,8 @@ def dynamic_quantize(
     )
     groups = grouping(arr.shape, axis, block_size)
     out = _backend.empty_output(arr.shape, storage_dtype(n_bits, signed))
-    if groups is not None:  # groups that are runs of x (blocks, outer channels): one read
+    sign = signed and n_bits == 1
+    if groups is not None and not sign:  # groups that are runs of x (blocks, outer channels)
         params = _backend.active().block_dynamic_quantize(
             arr, groups, n_bits, signed, include_zero, nan == "raise", qmin, qmax, out, rounding
         )
@@ -340,7 +359,7 @@ def dynamic_quantize(
     lo, hi = _finite_range(arr, nan, groups)
     scale, zero_point = range_params(lo, hi, n_bits, signed, include_zero, groups)
     zp = zero_point if isinstance(zero_point, np.ndarray) else int(zero_point)
-    codes = _quantize_into(arr, scale, zp, qmin, qmax, nan, out, groups, rounding)
+    codes = _quantize_into(arr, scale, zp, qmin, qmax, nan, out, groups, rounding, sign)
     return codes, scale, zero_point
 
 

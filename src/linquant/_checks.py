@@ -6,12 +6,13 @@ import math
 
 import numpy as np
 
+from ._formats import FORMATS
 from ._layout import FLOAT_DTYPES, native_aligned
-from ._params import INT32_MAX, INT32_MIN, STORAGE_DTYPES
+from ._params import INT32_MAX, INT32_MIN
 
 SCHEMES = ("asymmetric", "symmetric")
 NAN_POLICIES = ("raise", "zero")
-CODE_DTYPES: tuple[np.dtype, ...] = tuple(STORAGE_DTYPES.values())
+CODE_DTYPES: tuple[np.dtype, ...] = tuple(f.container for f in FORMATS if not f.packed)
 OUTPUT_FLOATS: tuple[np.dtype, ...] = (np.dtype(np.float32), np.dtype(np.float64))
 REAL_SCALARS = (float, int, np.floating, np.integer)
 
@@ -31,13 +32,13 @@ def nan_policy(value: object) -> str:
 
 
 def bits(value: object, largest: int = 16) -> int:
-    """An int in ``2..largest`` (bool is not an int here)."""
+    """An int in ``1..largest`` (bool is not an int here)."""
     if (
         isinstance(value, (bool, np.bool_))
         or not isinstance(value, (int, np.integer))
-        or not 2 <= value <= largest
+        or not 1 <= value <= largest
     ):
-        raise ValueError(f"bits must be an int from 2 to {largest}, got {value!r}")
+        raise ValueError(f"bits must be an int from 1 to {largest}, got {value!r}")
     return int(value)
 
 

@@ -5,14 +5,10 @@ chunk at a time (each window is unmapped before the next, so mapped pages do not
 the resident set), codes are written to the ``.npz`` member as each chunk is quantized, and
 dequantized values are written to the ``.npy`` output as each chunk of codes is read.
 
-Chunks are boxes of consecutive elements in memory order: a range of indices along one axis
-``s`` (the first axis whose trailing elements fit in a chunk), every index of the axes after
-it, and one index of each axis before it. Per-axis and per-block parameters then slice
-cleanly: the chunk's own channels or blocks are a box of the parameter array, since along
-the quantization axis a chunk is one index, the whole axis, or (when it is ``s``) a range that
-starts on a block boundary. Fortran-ordered files are read as the C-ordered transpose, with
-the axis and per-block parameters transposed to match, and each element keeping its
-stochastic rounding index (its flat index in C order of the array, SPEC §2.1).
+Chunks are boxes of consecutive elements in memory order (``_chunks``), whose own channels or
+blocks are a box of the parameter array. Fortran-ordered files are read as the C-ordered
+transpose, with the axis and per-block parameters transposed to match, and each element keeping
+its stochastic rounding index (its flat index in C order of the array, SPEC §2.1).
 
 Dynamic parameters take two passes: the range of every chunk (per tensor, channel or block),
 combined into the range of the whole array, gives the parameters through the same code as
@@ -30,7 +26,6 @@ import stat
 import tokenize
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
@@ -44,10 +39,12 @@ from ._api import (
     quantize_given,
     range_params,
 )
-from ._groups import Grouping, grouping
+from ._chunks import Chunk, chunks, param_slices
+from ._groups import grouping
 from ._layout import as_float_input, working_float
 from ._output import replacing
 from ._params import storage_dtype
+from ._quantized import PACKED_BITS
 from ._rounding import Rounding
 from ._version import __version__
 
@@ -75,58 +72,6 @@ _NPY_ERRORS = (
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: elements of ``total`` processed in ``stage``."""
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A box of consecutive elements of a C-ordered array: ``slices`` of it, ``start`` the
-    flat index of its first element, ``origin`` that element's index."""
-
-    slices: tuple[slice, ...]
-    start: int
-    shape: tuple[int, ...]
-    origin: tuple[int, ...]
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
-
-def chunks(shape: tuple[int, ...], groups: Grouping | None, max_elements: int) -> Iterator[Chunk]:
-    """The chunks of a C-ordered array of ``shape``, in memory order, that cover it once.
-
-    Each holds at most ``max_elements`` elements, or one block along the quantization axis
-    when a block alone is larger. An empty array has none; a 0-d array one.
-    """
-    if 0 in shape:
-        return
-    trailing = [math.prod(shape[axis + 1 :]) for axis in range(len(shape))]
-    split = next((axis for axis, n in enumerate(trailing) if n <= max_elements), None)
-    if split is None:  # a 0-d array
-        yield Chunk((), 0, (), ())
-        return
-    step = max(1, max_elements // trailing[split])
-    if groups is not None and groups.axis == split and groups.block_size is not None:
-        step = max(groups.block_size, step - step % groups.block_size)
-    rest = (slice(None),) * (len(shape) - split - 1)
-    for prefix in np.ndindex(*shape[:split]):
-        for first in range(0, shape[split], step):
-            last = min(first + step, shape[split])
-            slices = (*(slice(i, i + 1) for i in prefix), slice(first, last), *rest)
-            origin = (*prefix, first, *([0] * len(rest)))
-            start = int(np.ravel_multi_index(origin, shape))
-            shape_of = (*([1] * split), last - first, *shape[split + 1 :])
-            yield Chunk(slices, start, shape_of, origin)
-
-
-def param_slices(chunk: Chunk, groups: Grouping) -> tuple[slice, ...]:
-    """The box of the parameter array that holds the channels or blocks of ``chunk``."""
-    along = chunk.slices[groups.axis]
-    first, last, _ = along.indices(groups.length)
-    if groups.block_size is None:
-        return (slice(first, last),)
-    blocks = slice(first // groups.block_size, -(-last // groups.block_size))
-    return (*chunk.slices[: groups.axis], blocks, *chunk.slices[groups.axis + 1 :])
 
 
 class _Layout:
@@ -158,8 +103,8 @@ class _Layout:
         blocks = self.groups is not None and self.groups.block_size is not None
         return params.T if self.fortran_order and blocks else params
 
-    def chunks(self, max_elements: int) -> Iterator[Chunk]:
-        return chunks(self.memory_shape, self.memory_groups, max_elements)
+    def chunks(self, max_elements: int, align: int = 1) -> Iterator[Chunk]:
+        return chunks(self.memory_shape, self.memory_groups, max_elements, align)
 
     def index(self, chunk: Chunk, local: tuple[int, ...]) -> tuple[int, ...]:
         """The index in the array of the element at ``local`` in ``chunk``."""
@@ -316,12 +261,15 @@ def quantize_file(
             whole.mode,
             whole.seed if whole.stochastic else None,
             __version__,
+            # packed as lq.save packs, but for Fortran order: packed codes are in C order
+            n_bits in PACKED_BITS and bool(npy.shape) and not npy.fortran_order,
         )
         params = layout.to_memory(scale), layout.to_memory(zero_point)
         buffer = np.empty(0, header.code_dtype)  # the codes of a chunk; grows to the largest
         done = 0
         with _io.writer(target, header) as member:
-            for chunk, x in npy.windows(file, layout.chunks(max_elements)):
+            align = header.format.per_item
+            for chunk, x in npy.windows(file, layout.chunks(max_elements, align)):
                 if buffer.size < chunk.size:
                     buffer = np.empty(chunk.size, buffer.dtype)
                 codes = quantize_given(
@@ -335,7 +283,7 @@ def quantize_file(
                     nan=nan,
                     out=buffer[: chunk.size].reshape(chunk.shape),
                 )
-                member.write(codes.reshape(-1).data)
+                _io.write_codes(member, header, codes)
                 done += chunk.size
                 report("quantize", done, total)
     return header
@@ -372,11 +320,11 @@ def dequantize_file(
                 "shape": header.shape,
             }
             np.lib.format.write_array_header_1_0(file, npy_header)
-            for chunk in layout.chunks(max_elements):
+            for chunk in layout.chunks(max_elements, header.format.per_item):
                 if buffer.size < chunk.size:
                     buffer = np.empty(chunk.size, buffer.dtype)
                 values = dequantize_linear(
-                    reader.read(chunk.size).reshape(chunk.shape),
+                    reader.read(chunk.shape),
                     *layout.params_of(chunk, *params),
                     axis=layout.axis,
                     block_size=layout.block_size,

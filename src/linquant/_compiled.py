@@ -211,6 +211,26 @@ def dequantize(q: np.ndarray, scale: np.floating, zero_point: int, out: np.ndarr
     _threads.run(_kernels.dequantize, _split(q, out), scale, zero_point, _streams(q, out))
 
 
+def _row_pairs(a: np.ndarray, b: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """2-D views of the rows of ``a`` and ``b`` (the same shape but the last axis), paired."""
+    if a.ndim <= 2 or (a.flags.c_contiguous and b.flags.c_contiguous):  # reshaped as views
+        rows = math.prod(a.shape[:-1])
+        return [(a.reshape(rows, a.shape[-1]), b.reshape(rows, b.shape[-1]))]
+    return [(a[index], b[index]) for index in np.ndindex(*a.shape[:-2])]
+
+
+def pack(codes: np.ndarray, width: int, out: np.ndarray) -> None:
+    """Pack ``codes`` into the bytes ``out`` along the last axis (SPEC §7)."""
+    for rows, packed in _row_pairs(codes, out):
+        _kernels.pack(rows, width, packed)
+
+
+def unpack(packed: np.ndarray, width: int, out: np.ndarray) -> None:
+    """Unpack the bytes ``packed`` into the codes ``out`` along the last axis (SPEC §7)."""
+    for rows, codes in _row_pairs(packed, out):
+        _kernels.unpack(rows, width, codes)
+
+
 # Per-axis and per-block: (outer, n, inner) views around the axis. Large calls are split
 # along outer, or along the axis at block boundaries where outer has fewer rows than threads
 # (or, for ranges, always: each thread folds into groups of its own): every piece writes its

@@ -1,21 +1,27 @@
 """linquant files: a :class:`QuantizedArray` in one ``.npz`` archive, read without pickle.
 
-Layout (format version 2), an uncompressed zip archive that ``np.load(path,
+Layout (format version 3), an uncompressed zip archive that ``np.load(path,
 allow_pickle=False)`` reads:
 
-- ``codes``: the integer codes (uint8/int8 up to 8 bits, uint16/int16 up to 16), with the
-  array's shape, in C order (or Fortran order, as the header of the member says);
+- ``codes``: codes of up to 4 bits packed into uint8 bytes along the last axis in C order
+  (SPEC §7; the shape of the packed rows), wider ones as integers (uint8/int8 up to 8 bits,
+  uint16/int16 up to 16) with the array's shape, in C order (or Fortran order, as the header
+  of the member says);
 - ``scale``: float32 or float64, 0-d per tensor, else the shape of per-axis or per-block
   parameters (``_groups``);
-- ``zero_point``: int32, the shape of ``scale``;
+- ``zero_point``: the shape of ``scale``, in the narrowest of uint8, int8, uint16, int16 and
+  int32 that holds them; absent for symmetric codes, whose zero points are 0;
 - ``metadata``: a 0-d string array holding a JSON object: ``format``
   (``"linquant.QuantizedArray"``), ``format_version``, ``linquant_version``, ``bits``,
   ``scheme``, ``axis`` and ``block_size`` (null for none), ``source_dtype``, ``shape``,
-  ``rounding`` and ``seed`` (null but for stochastic rounding).
+  ``rounding`` and ``seed`` (null but for stochastic rounding), and for packed codes
+  ``code_format``, the name of their row in the format table (``_formats``).
 
-``format_version`` is 2 where the rounding is not half to even, 1 otherwise. Readers of
-version 1 know no rounding: they refuse the files whose rounding they would drop and read the
-others. Files without ``rounding`` and ``seed`` (written before them) round half to even.
+``format_version`` is the oldest whose readers read the file right: 3 for packed codes or
+absent zero points, else 2 where the rounding is not half to even, else 1. Older readers refuse
+the files whose contents they would misread, and read the others. Every earlier version reads:
+files without ``rounding`` and ``seed`` round half to even, files without ``code_format`` hold
+unpacked codes.
 
 Reading checks every field with the checks of the public API (``_checks``, ``_groups``), so a
 file is valid exactly when its parameters would be accepted by a call. A file that is not
@@ -45,16 +51,19 @@ from typing import IO, Any
 
 import numpy as np
 
-from . import _checks, _rounding
+from . import _backend, _checks, _rounding
+from ._chunks import chunks
+from ._formats import CodeFormat, code_format
 from ._groups import grouping
 from ._layout import FLOAT_DTYPES
 from ._output import replacing
+from ._packing import CHUNK_ELEMENTS, packed_slices
 from ._params import integer_range, storage_dtype
-from ._quantized import QuantizedArray
+from ._quantized import PACKED_BITS, QuantizedArray
 from ._version import __version__
 
 FORMAT = "linquant.QuantizedArray"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MEMBERS = ("codes", "scale", "zero_point", "metadata")
 SOURCE_DTYPE_NAMES = tuple(dtype.name for dtype in FLOAT_DTYPES)
 
@@ -110,10 +119,35 @@ class Header:
     rounding: str
     seed: int | None
     linquant_version: str
+    packed: bool = False
+
+    @property
+    def format(self) -> CodeFormat:
+        return code_format(self.bits, self.scheme == "symmetric", self.packed)
+
+    @property
+    def length(self) -> int | None:
+        """The length of the last axis of packed codes (``QuantizedArray.length``)."""
+        return self.shape[-1] if self.packed else None
+
+    @property
+    def memory_shape(self) -> tuple[int, ...]:
+        """The shape of the codes in the order they are stored."""
+        return self.shape[::-1] if self.fortran_order else self.shape
 
     def quantized(self, codes: np.ndarray) -> QuantizedArray:
-        """A QuantizedArray of these parameters and ``codes``."""
+        """A QuantizedArray of these parameters and ``codes`` (packed in C order if packed)."""
         return QuantizedArray.with_codes(codes, self)
+
+    def checked_codes(self, stored: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """The codes of a chunk of ``shape`` from their stored form (unpacked if packed),
+        checked by :meth:`check_codes`."""
+        codes = stored
+        if self.packed:
+            codes = np.empty(shape, self.code_dtype)
+            _backend.active().unpack(stored, self.format.width, codes)
+        self.check_codes(codes)
+        return codes
 
     def check_codes(self, codes: np.ndarray) -> None:
         """ValueError if ``codes`` fall outside the range of ``bits``-bit codes (SPEC §1)."""
@@ -142,7 +176,9 @@ def _checked(
         rounding = _rounding.rounding(meta["rounding"], meta["seed"], None, ())
         groups = grouping(shape, meta["axis"], meta["block_size"])
         signed = scheme == "symmetric"
-        if code_dtype.newbyteorder("=") != storage_dtype(bits, signed):
+        if meta.get("code_format") is not None:
+            _check_packed_member(meta["code_format"], bits, signed, shape, code_dtype)
+        elif code_dtype.newbyteorder("=") != storage_dtype(bits, signed):
             raise ValueError(
                 f"codes have dtype {code_dtype}, not {storage_dtype(bits, signed)} "
                 f"of {bits}-bit {scheme} codes"
@@ -182,6 +218,17 @@ def _checked(
         rounding.mode,
         seed,
     )
+
+
+def _check_packed_member(
+    name: object, bits: int, signed: bool, member_shape: tuple[int, ...], member_dtype: np.dtype
+) -> None:
+    """A packed codes member must hold the format that ``bits`` and the scheme pack to."""
+    fmt = code_format(bits, signed, packed=True)
+    if name != fmt.name or not fmt.packed:
+        raise ValueError(f"code_format must be {fmt.name!r} for {bits}-bit codes, got {name!r}")
+    if member_dtype != fmt.container:
+        raise ValueError(f"packed codes have dtype {member_dtype}, not {fmt.container}")
 
 
 def _not_a_number(name: str) -> None:
@@ -236,6 +283,7 @@ def _metadata(path: str, value: np.ndarray) -> dict[str, Any]:
         raise ValueError(f"{path}: shape must be a list of non-negative ints, got {shape!r}")
     meta.setdefault("rounding", _rounding.DEFAULT)  # checked with the parameters
     meta.setdefault("seed", None)
+    meta.setdefault("code_format", None)  # checked with the parameters
     return meta
 
 
@@ -383,34 +431,75 @@ class Reader:
                 f"it holds {', '.join(names) or 'nothing'})"
             )
         meta = _metadata(self.path, self._read_member("metadata", METADATA_MAX))
-        missing = [name for name in MEMBERS if f"{name}.npy" not in names]
+        # Symmetric codes need no zero points: files of version 3 leave them out.
+        needed = [n for n in MEMBERS if n != "zero_point" or meta["scheme"] != "symmetric"]
+        missing = [name for name in needed if f"{name}.npy" not in names]
         if missing:
             raise ValueError(f"{self.path}: damaged linquant file, no {', '.join(missing)}")
-        scale, zero_point = self._read_member("scale"), self._read_member("zero_point")
+        scale = self._read_member("scale")
+        zero_point = (
+            self._read_member("zero_point")
+            if "zero_point.npy" in names
+            else np.zeros(scale.shape, np.int32)
+        )
         codes, size = self._open("codes")
         try:
-            shape, fortran_order, code_dtype = self._npy_header("codes", codes, size)
-            if list(shape) != meta["shape"]:
+            member_shape, fortran_order, member_dtype = self._npy_header("codes", codes, size)
+            shape = tuple(meta["shape"])
+            if meta["code_format"] is None and member_shape != shape:
                 raise ValueError(
-                    f"{self.path}: codes have shape {shape}, the metadata says "
-                    f"{tuple(meta['shape'])}"
+                    f"{self.path}: codes have shape {member_shape}, the metadata says {shape}"
                 )
-            checked = _checked(self.path, shape, code_dtype, scale, zero_point, meta)
+            checked = _checked(self.path, shape, member_dtype, scale, zero_point, meta)
+            packed = meta["code_format"] is not None
+            header = Header(
+                self.path,
+                shape,
+                storage_dtype(checked[2], checked[3] == "symmetric") if packed else member_dtype,
+                fortran_order,
+                *checked,
+                meta["linquant_version"],
+                packed,
+            )
+            if packed and (fortran_order or not shape):
+                raise ValueError(
+                    f"{self.path}: packed codes are stored in C order with at least one axis"
+                )
+            stored = header.format.stored_shape(shape)
+            if member_shape != stored:
+                raise ValueError(
+                    f"{self.path}: codes have shape {member_shape}, the metadata says "
+                    f"{stored} (for an array of shape {shape})"
+                )
         except BaseException:
             codes.close()
             raise
-        self.header = Header(
-            self.path, shape, code_dtype, fortran_order, *checked, meta["linquant_version"]
-        )
+        self.header = header
         return codes
 
-    def read(self, count: int) -> np.ndarray:
-        """The next ``count`` codes, 1-D, native, checked against the range of ``bits``."""
-        dtype = self.header.code_dtype
-        data = self._read_bytes("codes", self._codes, count * dtype.itemsize, last=False)
-        codes = np.frombuffer(data, dtype)
-        self.header.check_codes(codes)
-        return codes.astype(dtype.newbyteorder("="), copy=False)
+    def _read_stored(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The next codes as stored (packed or not), those of a chunk of ``shape``."""
+        fmt = self.header.format
+        dtype = self.header.code_dtype if not fmt.packed else fmt.container
+        data = self._read_bytes("codes", self._codes, fmt.stored_bytes(shape), last=False)
+        return np.frombuffer(data, dtype).reshape(fmt.stored_shape(shape))
+
+    def read(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The next codes, those of a chunk of ``shape`` in the order they are stored (a
+        packed chunk's range along the last axis starts on a byte): unpacked, native, checked
+        against the range of ``bits``."""
+        codes = self.header.checked_codes(self._read_stored(shape), shape)
+        return codes.astype(codes.dtype.newbyteorder("="), copy=False)
+
+    def read_packed(self) -> np.ndarray:
+        """All the packed codes, checked chunk by chunk (never all unpacked at once)."""
+        fmt = self.header.format
+        out = np.empty(fmt.stored_shape(self.header.shape), fmt.container)
+        for chunk in chunks(self.header.shape, None, CHUNK_ELEMENTS, align=fmt.per_item):
+            stored = self._read_stored(chunk.shape)
+            self.header.checked_codes(stored, chunk.shape)
+            out[packed_slices(chunk, fmt)] = stored
+        return out
 
     def verify(self) -> None:
         """ValueError unless the codes read so far end the member and match its checksum."""
@@ -429,7 +518,8 @@ class Reader:
 
 
 def load(path: str | os.PathLike[str]) -> QuantizedArray:
-    """Read a :class:`QuantizedArray` written by :func:`save`, exactly as it was saved.
+    """Read a :class:`QuantizedArray` written by :func:`save`, exactly as it was saved (codes
+    of up to 4 bits come back packed, as the file holds them: ``qa.codes()`` unpacks them).
 
     Every field is checked as the API checks its arguments (SPEC §1, §5): a file that is not
     a linquant file (a plain ``.npz``, a ``.npy``, text), is truncated or damaged, has a
@@ -443,15 +533,19 @@ def load(path: str | os.PathLike[str]) -> QuantizedArray:
     >>> path = os.path.join(tempfile.mkdtemp(), "x.npz")
     >>> lq.save(path, qa)
     >>> lq.load(path)
-    QuantizedArray(shape=(3,), dtype=uint8, bits=2, scheme='asymmetric', scale=1.0, zero_point=1)
-    >>> np.load(path, allow_pickle=False)["codes"]
-    array([0, 1, 3], dtype=uint8)
+    QuantizedArray(shape=(3,), format='uint2', bits=2, scheme='asymmetric', scale=1.0, zero_point=1)
+    >>> np.load(path, allow_pickle=False)["codes"]  # packed: 0 | 1 << 2 | 3 << 4
+    array([52], dtype=uint8)
     """
     with Reader(path) as reader:
         header = reader.header
-        codes = reader.read(math.prod(header.shape))
+        if header.packed:
+            data = reader.read_packed()
+        else:
+            data = reader.read(header.memory_shape)
+            data = data.T if header.fortran_order else data
         reader.verify()
-    return header.quantized(codes.reshape(header.shape, order="F" if header.fortran_order else "C"))
+    return header.quantized(data)
 
 
 def _write_npy(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
@@ -482,9 +576,10 @@ def writer(
     """Write a linquant file of ``header``; the caller writes the codes' bytes, in the order
     of ``header.fortran_order``, to the stream it yields. ``path`` is replaced at the end,
     as :func:`linquant._output.replacing` replaces a file."""
+    symmetric = header.scheme == "symmetric"
     meta = {
         "format": FORMAT,
-        "format_version": 1 if header.rounding == _rounding.DEFAULT else FORMAT_VERSION,
+        "format_version": _format_version(header),
         "linquant_version": __version__,
         "bits": header.bits,
         "scheme": header.scheme,
@@ -495,22 +590,62 @@ def writer(
         "rounding": header.rounding,
         "seed": header.seed,
     }
+    if header.packed:
+        meta["code_format"] = header.format.name
+    fmt = header.format
     with replacing(path) as file, _archive(file) as archive:
         _write_npy(archive, "metadata", np.array(json.dumps(meta)))
         _write_npy(archive, "scale", np.asarray(header.scale))
-        _write_npy(archive, "zero_point", np.asarray(header.zero_point, np.int32))
+        if not symmetric:
+            _write_npy(archive, "zero_point", _smallest_int(np.asarray(header.zero_point)))
         with archive.open("codes.npy", "w", force_zip64=True) as member:
             npy_header = {
-                "descr": np.lib.format.dtype_to_descr(header.code_dtype),
+                "descr": np.lib.format.dtype_to_descr(
+                    fmt.container if fmt.packed else header.code_dtype
+                ),
                 "fortran_order": header.fortran_order,
-                "shape": header.shape,
+                "shape": fmt.stored_shape(header.shape),
             }
             np.lib.format.write_array_header_1_0(member, npy_header)
             yield member
 
 
+def _format_version(header: Header) -> int:
+    """The oldest format version whose readers read the file right: 3 for packed codes or
+    no zero points (symmetric), 2 for rounding other than half to even, else 1."""
+    if header.packed or header.scheme == "symmetric":
+        return 3
+    return 1 if header.rounding == _rounding.DEFAULT else 2
+
+
+def _smallest_int(values: np.ndarray) -> np.ndarray:
+    """``values`` in the narrowest of uint8, int8, uint16, int16 and int32 that holds them."""
+    if not values.size:
+        return values.astype(np.uint8)
+    lo, hi = int(values.min()), int(values.max())
+    dtype = np.promote_types(np.min_scalar_type(lo), np.min_scalar_type(hi))
+    return values.astype(dtype)
+
+
+def write_codes(member: IO[bytes], header: Header, codes: np.ndarray) -> None:
+    """Write the codes of a chunk (in the order ``header`` stores them; a packed chunk's range
+    along the last axis starts on a byte) to the member :func:`writer` yields: packed when
+    ``header.packed``."""
+    if header.packed:
+        fmt = header.format
+        stored = np.empty(fmt.stored_shape(codes.shape), fmt.container)
+        _backend.active().pack(codes, fmt.width, stored)
+        member.write(stored.data)
+    else:
+        member.write(np.ascontiguousarray(codes).reshape(-1).data)
+
+
 def save(path: str | os.PathLike[str], qa: QuantizedArray) -> None:
     """Write ``qa`` to ``path`` (str or path-like) as a linquant ``.npz`` file.
+
+    Codes of up to 4 bits are written packed (SPEC §7), zero points in the narrowest integer
+    type that holds them, and none for symmetric codes: a 4-bit file takes an eighth of the
+    float32 array's bytes.
 
     The file is written to exactly ``path``: unlike ``np.savez``, no ``.npz`` is appended. It
     replaces ``path`` only once complete (an error leaves an existing file as it was), through
@@ -532,12 +667,13 @@ def save(path: str | os.PathLike[str], qa: QuantizedArray) -> None:
     if not isinstance(qa, QuantizedArray):
         raise TypeError(f"qa must be a QuantizedArray, got {type(qa).__name__}")
     target = os.fspath(path)
-    codes = _checks.codes_input(qa.data)
-    fortran_order = codes.flags.f_contiguous and not codes.flags.c_contiguous
+    packs = qa.bits in PACKED_BITS and bool(qa.shape)
+    data = qa.data if qa.packed else _checks.codes_input(qa.data)
+    fortran_order = not packs and data.flags.f_contiguous and not data.flags.c_contiguous
     checked = _checked(
         target,
-        codes.shape,
-        codes.dtype,
+        qa.shape,
+        qa.dtype if qa.packed else data.dtype,
         np.asarray(qa.scale),
         np.asarray(qa.zero_point),
         {
@@ -550,9 +686,14 @@ def save(path: str | os.PathLike[str], qa: QuantizedArray) -> None:
             "seed": qa.seed,
         },
     )
-    header = Header(
-        target, codes.shape, codes.dtype, fortran_order, *checked, linquant_version=__version__
-    )
-    header.check_codes(codes)
+    header = Header(target, qa.shape, qa.dtype, fortran_order, *checked, __version__, packs)
+    if qa.packed:
+        for chunk in chunks(qa.shape, None, CHUNK_ELEMENTS, align=qa.format.per_item):
+            header.checked_codes(qa.data[packed_slices(chunk, qa.format)], chunk.shape)
+    else:
+        header.check_codes(data)
     with writer(target, header) as member:
-        member.write(np.ascontiguousarray(codes.T if fortran_order else codes).reshape(-1).data)
+        if qa.packed:
+            member.write(np.ascontiguousarray(qa.data).data)
+        else:
+            write_codes(member, header, data.T if fortran_order else data)

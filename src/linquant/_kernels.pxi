@@ -710,6 +710,81 @@ def dequantize(
             lq_stream_fence()
 
 
+# Packed codes (SPEC §7, linquant._formats): 8 // width codes a byte along each row, each
+# row starting on a byte; 2- and 4-bit codes from the low bits up, 1-bit codes from the most
+# significant bit down (the code's bit: code > 0). Codes are already within their width
+# (the API checks them), so packing keeps the width's low bits of each.
+
+ctypedef fused small_codes:
+    uint8_t
+    int8_t
+
+
+cdef int _packed_views(
+    const Py_ssize_t *codes_shape, const Py_ssize_t *codes_strides, Py_ssize_t codes_itemsize,
+    const Py_ssize_t *packed_shape, const Py_ssize_t *packed_strides, int width,
+) except -1:
+    cdef Py_ssize_t expected[2]
+    if width not in (1, 2, 4):
+        raise ValueError(f"width must be 1, 2 or 4, got {width}")
+    expected[0] = codes_shape[0]
+    expected[1] = (codes_shape[1] + 8 // width - 1) // (8 // width)
+    _view("codes", codes_shape, codes_strides, codes_itemsize, codes_shape, 2)
+    _view("packed", packed_shape, packed_strides, 1, expected, 2)
+    return 0
+
+
+def pack(
+    const small_codes[:, :] q,  # IN, each code within width bits
+    int width,  # 1, 2 or 4
+    uint8_t[:, :] out,  # OUT, (rows, ceil(n / (8 // width)))
+):
+    """Pack the rows of the codes ``q`` into bytes (SPEC §7)."""
+    _packed_views(q.shape, q.strides, sizeof(small_codes), out.shape, out.strides, width)
+    cdef Py_ssize_t i, j, k, n = q.shape[1], m = out.shape[1]
+    cdef int per_byte = 8 // width, slot
+    cdef uint8_t mask = (1 << width) - 1, byte, code
+    with nogil:
+        for i in range(q.shape[0]):
+            for j in range(m):
+                byte = 0
+                for slot in range(per_byte):
+                    k = j * per_byte + slot
+                    if k < n:
+                        if width == 1:
+                            code = q[i, k] > 0
+                            byte |= code << (7 - slot)
+                        else:
+                            code = <uint8_t>q[i, k] & mask
+                            byte |= code << (slot * width)
+                out[i, j] = byte
+
+
+def unpack(
+    const uint8_t[:, :] packed,  # IN, (rows, ceil(n / (8 // width)))
+    int width,  # 1, 2 or 4
+    small_codes[:, :] out,  # OUT, (rows, n): unsigned codes, or signed ones sign-extended
+):
+    """Unpack the rows of ``packed`` into codes (SPEC §7)."""
+    _packed_views(out.shape, out.strides, sizeof(small_codes), packed.shape, packed.strides, width)
+    cdef Py_ssize_t i, j, n = out.shape[1]
+    cdef int per_byte = 8 // width
+    cdef int mask = (1 << width) - 1, half = 1 << (width - 1), value
+    cdef bint signed = small_codes is int8_t
+    with nogil:
+        for i in range(out.shape[0]):
+            for j in range(n):
+                if width == 1:
+                    value = (packed[i, j // 8] >> (7 - j % 8)) & 1
+                    if signed:
+                        value = 2 * value - 1
+                else:
+                    value = (packed[i, j // per_byte] >> (j % per_byte * width)) & mask
+                    if signed:
+                        value = (value ^ half) - half
+                out[i, j] = <small_codes>value
+
+
 # Per-axis and per-block kernels. Arrays come as (outer, n, inner) views around the axis
 # (linquant._groups); parameters and accumulators as (outer, blocks, inner) views with zero
 # strides where they are shared (per-axis: all of outer and inner). Element [o, a, i] belongs

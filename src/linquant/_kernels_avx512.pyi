@@ -9,4 +9,6 @@ from ._kernels_baseline import group_minmax as group_minmax
 from ._kernels_baseline import group_quantize as group_quantize
 from ._kernels_baseline import minmax as minmax
 from ._kernels_baseline import nan_stats as nan_stats
+from ._kernels_baseline import pack as pack
 from ._kernels_baseline import quantize as quantize
+from ._kernels_baseline import unpack as unpack

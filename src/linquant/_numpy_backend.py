@@ -102,6 +102,40 @@ def dequantize(
         np.multiply(shifted.astype(out.dtype), scale, out=out)
 
 
+def pack(codes: np.ndarray, width: int, out: np.ndarray) -> None:
+    """Pack ``codes`` (..., n), each within ``width`` bits (1, 2 or 4), into the bytes
+    ``out`` (..., ceil(n / (8 // width))) along the last axis (SPEC §7)."""
+    per_byte = 8 // width
+    n = codes.shape[-1]
+    slots = np.zeros((*codes.shape[:-1], out.shape[-1] * per_byte), np.uint8)
+    if width == 1:
+        slots[..., :n] = codes > 0
+        out[...] = np.packbits(slots, axis=-1)
+        return
+    slots[..., :n] = codes.astype(np.uint8) & np.uint8((1 << width) - 1)  # two's complement
+    shifts = np.arange(0, 8, width, dtype=np.uint8)
+    grouped = slots.reshape(*out.shape, per_byte) << shifts
+    out[...] = np.bitwise_or.reduce(grouped, axis=-1)
+
+
+def unpack(packed: np.ndarray, width: int, out: np.ndarray) -> None:
+    """Unpack the bytes ``packed`` into the codes ``out`` (..., n): unsigned for uint8,
+    sign-extended for int8 (1-bit: -1 and +1) (SPEC §7)."""
+    n = out.shape[-1]
+    signed = out.dtype == np.int8
+    if width == 1:
+        bits = np.unpackbits(packed, axis=-1, count=n).astype(np.int8)
+        out[...] = 2 * bits - 1 if signed else bits
+        return
+    shifts = np.arange(0, 8, width, dtype=np.uint8)
+    slots = (packed[..., None] >> shifts) & np.uint8((1 << width) - 1)
+    values = slots.reshape(*packed.shape[:-1], -1)[..., :n].astype(np.int8)
+    if signed:
+        half = np.int8(1 << (width - 1))
+        values = (values ^ half) - half
+    out[...] = values
+
+
 # Per-axis and per-block: the same arithmetic with each group's parameters, broadcast to x.
 
 

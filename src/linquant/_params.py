@@ -13,18 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from ._formats import code_format
+
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-STORAGE_DTYPES: dict[tuple[bool, int], np.dtype] = {
-    (False, 8): np.dtype(np.uint8),
-    (True, 8): np.dtype(np.int8),
-    (False, 16): np.dtype(np.uint16),
-    (True, 16): np.dtype(np.int16),
-}
 
 
 def storage_dtype(bits: int, signed: bool) -> np.dtype:
-    """The integer dtype that stores ``bits``-bit codes: 8-bit up to 8 bits, else 16-bit."""
-    return STORAGE_DTYPES[(signed, 8 if bits <= 8 else 16)]
+    """The integer dtype of unpacked ``bits``-bit codes: 8-bit up to 8 bits, else 16-bit."""
+    return code_format(bits, signed, packed=False).container
 
 
 # SPEC §2 in both backends: a rounded value beyond ±2**32 saturates whatever the int32 zero
@@ -34,9 +30,11 @@ ROUNDED_LIMIT = 2.0**32
 
 
 def integer_range(bits: int, signed: bool, narrow_range: bool = False) -> tuple[int, int]:
-    """``(qmin, qmax)`` of SPEC §1."""
+    """``(qmin, qmax)`` of SPEC §1; signed 1-bit codes are -1 and +1 (the sign of x)."""
     if not signed:
         return 0, 2**bits - 1
+    if bits == 1:
+        return -1, 1
     qmax = 2 ** (bits - 1) - 1
     return (-qmax if narrow_range else -qmax - 1), qmax
 
@@ -156,7 +154,8 @@ def asymmetric_params_per_slice(
 
 
 def symmetric_scale_per_slice(lo: Any, hi: Any, bits: int, describe: Describe | None) -> Any:
-    """Scales ``max|x| / (2**(bits-1) - 1)`` of signed codes for ranges (SPEC §4).
+    """Scales ``max|x| / (2**(bits-1) - 1)`` of signed codes for ranges (SPEC §4); ``max|x|``
+    for 1-bit codes, whose values are -1 and +1.
 
     Arrays or, with ``describe`` None, the 0-d range of a whole tensor, as for
     :func:`asymmetric_params_per_slice`.
@@ -164,7 +163,7 @@ def symmetric_scale_per_slice(lo: Any, hi: Any, bits: int, describe: Describe | 
     lo, hi = _without_empty(lo, hi)
     with np.errstate(all="ignore"):
         amax = np.maximum(-lo, hi)
-        scale = _scales(amax, 2 ** (bits - 1) - 1)
+        scale = _scales(amax, max(2 ** (bits - 1) - 1, 1))
     if not _all(_valid(scale)):
         raise _error(lo, hi, amax, scale, None, describe)
     return scale

@@ -8,9 +8,13 @@ import numpy as np
 
 from . import _checks, _rounding
 from ._api import dequantize_linear, dynamic_quantize
+from ._formats import CodeFormat, code_format
 from ._layout import as_float_input
+from ._packing import dequantize_packed, dynamic_quantize_packed, unpack
+from ._params import storage_dtype
 
 FLOAT32 = np.dtype(np.float32)
+PACKED_BITS = (1, 2, 3, 4)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -43,17 +47,37 @@ class QuantizedArray:
     source_dtype: np.dtype = FLOAT32
     rounding: str = _rounding.DEFAULT
     seed: int | None = None
+    length: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source_dtype", _checks.source_float(self.source_dtype))
         checked = _rounding.rounding(self.rounding, self.seed, None, ())
         object.__setattr__(self, "seed", checked.seed if checked.stochastic else None)
+        if self.length is not None:
+            self._check_packed()
         for name in ("data", "scale", "zero_point"):
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
                 view = value.view()
                 view.flags.writeable = False
                 object.__setattr__(self, name, view)
+
+    def _check_packed(self) -> None:
+        """Packed codes must be the bytes of ``length`` codes along the last axis (SPEC §7)."""
+        length = self.length
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
+            raise ValueError(f"length must be an int >= 0 or None, got {length!r}")
+        object.__setattr__(self, "length", int(length))
+        if self.bits not in PACKED_BITS:
+            raise ValueError(f"only codes of 1 to 4 bits are packed, got bits={self.bits!r}")
+        if not isinstance(self.data, np.ndarray) or self.data.dtype != np.uint8:
+            raise TypeError("packed codes must be a uint8 array")
+        fmt = self.format
+        if self.data.ndim == 0 or self.data.shape != fmt.stored_shape(self.shape):
+            raise ValueError(
+                f"packed {fmt.name} codes of {length} along the last axis need "
+                f"{-(-int(length) // fmt.per_item)} bytes there, got shape {self.data.shape}"
+            )
 
     @classmethod
     def with_codes(cls, data: np.ndarray, settings: object) -> QuantizedArray:
@@ -68,20 +92,51 @@ class QuantizedArray:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.data.shape
+        """The shape of the quantized array (of the codes, unpacked)."""
+        if self.length is None:
+            return self.data.shape
+        return (*self.data.shape[:-1], self.length)
+
+    @property
+    def packed(self) -> bool:
+        """Whether ``data`` holds the codes packed into bytes (SPEC §7)."""
+        return self.length is not None
+
+    @property
+    def format(self) -> CodeFormat:
+        """How the codes are stored: a row of the code format table (``uint4``, ``int8``...)."""
+        return code_format(self.bits, self.scheme == "symmetric", self.packed)
 
     @property
     def dtype(self) -> np.dtype:
-        """The storage dtype of the codes."""
-        return self.data.dtype
+        """The dtype of the codes, unpacked: uint8/int8 up to 8 bits, else uint16/int16."""
+        return storage_dtype(self.bits, self.scheme == "symmetric")
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the codes plus those of the scale and zero point."""
+        """Bytes of the codes (packed or not) plus those of the scale and zero point."""
         return int(self.data.nbytes + self.scale.nbytes + self.zero_point.nbytes)
 
+    def codes(self) -> np.ndarray:
+        """The codes, unpacked: ``data`` itself unless packed."""
+        if self.length is None:
+            return self.data
+        return unpack(self.data, self.bits, self.length, self.dtype)
+
     def dequantize(self, dtype: str | np.dtype | type = "float32") -> np.ndarray:
-        """The dequantized array (SPEC §3), float32 unless ``dtype="float64"``."""
+        """The dequantized array (SPEC §3), float32 unless ``dtype="float64"``; packed codes
+        are unpacked chunk by chunk, never all at once."""
+        if self.length is not None:
+            return dequantize_packed(
+                self.data,
+                self.shape,
+                self.format,
+                self.scale,
+                self.zero_point,
+                self.axis,
+                self.block_size,
+                _checks.output_float(dtype),
+            )
         return dequantize_linear(
             self.data,
             self.scale,
@@ -104,8 +159,9 @@ class QuantizedArray:
             params += f", rounding={self.rounding!r}"
         if self.seed is not None:
             params += f", seed={self.seed}"
+        stored = f"format={self.format.name!r}" if self.packed else f"dtype={self.dtype}"
         return (
-            f"QuantizedArray(shape={self.shape}, dtype={self.dtype}, bits={self.bits}, "
+            f"QuantizedArray(shape={self.shape}, {stored}, bits={self.bits}, "
             f"scheme={self.scheme!r}, {params})"
         )
 
@@ -123,6 +179,7 @@ def quantize(
     rounding: str = "half_even",
     seed: int | None = None,
     position: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
+    pack: bool = False,
 ) -> QuantizedArray:
     """Quantize ``x`` with parameters chosen from its range (SPEC §4).
 
@@ -145,18 +202,13 @@ def quantize(
     arr = np.asarray(x)
     values = as_float_input(arr)  # its TypeError before the rounding's ValueError
     checked_rounding = _rounding.rounding(rounding, seed, position, arr.shape)
-    data, scale, zero_point = dynamic_quantize(
-        values,
-        bits,
-        scheme,
-        include_zero=include_zero,
-        narrow_range=narrow_range,
-        nan=nan,
-        axis=axis,
-        block_size=block_size,
-        rounding=checked_rounding,
-    )
-    axis = None if axis is None else int(axis) % data.ndim
+    if not isinstance(pack, (bool, np.bool_)):
+        raise ValueError(f"pack must be True or False, got {pack!r}")
+    packs = bool(pack) and bits in PACKED_BITS and arr.ndim > 0
+    settings = (values, bits, scheme, include_zero, narrow_range, nan, axis, block_size)
+    quantizer = dynamic_quantize_packed if packs else dynamic_quantize
+    data, scale, zero_point = quantizer(*settings, rounding=checked_rounding)
+    axis = None if axis is None else int(axis) % arr.ndim
     source_dtype = arr.dtype.newbyteorder("=")  # a float dtype: dynamic_quantize checked it
     return QuantizedArray(
         data,
@@ -169,4 +221,5 @@ def quantize(
         source_dtype,
         checked_rounding.mode,
         seed,
+        arr.shape[-1] if packs else None,
     )
