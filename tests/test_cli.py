@@ -292,6 +292,7 @@ def test_info(tmp_path: Path, data: np.ndarray) -> None:
     out = cli(tmp_path, "info", "t.npz").stdout
     assert f"scale:       {tensor.scale!r}".replace("np.", "") in out and "per tensor" in out
     assert "rounding:    half_even\n" in out
+    assert "codes:       uint4 packed, 3-bit asymmetric (768 B)" in out  # 64 rows of 12 bytes
 
 
 def test_a_fortran_ordered_file_with_stochastic_rounding(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ X = (RNG.standard_normal((6, 10)) * 7 + 2).astype(np.float32)
 def assert_same(a: lq.QuantizedArray, b: lq.QuantizedArray) -> None:
     """Every field equal: codes and their dtype, the scale's bits, zero points, settings.
 
-    Codes of up to 4 bits come back packed (SPEC §7) whether or not they were saved packed.
+    Codes of up to 4 bits come back packed (SPEC §8) whether or not they were saved packed.
     """
     assert a.dtype == b.dtype and a.shape == b.shape
     assert b.packed == (a.bits <= 4 and a.shape != ())

@@ -1,4 +1,4 @@
-"""Packed codes (SPEC §7) and 1-bit codes: the format table, ``pack``/``unpack`` against the
+"""Packed codes (SPEC §8) and 1-bit codes: the format table, ``pack``/``unpack`` against the
 ONNX layouts (``onnx.numpy_helper`` raw bytes, the reference evaluator) and ONNX Runtime,
 quantization to packed codes and back, and files that hold them."""
 

@@ -1,5 +1,5 @@
 """Chunks of an array: boxes of consecutive elements in C order, cut so that per-axis and
-per-block parameters and packed rows (SPEC §7) slice cleanly with them.
+per-block parameters and packed rows (SPEC §8) slice cleanly with them.
 
 A chunk is a range of indices along one axis ``s`` (the first axis whose trailing elements fit
 in a chunk), every index of the axes after it, and one index of each axis before it. Along the

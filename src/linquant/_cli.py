@@ -228,7 +228,7 @@ def _quantize(args: argparse.Namespace) -> None:
         size = math.prod(header.shape) * header.source_dtype.itemsize
         print(
             f"{args.input} -> {args.output}: {header.shape} {header.source_dtype} to "
-            f"{header.bits}-bit {header.scheme} {header.code_dtype}, {_size(size)} -> "
+            f"{header.bits}-bit {header.scheme} {header.format.name}, {_size(size)} -> "
             f"{_size(os.path.getsize(args.output))} in {time.perf_counter() - start:.2f} s"
         )
 
@@ -260,7 +260,8 @@ def _info(args: argparse.Namespace) -> None:
         f"file:        {args.input} ({_size(file_size)})",
         f"shape:       {qa.shape}",
         f"source:      {qa.source_dtype} ({_size(source_size)})",
-        f"codes:       {qa.dtype}, {qa.bits}-bit {qa.scheme} ({_size(qa.data.nbytes)})",
+        f"codes:       {qa.format.name}{' packed' if qa.packed else ''}, {qa.bits}-bit "
+        f"{qa.scheme} ({_size(qa.data.nbytes)})",
         f"grouping:    {groups}",
         f"rounding:    {rounding}",
         f"scale:       {_summary(np.asarray(qa.scale))}",

@@ -220,13 +220,13 @@ def _row_pairs(a: np.ndarray, b: np.ndarray) -> list[tuple[np.ndarray, np.ndarra
 
 
 def pack(codes: np.ndarray, width: int, out: np.ndarray) -> None:
-    """Pack ``codes`` into the bytes ``out`` along the last axis (SPEC §7)."""
+    """Pack ``codes`` into the bytes ``out`` along the last axis (SPEC §8)."""
     for rows, packed in _row_pairs(codes, out):
         _kernels.pack(rows, width, packed)
 
 
 def unpack(packed: np.ndarray, width: int, out: np.ndarray) -> None:
-    """Unpack the bytes ``packed`` into the codes ``out`` along the last axis (SPEC §7)."""
+    """Unpack the bytes ``packed`` into the codes ``out`` along the last axis (SPEC §8)."""
     for rows, codes in _row_pairs(packed, out):
         _kernels.unpack(rows, width, codes)
 

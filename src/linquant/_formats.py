@@ -1,4 +1,4 @@
-"""Code formats (SPEC §7): how codes of a given width are stored, one row per format.
+"""Code formats (SPEC §8): how codes of a given width are stored, one row per format.
 
 Every reader of codes — the API, ``QuantizedArray``, files, the codec, ``linquant.dask``, the
 CLI — asks this table how a format is stored, so that a format is one row plus its pack and

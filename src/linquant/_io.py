@@ -4,7 +4,7 @@ Layout (format version 3), an uncompressed zip archive that ``np.load(path,
 allow_pickle=False)`` reads:
 
 - ``codes``: codes of up to 4 bits packed into uint8 bytes along the last axis in C order
-  (SPEC §7; the shape of the packed rows), wider ones as integers (uint8/int8 up to 8 bits,
+  (SPEC §8; the shape of the packed rows), wider ones as integers (uint8/int8 up to 8 bits,
   uint16/int16 up to 16) with the array's shape, in C order (or Fortran order, as the header
   of the member says);
 - ``scale``: float32 or float64, 0-d per tensor, else the shape of per-axis or per-block
@@ -643,7 +643,7 @@ def write_codes(member: IO[bytes], header: Header, codes: np.ndarray) -> None:
 def save(path: str | os.PathLike[str], qa: QuantizedArray) -> None:
     """Write ``qa`` to ``path`` (str or path-like) as a linquant ``.npz`` file.
 
-    Codes of up to 4 bits are written packed (SPEC §7), zero points in the narrowest integer
+    Codes of up to 4 bits are written packed (SPEC §8), zero points in the narrowest integer
     type that holds them, and none for symmetric codes: a 4-bit file takes an eighth of the
     float32 array's bytes.
 

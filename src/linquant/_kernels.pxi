@@ -14,6 +14,7 @@
 
 from cython cimport floating
 from libc.math cimport INFINITY, isfinite, rint
+from libc.string cimport memcpy
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
 from linquant._params import ROUNDED_LIMIT as _ROUNDED_LIMIT
@@ -710,7 +711,7 @@ def dequantize(
             lq_stream_fence()
 
 
-# Packed codes (SPEC §7, linquant._formats): 8 // width codes a byte along each row, each
+# Packed codes (SPEC §8, linquant._formats): 8 // width codes a byte along each row, each
 # row starting on a byte; 2- and 4-bit codes from the low bits up, 1-bit codes from the most
 # significant bit down (the code's bit: code > 0). Codes are already within their width
 # (the API checks them), so packing keeps the width's low bits of each.
@@ -734,30 +735,127 @@ cdef int _packed_views(
     return 0
 
 
+# Contiguous rows, one loop per width (the compiler vectorizes each), reading and writing
+# codes as their bytes: a signed code's low bits are its two's complement.
+
+cdef inline void _pack_row_4(const uint8_t *q, Py_ssize_t n, uint8_t *out) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n // 2):
+        out[j] = (q[2 * j] & 15) | (q[2 * j + 1] << 4)
+    if n % 2:
+        out[n // 2] = q[n - 1] & 15
+
+
+cdef inline void _pack_row_2(const uint8_t *q, Py_ssize_t n, uint8_t *out) noexcept nogil:
+    cdef Py_ssize_t j, k
+    for j in range(n // 4):
+        out[j] = (q[4 * j] & 3) | ((q[4 * j + 1] & 3) << 2) | ((q[4 * j + 2] & 3) << 4) | (
+            q[4 * j + 3] << 6
+        )
+    if n % 4:
+        out[n // 4] = 0
+        for k in range(n - n % 4, n):
+            out[n // 4] |= (q[k] & 3) << (2 * (k % 4))
+
+
+cdef inline void _pack_row_1(const uint8_t *q, Py_ssize_t n, uint8_t *out) noexcept nogil:
+    # The bit of a code is 1 for the codes 1 and +1 (0 and -1 give 0): its byte equals 1.
+    cdef Py_ssize_t j, k
+    for j in range(n // 8):
+        out[j] = (
+            ((q[8 * j] == 1) << 7) | ((q[8 * j + 1] == 1) << 6) | ((q[8 * j + 2] == 1) << 5)
+            | ((q[8 * j + 3] == 1) << 4) | ((q[8 * j + 4] == 1) << 3)
+            | ((q[8 * j + 5] == 1) << 2) | ((q[8 * j + 6] == 1) << 1) | (q[8 * j + 7] == 1)
+        )
+    if n % 8:
+        out[n // 8] = 0
+        for k in range(n - n % 8, n):
+            out[n // 8] |= (q[k] == 1) << (7 - k % 8)
+
+
+cdef inline void _unpack_row_4(const uint8_t *p, Py_ssize_t n, uint8_t *out, bint signed) noexcept nogil:
+    cdef Py_ssize_t j
+    if signed:  # the nibble sign-extended: (v ^ 8) - 8
+        for j in range(n // 2):
+            out[2 * j] = <uint8_t>(((p[j] & 15) ^ 8) - 8)
+            out[2 * j + 1] = <uint8_t>(((p[j] >> 4) ^ 8) - 8)
+    else:
+        for j in range(n // 2):
+            out[2 * j] = p[j] & 15
+            out[2 * j + 1] = p[j] >> 4
+    if n % 2:
+        out[n - 1] = <uint8_t>(((p[n // 2] & 15) ^ 8) - 8) if signed else p[n // 2] & 15
+
+
+# 1- and 2-bit codes unpack by table: the 8 or 4 codes of each byte, unsigned and signed,
+# filled once at import and only read after.
+cdef uint8_t _UNPACKED_1[2][256][8]
+cdef uint8_t _UNPACKED_2[2][256][4]
+
+
+cdef void _fill_unpack_tables() noexcept:
+    cdef int signed, byte, k, value
+    for signed in range(2):
+        for byte in range(256):
+            for k in range(8):
+                value = (byte >> (7 - k)) & 1
+                _UNPACKED_1[signed][byte][k] = <uint8_t>(2 * value - 1 if signed else value)
+            for k in range(4):
+                value = (byte >> (2 * k)) & 3
+                _UNPACKED_2[signed][byte][k] = <uint8_t>((value ^ 2) - 2 if signed else value)
+
+
+_fill_unpack_tables()
+
+
+cdef inline void _unpack_row_2(const uint8_t *p, Py_ssize_t n, uint8_t *out, bint signed) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n // 4):
+        memcpy(out + 4 * j, _UNPACKED_2[signed][p[j]], 4)
+    if n % 4:
+        memcpy(out + n - n % 4, _UNPACKED_2[signed][p[n // 4]], n % 4)
+
+
+cdef inline void _unpack_row_1(const uint8_t *p, Py_ssize_t n, uint8_t *out, bint signed) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n // 8):
+        memcpy(out + 8 * j, _UNPACKED_1[signed][p[j]], 8)
+    if n % 8:
+        memcpy(out + n - n % 8, _UNPACKED_1[signed][p[n // 8]], n % 8)
+
+
 def pack(
     const small_codes[:, :] q,  # IN, each code within width bits
     int width,  # 1, 2 or 4
     uint8_t[:, :] out,  # OUT, (rows, ceil(n / (8 // width)))
 ):
-    """Pack the rows of the codes ``q`` into bytes (SPEC §7)."""
+    """Pack the rows of the codes ``q`` into bytes (SPEC §8)."""
     _packed_views(q.shape, q.strides, sizeof(small_codes), out.shape, out.strides, width)
     cdef Py_ssize_t i, j, k, n = q.shape[1], m = out.shape[1]
     cdef int per_byte = 8 // width, slot
     cdef uint8_t mask = (1 << width) - 1, byte, code
+    cdef bint contiguous = q.strides[1] == sizeof(small_codes) and out.strides[1] == 1
     with nogil:
         for i in range(q.shape[0]):
-            for j in range(m):
-                byte = 0
-                for slot in range(per_byte):
-                    k = j * per_byte + slot
-                    if k < n:
-                        if width == 1:
-                            code = q[i, k] > 0
-                            byte |= code << (7 - slot)
-                        else:
-                            code = <uint8_t>q[i, k] & mask
-                            byte |= code << (slot * width)
-                out[i, j] = byte
+            if contiguous and width == 4:
+                _pack_row_4(<const uint8_t *>&q[i, 0], n, &out[i, 0])
+            elif contiguous and width == 2:
+                _pack_row_2(<const uint8_t *>&q[i, 0], n, &out[i, 0])
+            elif contiguous and width == 1:
+                _pack_row_1(<const uint8_t *>&q[i, 0], n, &out[i, 0])
+            else:
+                for j in range(m):
+                    byte = 0
+                    for slot in range(per_byte):
+                        k = j * per_byte + slot
+                        if k < n:
+                            if width == 1:
+                                code = q[i, k] == 1
+                                byte |= code << (7 - slot)
+                            else:
+                                code = <uint8_t>q[i, k] & mask
+                                byte |= code << (slot * width)
+                    out[i, j] = byte
 
 
 def unpack(
@@ -765,24 +863,32 @@ def unpack(
     int width,  # 1, 2 or 4
     small_codes[:, :] out,  # OUT, (rows, n): unsigned codes, or signed ones sign-extended
 ):
-    """Unpack the rows of ``packed`` into codes (SPEC §7)."""
+    """Unpack the rows of ``packed`` into codes (SPEC §8)."""
     _packed_views(out.shape, out.strides, sizeof(small_codes), packed.shape, packed.strides, width)
     cdef Py_ssize_t i, j, n = out.shape[1]
     cdef int per_byte = 8 // width
     cdef int mask = (1 << width) - 1, half = 1 << (width - 1), value
     cdef bint signed = small_codes is int8_t
+    cdef bint contiguous = packed.strides[1] == 1 and out.strides[1] == sizeof(small_codes)
     with nogil:
         for i in range(out.shape[0]):
-            for j in range(n):
-                if width == 1:
-                    value = (packed[i, j // 8] >> (7 - j % 8)) & 1
-                    if signed:
-                        value = 2 * value - 1
-                else:
-                    value = (packed[i, j // per_byte] >> (j % per_byte * width)) & mask
-                    if signed:
-                        value = (value ^ half) - half
-                out[i, j] = <small_codes>value
+            if contiguous and width == 4:
+                _unpack_row_4(&packed[i, 0], n, <uint8_t *>&out[i, 0], signed)
+            elif contiguous and width == 2:
+                _unpack_row_2(&packed[i, 0], n, <uint8_t *>&out[i, 0], signed)
+            elif contiguous and width == 1:
+                _unpack_row_1(&packed[i, 0], n, <uint8_t *>&out[i, 0], signed)
+            else:
+                for j in range(n):
+                    if width == 1:
+                        value = (packed[i, j // 8] >> (7 - j % 8)) & 1
+                        if signed:
+                            value = 2 * value - 1
+                    else:
+                        value = (packed[i, j // per_byte] >> (j % per_byte * width)) & mask
+                        if signed:
+                            value = (value ^ half) - half
+                    out[i, j] = <small_codes>value
 
 
 # Per-axis and per-block kernels. Arrays come as (outer, n, inner) views around the axis

@@ -104,12 +104,12 @@ def dequantize(
 
 def pack(codes: np.ndarray, width: int, out: np.ndarray) -> None:
     """Pack ``codes`` (..., n), each within ``width`` bits (1, 2 or 4), into the bytes
-    ``out`` (..., ceil(n / (8 // width))) along the last axis (SPEC §7)."""
+    ``out`` (..., ceil(n / (8 // width))) along the last axis (SPEC §8)."""
     per_byte = 8 // width
     n = codes.shape[-1]
     slots = np.zeros((*codes.shape[:-1], out.shape[-1] * per_byte), np.uint8)
     if width == 1:
-        slots[..., :n] = codes > 0
+        slots[..., :n] = codes == 1  # the codes 1 and +1
         out[...] = np.packbits(slots, axis=-1)
         return
     slots[..., :n] = codes.astype(np.uint8) & np.uint8((1 << width) - 1)  # two's complement
@@ -120,7 +120,7 @@ def pack(codes: np.ndarray, width: int, out: np.ndarray) -> None:
 
 def unpack(packed: np.ndarray, width: int, out: np.ndarray) -> None:
     """Unpack the bytes ``packed`` into the codes ``out`` (..., n): unsigned for uint8,
-    sign-extended for int8 (1-bit: -1 and +1) (SPEC §7)."""
+    sign-extended for int8 (1-bit: -1 and +1) (SPEC §8)."""
     n = out.shape[-1]
     signed = out.dtype == np.int8
     if width == 1:

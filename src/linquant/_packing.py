@@ -1,4 +1,4 @@
-"""Packed codes (SPEC §7): :func:`pack` and :func:`unpack`, and quantization straight to packed
+"""Packed codes (SPEC §8): :func:`pack` and :func:`unpack`, and quantization straight to packed
 codes and back, chunk by chunk.
 
 Quantizing to packed codes runs over chunks of the array (``_chunks``) whose codes are whole
@@ -37,7 +37,7 @@ def _packed_format(bits: object, signed: bool) -> CodeFormat:
 
 
 def pack(codes: object, bits: int) -> np.ndarray:
-    """Pack ``bits``-bit codes (1 to 4) into bytes along the last axis (SPEC §7).
+    """Pack ``bits``-bit codes (1 to 4) into bytes along the last axis (SPEC §8).
 
     ``codes`` is a uint8 or int8 array (unsigned or signed codes; signed 1-bit codes are -1
     and +1); each row of its last axis becomes ``ceil(n / per byte)`` bytes: two 3- or 4-bit

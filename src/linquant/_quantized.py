@@ -63,7 +63,7 @@ class QuantizedArray:
                 object.__setattr__(self, name, view)
 
     def _check_packed(self) -> None:
-        """Packed codes must be the bytes of ``length`` codes along the last axis (SPEC §7)."""
+        """Packed codes must be the bytes of ``length`` codes along the last axis (SPEC §8)."""
         length = self.length
         if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
             raise ValueError(f"length must be an int >= 0 or None, got {length!r}")
@@ -99,7 +99,7 @@ class QuantizedArray:
 
     @property
     def packed(self) -> bool:
-        """Whether ``data`` holds the codes packed into bytes (SPEC §7)."""
+        """Whether ``data`` holds the codes packed into bytes (SPEC §8)."""
         return self.length is not None
 
     @property
