@@ -112,6 +112,9 @@ def write_seeds(directory: str) -> None:
         "zero_d": lq.quantize(np.float32(2.5), bits=3),
         "empty": lq.quantize(np.zeros((0, 3), np.float32), axis=1, block_size=2),
         "stochastic": lq.quantize(x, bits=5, axis=0, rounding="stochastic", seed=2**64 - 1),
+        "packed_3bit": lq.quantize(x, bits=3, axis=1, block_size=4),
+        "packed_2bit": lq.quantize(x[:, :5], bits=2),
+        "packed_signs": lq.quantize(x, bits=1, scheme="symmetric", axis=0),
     }
     fortran = lq.quantize(x, axis=1)
     quantized["fortran"] = lq.QuantizedArray(

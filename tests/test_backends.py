@@ -458,9 +458,7 @@ def large_float_arrays(draw: st.DrawFn) -> np.ndarray:
 # --- parameters -----------------------------------------------------------------------------
 
 VALID_BITS = st.integers(1, 16)
-bits_arguments = mostly(
-    VALID_BITS | VALID_BITS.map(np.int64), st.sampled_from([0, 17, True, 8.0])
-)
+bits_arguments = mostly(VALID_BITS | VALID_BITS.map(np.int64), st.sampled_from([0, 17, True, 8.0]))
 nan_policies = mostly(st.sampled_from(["raise", "zero"]), st.just("ignore"))
 schemes = mostly(st.sampled_from(["asymmetric", "symmetric"]), st.just("affine"))
 

@@ -12,7 +12,13 @@
   interpreter that has not imported linquant; bad configurations raise; damaged chunks and
   headers that claim more than their bytes hold raise ValueError, allocating nothing on it;
 - real Zarr arrays on disk, format 3 (serializer) and format 2 (filter, compressor), in C
-  and Fortran order, of float16, float32 and float64.
+  and Fortran order, of float16, float32 and float64;
+- packed chunks (``pack=True``, format version 3): their codes are the bytes of
+  ``lq.quantize(chunk, pack=True)``, they decode as the unpacked chunks do, for 1 to 4 bits,
+  both schemes, every grouping and stochastic rounding, on drawn shapes with odd last
+  dimensions; they take about ``n / 2`` bytes of codes at 4 bits, ``n / 8`` at 1 bit; wider
+  codes and 0-d chunks stay version 2; damaged packed chunks raise ValueError; Zarr arrays
+  store them.
 
 numcodecs and Zarr 3 need CPython 3.11 or later and have no wheels for musl libc or Windows
 ARM64; there the ``test`` extra leaves them out and this module skips.
@@ -29,6 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import linquant as lq
 
@@ -75,6 +84,8 @@ DYNAMIC = [
     {"bits": 8, "axis": -1, "scheme": "symmetric"},
     {"bits": 6, "axis": 1, "block_size": 4},
     {"bits": 10, "axis": 0, "block_size": 3, "include_zero": False},
+    {"bits": 1},
+    {"bits": 1, "scheme": "symmetric", "axis": 1, "block_size": 4},  # the sign of x
 ]
 
 
@@ -215,6 +226,8 @@ CONFIGS = [
     {"dtype": "float16"},
     {"rounding": "floor", "bits": 4},
     {"rounding": "stochastic", "seed": 2**64 - 1, "scale": 0.5},
+    {"pack": True, "bits": 2, "axis": 0},
+    {"pack": True, "bits": 8},
 ]
 
 
@@ -242,6 +255,16 @@ def test_the_default_rounding_is_left_out_of_the_config() -> None:
     assert Linquant(rounding="stochastic", seed=np.uint64(7)).get_config()["seed"] == 7
 
 
+def test_pack_is_in_the_config_only_where_it_is_true() -> None:
+    """A codec that stores unpacked chunks configures as one that predates ``pack``."""
+    assert "pack" not in Linquant(pack=False).get_config()
+    assert Linquant(pack=False) == Linquant()
+    stored = Linquant(bits=4, pack=True).get_config()
+    assert stored["pack"] is True
+    assert numcodecs.get_codec(stored) == Linquant(bits=4, pack=True) != Linquant(bits=4)
+    assert Linquant(pack=np.bool_(True)).get_config()["pack"] is True
+
+
 def test_numcodecs_finds_the_codec_without_importing_linquant(python) -> None:
     code = (
         "import sys, numcodecs\n"
@@ -264,8 +287,8 @@ def test_import_linquant_imports_no_optional_dependency(python) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"bits": 1}, "bits must be an int from 2 to 16"),
-        ({"bits": 17}, "bits must be an int from 2 to 16"),
+        ({"bits": 0}, "bits must be an int from 1 to 16"),
+        ({"bits": 17}, "bits must be an int from 1 to 16"),
         ({"bits": 8.0}, "bits must be an int"),
         ({"scheme": "affine"}, "scheme must be one of"),
         ({"nan": "ignore"}, "nan must be one of"),
@@ -295,6 +318,9 @@ def test_import_linquant_imports_no_optional_dependency(python) -> None:
         ({"rounding": "stochastic", "seed": True}, "rounding='stochastic' needs seed="),
         ({"seed": 3}, "seed applies to rounding='stochastic' only"),
         ({"rounding": "floor", "seed": 3}, "seed applies to rounding='stochastic'"),
+        ({"pack": 1}, "pack must be True or False, got 1"),
+        ({"pack": "yes"}, "pack must be True or False"),
+        ({"pack": None}, "pack must be True or False"),
     ],
 )
 def test_bad_configuration_raises_at_construction(options: dict, message: str) -> None:
@@ -309,8 +335,8 @@ HEADER_BYTES = {
     "dtype": (5, 9),
     "scale dtype": (6, 0),
     "axis": (8, 5),  # axis 5 of a 2-d chunk
-    "source dtype": (10, 4),
-    "order": (11, 2),
+    "source dtype": (9, 4),
+    "order": (10, 2),
     "reserved": (14, 1),
     "block size": (16, 3),  # a block size without an axis
 }
@@ -504,6 +530,294 @@ def test_decode_refuses_an_out_of_the_wrong_dtype_or_size() -> None:
     assert bitwise_equal(np.ascontiguousarray(strided), Linquant().decode(chunk))
 
 
+# --- packed chunks (pack=True, format version 3) -------------------------------------------
+
+# Header of a packed chunk: bytes 4 (version) and 5 (code format; see linquant.codec).
+PACKED_FORMAT_CODES = {"uint1": 5, "int1": 6, "uint2": 7, "int2": 8, "uint4": 9, "int4": 10}
+
+
+@st.composite
+def packed_cases(draw: st.DrawFn) -> tuple[np.ndarray, dict]:
+    """A float array of 1 to 3 dimensions (odd and even sides, one element, empty) and codec
+    options of 1 to 4 bits, either scheme, per tensor, channel or block, any rounding."""
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=19))
+    dtype = draw(st.sampled_from(["float16", "float32", "float64"]))
+    x = sample(shape, dtype, seed=draw(st.integers(0, 2**16)))
+    options: dict = {"bits": draw(st.integers(1, 4))}
+    options["scheme"] = draw(st.sampled_from(["asymmetric", "symmetric"]))
+    grouping = draw(st.sampled_from(["tensor", "axis", "block"]))
+    if grouping != "tensor":
+        options["axis"] = draw(st.integers(-len(shape), len(shape) - 1))
+    if grouping == "block":
+        options["block_size"] = draw(st.integers(1, 6))
+    rounding = draw(st.sampled_from(["half_even", "half_away", "floor", "stochastic"]))
+    if rounding == "stochastic":
+        options["seed"] = draw(st.integers(0, 2**64 - 1))
+    options["rounding"] = rounding
+    if options["scheme"] == "asymmetric" and draw(st.booleans()):
+        options["include_zero"] = False
+    elif options["scheme"] == "symmetric" and options["bits"] > 1 and draw(st.booleans()):
+        options["narrow_range"] = True
+    return x, options
+
+
+@settings(max_examples=150, deadline=None)
+@given(packed_cases())
+def test_packed_chunk_holds_the_packed_codes_and_decodes_as_unpacked(case: tuple) -> None:
+    x, options = case
+    codec = Linquant(pack=True, **options)
+    encoded = codec.encode(x)
+    expected = lq.quantize(x, pack=True, **options)
+    chunk = decode_chunk(encoded)
+    assert (encoded[4], encoded[5]) == (3, PACKED_FORMAT_CODES[expected.format.name])
+    assert chunk.length == x.shape[-1] and chunk.shape == x.shape
+    assert chunk.format == expected.format
+    assert bitwise_equal(chunk.codes, expected.data)
+    assert bitwise_equal(np.asarray(chunk.scale), np.asarray(expected.scale))
+    assert bitwise_equal(np.asarray(chunk.zero_point, np.int32), np.asarray(expected.zero_point))
+    unpacked_codec = Linquant(**options)
+    unpacked = unpacked_codec.encode(x)
+    assert unpacked[4] == 2
+    assert bitwise_equal(chunk.unpacked(), decode_chunk(unpacked).codes)
+    decoded = codec.decode(encoded)
+    assert bitwise_equal(decoded, unpacked_codec.decode(unpacked))
+    work = "float64" if x.dtype == np.float64 else "float32"
+    assert bitwise_equal(decoded, expected.dequantize(work).astype(x.dtype))
+    out = np.full(x.size, np.nan, x.dtype)  # flat: in the chunk's (C) memory order
+    assert codec.decode(encoded, out=out) is out
+    assert bitwise_equal(out, decoded.reshape(-1))
+
+
+@pytest.mark.parametrize(
+    ("bits", "scheme", "per_byte"),
+    [(4, "asymmetric", 2), (3, "symmetric", 2), (2, "symmetric", 4), (1, "asymmetric", 8)],
+)
+def test_packed_chunk_is_smaller_by_the_codes_a_byte_holds(
+    bits: int, scheme: str, per_byte: int
+) -> None:
+    x = sample((64, 101), "float32")
+    packed = Linquant(bits=bits, scheme=scheme, pack=True).encode(x)
+    unpacked = Linquant(bits=bits, scheme=scheme).encode(x)
+    header = 24 + 2 * 8 + 4 + 4  # header, shape, one float32 scale, one zero point
+    assert len(unpacked) == header + 64 * 101
+    assert len(packed) == header + 64 * math.ceil(101 / per_byte)  # each row on a byte
+    assert len(packed) - header <= (len(unpacked) - header) / per_byte + 64  # a part byte a row
+
+
+def test_packed_chunk_with_fixed_parameters_holds_the_packed_codes() -> None:
+    x = sample((5, 6, 7), "float32")
+    x.reshape(-1)[:2] = [np.inf, -np.inf]  # saturate
+    for options, dtype in [
+        ({"scale": 2.0, "zero_point": 7, "bits": 4}, "uint8"),
+        ({"scale": 1.5, "bits": 3, "scheme": "symmetric", "narrow_range": True}, "int8"),
+        ({"scale": 0.5, "bits": 1, "scheme": "symmetric"}, "int8"),  # the sign: -1 or +1
+        ({"scale": 4.0, "zero_point": 2, "bits": 2, "rounding": "stochastic", "seed": 1}, "uint8"),
+    ]:
+        codec = Linquant(pack=True, **options)
+        encoded = codec.encode(x)
+        settings = {k: v for k, v in options.items() if k not in ("scale", "zero_point", "scheme")}
+        codes = lq.quantize_linear(
+            x, options["scale"], options.get("zero_point", 0), dtype=dtype, **settings
+        )
+        assert encoded[4] == 3
+        assert bitwise_equal(decode_chunk(encoded).codes, lq.pack(codes, options["bits"]))
+        assert bitwise_equal(decode_chunk(encoded).unpacked(), codes)
+        expected = lq.dequantize_linear(codes, options["scale"], options.get("zero_point", 0))
+        assert bitwise_equal(codec.decode(encoded), expected)
+
+
+@pytest.mark.parametrize(
+    ("options", "x"),
+    [
+        ({"bits": 5}, sample((4, 9))),
+        ({"bits": 16, "axis": 0}, sample((4, 9))),
+        ({"bits": 4}, np.array(2.5, np.float32)),  # 0-d: never packed
+        ({"bits": 2, "scale": 0.5}, np.array(-1.0)),
+    ],
+)
+def test_pack_leaves_wider_codes_and_0_d_chunks_as_version_2(options: dict, x: np.ndarray) -> None:
+    encoded = Linquant(pack=True, **options).encode(x)
+    assert encoded == Linquant(**options).encode(x)
+    assert encoded[4] == 2
+
+
+def test_packed_fortran_ordered_chunk_decodes_in_fortran_order() -> None:
+    """The codes are packed along the chunk's last axis in C order; the chunk decodes to the
+    memory order it was encoded from, and a flat ``out`` takes the values in that order."""
+    x = sample((6, 5, 3), "float64")
+    codec = Linquant(bits=4, axis=1, pack=True)
+    encoded = codec.encode(np.asfortranarray(x))
+    assert encoded[10] == 1  # the order byte: F
+    assert bitwise_equal(decode_chunk(encoded).codes, lq.quantize(x, 4, axis=1, pack=True).data)
+    decoded = codec.decode(encoded)
+    assert decoded.flags.f_contiguous and not decoded.flags.c_contiguous
+    assert bitwise_equal(np.ascontiguousarray(decoded), codec.decode(codec.encode(x)))
+    flat = np.empty(x.size)
+    codec.decode(encoded, out=flat)
+    assert bitwise_equal(flat, decoded.reshape(-1, order="F"))
+    by_index = np.empty(x.shape)
+    codec.decode(encoded, out=by_index)
+    assert bitwise_equal(by_index, np.ascontiguousarray(decoded))
+
+
+def test_packed_float16_chunk_decodes_to_float16() -> None:
+    x = sample((9, 11), "float16")
+    x[0, 0] = 60000.0  # the dequantized maximum rounds past float16's range
+    codec = Linquant(bits=3, pack=True)
+    decoded = codec.decode(codec.encode(x))
+    assert decoded.dtype == np.float16
+    expected = lq.quantize(x, bits=3).dequantize().astype(np.float16)
+    assert bitwise_equal(decoded, expected)
+    out = np.empty(x.shape, np.float16)
+    assert bitwise_equal(codec.decode(codec.encode(x), out=out), expected)
+
+
+def test_packed_chunk_refuses_an_out_of_the_wrong_dtype_or_size() -> None:
+    chunk = Linquant(bits=4, pack=True).encode(sample((6, 5), "float64"))
+    with pytest.raises(TypeError, match="out must have dtype float64, got float32"):
+        Linquant().decode(chunk, out=np.empty((6, 5), np.float32))
+    with pytest.raises(ValueError, match=r"out must have 30 elements \(shape \(6, 5\)\), got 18"):
+        Linquant().decode(chunk, out=np.empty(18))  # the bytes of the packed codes
+    with pytest.raises(ValueError, match="contiguous"):
+        Linquant().decode(chunk, out=np.empty(60)[::2])
+
+
+# A packed chunk as this format writes it: version 3, uint4 codes (9), float32 scale and
+# source, C order, per tensor, shape (2, 3); the codes 0, 5, 15 / 15, 5, 0, rows of 2 bytes.
+GOLDEN_PACKED = bytes.fromhex(
+    "4c514e54" "03" "09" "01" "02" "ff" "02" "00" "0000000000" "0000000000000000"
+    "0200000000000000" "0300000000000000" "0000003f" "05000000" "50" "0f" "5f" "00"
+)  # fmt: skip
+
+
+def test_golden_packed_chunk_decodes() -> None:
+    """The layout of format version 3 (as linquant.codec documents it) stays readable."""
+    chunk = decode_chunk(GOLDEN_PACKED)
+    assert (chunk.shape, chunk.length, chunk.format.name) == ((2, 3), 3, "uint4")
+    assert chunk.unpacked().tolist() == [[0, 5, 15], [15, 5, 0]]
+    assert Linquant().decode(GOLDEN_PACKED).tolist() == [[-2.5, 0.0, 5.0], [5.0, 0.0, -2.5]]
+    x = np.array([[-2.5, 0.0, 5.0], [5.0, 0.0, -2.5]], np.float32)
+    assert Linquant(bits=4, pack=True).encode(x) == GOLDEN_PACKED  # scale 0.5, zero point 5
+
+
+def test_a_decoder_of_versions_1_and_2_refuses_packed_chunks() -> None:
+    """Packed chunks are version 3, which decoders before it refuse by their version check
+    (``version not in (1, 2)``) with a clear error; unpacked ones stay version 2."""
+    packed = Linquant(bits=4, pack=True).encode(sample((3, 4)))
+    assert packed[4] == 3 and Linquant(bits=4).encode(sample((3, 4)))[4] == 2
+    as_version_4 = packed[:4] + bytes([4]) + packed[5:]
+    with pytest.raises(ValueError, match="linquant chunk format version 4 is not supported"):
+        Linquant().decode(as_version_4)
+
+
+PACKED_DAMAGE = {
+    "unpacked codes in version 3": (5, 1, "unknown packed code format code 1"),
+    "packed codes in version 2": (4, 2, "unknown code dtype code 9"),
+    "unknown packed format": (5, 11, "unknown packed code format code 11"),
+    "an 8-bit format's code": (5, 2, "unknown packed code format code 2"),
+    "1-bit codes: fewer bytes": (5, 5, "bytes where its header says"),
+    "2-bit codes: fewer bytes": (5, 7, "bytes where its header says"),
+    "reserved": (13, 1, "reserved header bytes are not zero"),
+    "order": (10, 2, "unknown order code 2"),
+    "source dtype": (9, 4, "unknown source dtype code 4"),
+}
+
+
+@pytest.mark.parametrize("what", [*CUTS, *PACKED_DAMAGE])
+def test_damaged_or_truncated_packed_chunk_raises_value_error(what: str) -> None:
+    codec = Linquant(bits=4, pack=True)
+    chunk = codec.encode(sample((3, 17)))  # 3 rows of 9 bytes
+    assert codec.decode(chunk).shape == (3, 17)
+    if what in CUTS:
+        damaged = CUTS[what](chunk)
+        message = "linquant chunk"
+    else:
+        index, value, message = PACKED_DAMAGE[what]
+        damaged = chunk[:index] + bytes([value]) + chunk[index + 1 :]
+    with pytest.raises(ValueError, match=r"^(truncated|corrupted).* linquant chunk: ") as info:
+        codec.decode(damaged)
+    assert info.match(message)
+
+
+def craft_packed(shape: tuple[int, ...], code_format: int = 9, **claims: object) -> bytes:
+    """A version 3 chunk of packed codes whose header claims ``shape`` (see ``craft``)."""
+    chunk = bytearray(craft(shape, **claims))  # type: ignore[arg-type]
+    chunk[4], chunk[5] = 3, code_format
+    return bytes(chunk)
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [
+        ({"shape": ()}, "packed codes of 0 dimensions"),
+        ({"shape": (), "codes": b"\1"}, "packed codes of 0 dimensions"),
+        ({"shape": (2**40, 3)}, "bytes where its header says"),
+        ({"shape": (3, 2**40)}, "bytes where its header says"),
+        ({"shape": (2, 3), "codes": bytes(3)}, "51 bytes where its header says 52"),  # 2 a row
+        ({"shape": (2, 3), "codes": bytes(5)}, "53 bytes where its header says 52"),
+        ({"shape": (2**63, 0)}, "no NumPy array has shape"),
+        ({"shape": (2, 1), "params": SCALE_0, "codes": b"\1\2"}, "scale must be positive"),
+        (
+            {"shape": (1, 4), "axis": 1, "block_size": 2, "params": SCALE_0 * 2, "codes": b"12"},
+            "every scale must be positive",
+        ),
+        ({"shape": (2, 2), "axis": 2, "codes": bytes(2)}, "axis 2 is out of range"),
+    ],
+)
+def test_a_packed_header_claim_its_bytes_do_not_back_raises_value_error(
+    backend: str, claims: dict, message: str
+) -> None:
+    with pytest.raises(ValueError, match=r"^(corrupted|truncated).* linquant chunk: ") as info:
+        Linquant().decode(craft_packed(**claims))
+    assert info.match(message)
+
+
+@pytest.mark.parametrize("code_format", list(PACKED_FORMAT_CODES.values()))
+def test_any_bits_of_packed_codes_decode(backend: str, code_format: int) -> None:
+    """Every byte is a code or codes (the bits of a row past its last code are not read):
+    a chunk of all-ones bytes decodes to the largest unsigned codes, to -1 in signed formats
+    (+1 in int1, whose bit 1 is +1)."""
+    width = {5: 1, 6: 1, 7: 2, 8: 2, 9: 4, 10: 4}[code_format]
+    chunk = craft_packed((2, 3), code_format, codes=b"\xff" * 2 * math.ceil(3 * width / 8))
+    decoded = Linquant().decode(chunk)
+    fmt = decode_chunk(chunk).format
+    assert fmt.width == width
+    code = (1 if width == 1 else -1) if fmt.signed else 2**width - 1
+    expected = np.full((2, 3), code, np.float32)
+    assert bitwise_equal(decoded, expected)
+
+
+@pytest.mark.parametrize("shape", [(2**24, 0), (2**40, 0), (0, 2**60 - 1), (2**60 - 1, 0)])
+def test_an_empty_packed_chunk_of_a_huge_claimed_shape_allocates_nothing_on_it(
+    backend: str, shape: tuple[int, ...]
+) -> None:
+    chunk = craft_packed(shape, axis=0, block_size=1, params=b"", scale_dtype=2)
+    tracemalloc.start()
+    try:
+        decoded = Linquant().decode(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**16
+    assert decoded.shape == shape and decoded.dtype == np.float32
+
+
+def test_decoding_a_packed_chunk_takes_memory_of_its_output() -> None:
+    """The codes are unpacked a piece at a time: no temporary of their unpacked size beyond
+    the output (float32 here, 4 bytes a code) and a piece of the codes."""
+    x = sample((64, 2**16 + 3), "float32")
+    codec = Linquant(bits=1, pack=True)
+    chunk = codec.encode(x)
+    tracemalloc.start()
+    try:
+        decoded = codec.decode(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < decoded.nbytes + 2 * 2**20 + 2**16
+    assert bitwise_equal(decoded, lq.quantize(x, bits=1).dequantize())
+
+
 # --- Zarr ----------------------------------------------------------------------------------
 
 
@@ -604,7 +918,7 @@ def test_zarr3_reads_the_array_without_importing_linquant(tmp_path: Path, python
 
 @ZARR3_NUMCODECS
 def test_zarr3_bad_configuration_raises_at_construction() -> None:
-    with pytest.raises(ValueError, match="bits must be an int from 2 to 16"):
+    with pytest.raises(ValueError, match="bits must be an int from 1 to 16"):
         ZarrLinquant(bits=20)
     with pytest.raises(ValueError, match="rounding='stochastic' needs seed="):
         ZarrLinquant(rounding="stochastic")
@@ -683,3 +997,54 @@ def test_zarr3_float16_array_in_either_order(tmp_path: Path, order: str) -> None
         x, (8, 9), 0.0, lambda c: lq.quantize(c, axis=0).dequantize().astype(np.float16)
     )
     assert bitwise_equal(zarr.open_array(path, mode="r", config={"order": order})[:], expected)
+
+
+@ZARR3_NUMCODECS
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"bits": 4, "axis": 1},
+        {"bits": 1, "scheme": "symmetric"},
+        {"bits": 3, "axis": 0, "block_size": 4, "rounding": "stochastic", "seed": 5},
+    ],
+)
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_zarr3_array_with_the_packed_codec(tmp_path: Path, options: dict, order: str) -> None:
+    x = sample((23, 30), "float32")
+    path = tmp_path / "p.zarr"
+    z = zarr.create_array(
+        store=path, shape=x.shape, chunks=(10, 7), dtype="float32",
+        serializer=ZarrLinquant(pack=True, **options), compressors=None,
+        config={"order": order},
+    )  # fmt: skip
+    z[:] = x
+    stored = json.loads((path / "zarr.json").read_text())["codecs"][0]["configuration"]
+    assert stored["pack"] is True
+    chunk = (path / "c" / "0" / "0").read_bytes()
+    assert chunk[4] == 3  # packed
+    per_byte = 8 // decode_chunk(chunk).format.width
+    assert len(chunk) - len(decode_chunk(chunk).codes.tobytes()) + 10 * 7 == len(
+        Linquant(**options).encode(np.zeros((10, 7), np.float32))
+    )
+    assert decode_chunk(chunk).codes.shape == (10, math.ceil(7 / per_byte))
+    expected = expected_chunks(
+        x, (10, 7), 0.0, lambda c: lq.quantize(c, pack=True, **options).dequantize()
+    )
+    assert bitwise_equal(zarr.open_array(path, mode="r", config={"order": order})[:], expected)
+
+
+def test_zarr2_array_with_the_packed_codec_as_filter(tmp_path: Path) -> None:
+    x = sample((20, 14), "float64")
+    codec = Linquant(bits=2, axis=0, pack=True)
+    z = zarr.create_array(
+        store=tmp_path / "v2.zarr", shape=x.shape, chunks=(8, 7), dtype="float64",
+        zarr_format=2, filters=[codec], compressors=None,
+    )  # fmt: skip
+    z[:] = x
+    metadata = json.loads((tmp_path / "v2.zarr" / ".zarray").read_text())
+    assert metadata["filters"][0] == codec.get_config()
+    assert (tmp_path / "v2.zarr" / "0.0").read_bytes()[4] == 3
+    expected = expected_chunks(
+        x, (8, 7), 0.0, lambda c: lq.quantize(c, 2, axis=0).dequantize("float64")
+    )
+    assert bitwise_equal(zarr.open_array(tmp_path / "v2.zarr", mode="r")[:], expected)

@@ -7,6 +7,9 @@ dequantization equals ``QuantizedArray.dequantize``. Most cases run on a real
 ``distributed.LocalCluster`` of two worker processes, some on Dask's threaded scheduler.
 NaN and ±inf raise the errors that ``lq.quantize`` raises on the whole array. Every rounding
 mode, stochastic rounding included, gives the codes of the whole array whatever the chunking.
+Packed codes (``pack=True``, 1 to 4 bits) are those of ``lq.quantize(..., pack=True)`` for any
+chunking (the last axis rechunked so that each chunk holds whole bytes), and dequantize,
+unpack and compute as the in-memory ``QuantizedArray`` does.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ OPTIONS = [
     {"bits": 8, "axis": 1, "block_size": 4},  # blocks split by the irregular chunks
     {"bits": 4, "axis": 0, "block_size": 2, "scheme": "symmetric"},
     {"bits": 10, "axis": 1, "block_size": 5, "include_zero": False},
+    {"bits": 1, "scheme": "symmetric", "axis": 0},  # the sign of x
 ]
 
 
@@ -83,13 +87,23 @@ def check_against_memory(x: np.ndarray, chunks: object, options: dict) -> None:
     assert bitwise_equal(qa.zero_point, expected.zero_point)
     computed = qa.compute()
     assert bitwise_equal(computed.data, expected.data)
-    for name in ("axis", "block_size", "bits", "scheme", "source_dtype", "rounding", "seed"):
+    names = ("axis", "block_size", "bits", "scheme", "source_dtype", "rounding", "seed", "length")
+    for name in (*names, "shape", "packed", "format"):
         assert getattr(qa, name) == getattr(computed, name) == getattr(expected, name), name
     for dtype in ("float32", "float64"):
-        assert bitwise_equal(qa.dequantize(dtype).compute(), expected.dequantize(dtype))
+        dequantized = qa.dequantize(dtype)
+        assert dequantized.chunks == qa.chunks
+        assert bitwise_equal(dequantized.compute(), expected.dequantize(dtype))
+    assert bitwise_equal(qa.codes().compute(), expected.codes())
+    assert sum(qa.chunks[-1]) == x.shape[-1] if x.ndim else qa.chunks == ()
     if options.get("block_size"):  # blocks do not straddle chunks of the codes
         axis = expected.axis
-        assert all(size % options["block_size"] == 0 for size in qa.data.chunks[axis][:-1])
+        assert all(size % options["block_size"] == 0 for size in qa.chunks[axis][:-1])
+    if expected.packed:  # chunks of whole bytes along the last axis
+        per_byte = expected.format.per_item
+        assert all(size % per_byte == 0 for size in qa.chunks[-1][:-1])
+        assert qa.data.chunks[-1] == tuple(-(-size // per_byte) for size in qa.chunks[-1])
+        assert qa.data.chunks[:-1] == qa.chunks[:-1]
 
 
 @pytest.mark.parametrize("options", OPTIONS)
@@ -98,6 +112,108 @@ def test_matches_quantize_in_memory_on_a_cluster(
     client: Client, chunking: str, options: dict
 ) -> None:
     check_against_memory(sample((11, 12)), CHUNKINGS[chunking], options)
+
+
+PACKED_OPTIONS = [
+    {"bits": 4},
+    {"bits": 3, "scheme": "symmetric", "axis": 1},
+    {"bits": 2, "axis": 0, "include_zero": False},
+    {"bits": 1},
+    {"bits": 1, "scheme": "symmetric", "axis": 1},  # the sign of x, scale max|x| per column
+    {"bits": 4, "axis": 1, "block_size": 3, "scheme": "symmetric"},  # bounds at 6, 12...
+    {"bits": 2, "axis": 1, "block_size": 5},  # bounds at multiples of 20
+    {"bits": 3, "axis": 0, "block_size": 2, "rounding": "stochastic", "seed": 3},
+    {"bits": 8, "axis": 1},  # not packed: the chunks stay
+]
+PACKED_CHUNKINGS = {
+    **CHUNKINGS,
+    "odd last chunks": ((4, 7), (3, 3, 5, 1, 1)),  # 13 columns
+}
+
+
+def check_packed(chunking: str, options: dict) -> None:
+    chunks = PACKED_CHUNKINGS[chunking]
+    x = sample((11, 13)) if chunking == "odd last chunks" else sample((11, 12))
+    check_against_memory(x, chunks, {**options, "pack": True})
+    qa = lqd.quantize(da.from_array(x, chunks=chunks), **options, pack=True)
+    assert qa.packed == (options["bits"] <= 4)
+    if not qa.packed:
+        assert qa.data.chunks == da.from_array(x, chunks=chunks).chunks
+
+
+# The module's cluster may still be the default client here; this test asks for threads.
+@pytest.mark.filterwarnings(
+    "ignore:Running on a single-machine scheduler when a distributed client is active:UserWarning"
+)
+@pytest.mark.parametrize("options", PACKED_OPTIONS)
+@pytest.mark.parametrize("chunking", list(PACKED_CHUNKINGS))
+def test_packed_codes_match_quantize_in_memory(chunking: str, options: dict) -> None:
+    with dask.config.set(scheduler="threads"):
+        check_packed(chunking, options)
+
+
+@pytest.mark.parametrize("options", [PACKED_OPTIONS[1], PACKED_OPTIONS[7]])
+def test_packed_codes_match_quantize_in_memory_on_a_cluster(client: Client, options: dict) -> None:
+    check_packed("odd last chunks", options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"bits": 4},
+        {"bits": 1, "scheme": "symmetric"},
+        {"bits": 2, "axis": 2, "block_size": 3},
+        {"bits": 3, "axis": 0, "block_size": 2, "include_zero": False},
+    ],
+)
+@pytest.mark.parametrize(
+    "rounding", [{"rounding": "stochastic", "seed": 5}, {"rounding": "half_away"}]
+)
+def test_packed_codes_of_the_whole_array_for_any_chunking(rounding: dict, options: dict) -> None:
+    """Stochastic rounding with packed codes: each chunk is quantized at its position, then
+    packed; the bytes are those of the whole array's packed codes."""
+    x = sample((5, 7, 19), seed=4)
+    expected = lq.quantize(x, **options, **rounding, pack=True)
+    chunkings = [(5, 7, 19), ((1, 3, 1), (2, 3, 1, 1), (3, 1, 7, 5, 3)), (2, 3, 1), (1, 1, 9)]
+    with dask.config.set(scheduler="sync"):
+        for chunks in chunkings:
+            qa = lqd.quantize(da.from_array(x, chunks=chunks), **options, **rounding, pack=True)
+            assert bitwise_equal(qa.data.compute(), expected.data), chunks
+            assert bitwise_equal(qa.dequantize().compute(), expected.dequantize()), chunks
+            assert qa.compute().nbytes == expected.nbytes
+
+
+def test_packed_repr_and_compute() -> None:
+    x = sample((6, 9))
+    qa = lqd.quantize(da.from_array(x, chunks=(6, 4)), bits=4, pack=True)
+    assert repr(qa).startswith("QuantizedDaskArray(shape=(6, 9), format='uint4', chunks=(6, 2)")
+    computed = qa.compute(scheduler="sync")
+    expected = lq.quantize(x, bits=4, pack=True)
+    assert repr(computed) == repr(expected)
+    assert computed.length == 9 and computed.data.shape == (6, 5)
+    assert bitwise_equal(computed.data, expected.data)
+
+
+def test_packed_empty_and_zero_d_arrays() -> None:
+    check_against_memory(np.zeros((0, 5), np.float32), 2, {"bits": 4, "pack": True})
+    check_against_memory(np.zeros((3, 0), np.float32), 2, {"bits": 1, "pack": True})
+    check_against_memory(np.zeros((3, 0), np.float32), 2, {"bits": 2, "axis": 1, "pack": True})
+    check_against_memory(np.array(-2.5), (), {"bits": 4, "pack": True})  # never packed
+    assert not lqd.quantize(da.from_array(np.array(1.0)), bits=4, pack=True).packed
+
+
+def test_packed_nan_raises_as_in_memory_or_is_quantized_as_zero() -> None:
+    x = sample((8, 9))
+    x[5, 7] = np.nan
+    with pytest.raises(ValueError, match="NaN") as in_memory:
+        lq.quantize(x, bits=4, pack=True)
+    with pytest.raises(ValueError, match="NaN") as chunked:
+        lqd.quantize(da.from_array(x, chunks=(3, 4)), bits=4, pack=True)
+    assert str(chunked.value) == str(in_memory.value)
+    with dask.config.set(scheduler="sync"):
+        check_against_memory(
+            x, (3, 5), {"bits": 1, "scheme": "symmetric", "nan": "zero", "pack": True}
+        )
 
 
 # The module's cluster may still be the default client here; this test asks for threads.
@@ -207,7 +323,7 @@ def test_empty_and_zero_d_arrays(options: dict) -> None:
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
-        ({"bits": 1}, ValueError, "bits must be an int from 2 to 16"),
+        ({"bits": 0}, ValueError, "bits must be an int from 1 to 16"),
         ({"scheme": "affine"}, ValueError, "scheme must be one of"),
         ({"axis": 2}, ValueError, "axis 2 is out of range"),
         ({"block_size": 4}, ValueError, "block_size needs an axis"),
@@ -217,6 +333,8 @@ def test_empty_and_zero_d_arrays(options: dict) -> None:
         ({"rounding": "stochastic"}, ValueError, "rounding='stochastic' needs seed="),
         ({"rounding": "stochastic", "seed": 2**64}, ValueError, "needs seed=, an int from 0"),
         ({"seed": 1}, ValueError, "seed applies to rounding='stochastic' only"),
+        ({"pack": 1}, ValueError, "pack must be True or False, got 1"),
+        ({"pack": "no"}, ValueError, "pack must be True or False"),
     ],
 )
 def test_bad_arguments_raise_before_any_computation(
@@ -233,3 +351,9 @@ def test_bad_arguments_raise_before_any_computation(
 def test_integer_arrays_raise_type_error() -> None:
     with pytest.raises(TypeError, match="float16, float32 or float64"):
         lqd.quantize(da.arange(6, chunks=3))
+
+
+def test_dequantize_refuses_a_dtype_other_than_float32_or_float64() -> None:
+    qa = lqd.quantize(da.from_array(sample((4, 4)), chunks=2), bits=4, pack=True)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        qa.dequantize("float16")

@@ -19,6 +19,14 @@ again when they are computed (persist ``x`` first if it is costly to produce).
 Each chunk is quantized with its position in the array (SPEC §2.1), so that stochastic
 rounding gives the codes of the whole array whatever the chunking.
 
+With ``pack=True``, codes of 1 to 4 bits are packed into bytes along the last axis (SPEC §8),
+as :func:`linquant.quantize` packs them: a chunk's packed codes must be whole bytes, so ``x``
+is first rechunked along its last axis to boundaries that are multiples of the codes a byte
+holds (2 for 3- and 4-bit codes, 4 for 2-bit, 8 for 1-bit; with blocks along the last axis,
+multiples of both that and ``block_size``), each boundary moved up as for blocks. ``data``
+then has chunks of ``ceil(size / per byte)`` bytes along the last axis, and ``length`` is
+the last axis' length in codes.
+
 Needs the ``dask`` extra: ``pip install linquant[dask]``.
 
 >>> import dask.array as da, linquant.dask
@@ -46,7 +54,7 @@ try:
 except ImportError as error:  # pragma: no cover - dask is in the test extra
     raise ImportError("linquant.dask needs dask: pip install 'linquant[dask]'") from error
 
-from . import _rounding
+from . import _checks, _rounding
 from ._api import (
     dequantize_linear,
     dynamic_settings,
@@ -55,10 +63,12 @@ from ._api import (
     quantize_linear,
     range_params,
 )
+from ._formats import CodeFormat, code_format
 from ._groups import Grouping, grouping
 from ._layout import as_float_input, working_float
+from ._packing import dequantize_packed, pack, unpack
 from ._params import storage_dtype
-from ._quantized import FLOAT32, QuantizedArray
+from ._quantized import FLOAT32, PACKED_BITS, QuantizedArray
 
 # Dask's functions carry no annotations: the few used here, typed.
 _asarray: Callable[..., da.Array] = da.asarray
@@ -75,7 +85,9 @@ _compute: Callable[..., tuple[Any, ...]] = dask.base.compute
 class QuantizedDaskArray:
     """Lazy codes (a Dask array) and the NumPy parameters that decode them.
 
-    The fields of :class:`linquant.QuantizedArray`; ``data`` is a Dask array.
+    The fields of :class:`linquant.QuantizedArray`; ``data`` is a Dask array, of packed codes
+    (SPEC §8) where ``length`` (the last axis' length in codes) is not None: then every chunk
+    of ``data`` but the last along its last axis holds the bytes of a whole number of codes.
     """
 
     data: da.Array
@@ -88,12 +100,67 @@ class QuantizedDaskArray:
     source_dtype: np.dtype = FLOAT32
     rounding: str = _rounding.DEFAULT
     seed: int | None = None
+    length: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the quantized array (of the codes, unpacked)."""
+        if self.length is None:
+            return tuple(self.data.shape)
+        return (*self.data.shape[:-1], self.length)
+
+    @property
+    def packed(self) -> bool:
+        """Whether ``data`` holds the codes packed into bytes (SPEC §8)."""
+        return self.length is not None
+
+    @property
+    def format(self) -> CodeFormat:
+        """How the codes are stored: a row of the code format table (``uint4``, ``int8``...)."""
+        return code_format(self.bits, self.scheme == "symmetric", self.packed)
+
+    @property
+    def chunks(self) -> tuple[tuple[int, ...], ...]:
+        """The chunks of the codes unpacked (of ``data`` unless packed)."""
+        chunks: tuple[tuple[int, ...], ...] = self.data.chunks
+        if self.length is None:
+            return chunks
+        return (*chunks[:-1], _unpacked_sizes(chunks[-1], self.format.per_item, self.length))
+
+    def codes(self) -> da.Array:
+        """The codes, unpacked (lazy, chunked as :attr:`chunks`): ``data`` unless packed."""
+        if self.length is None:
+            return self.data
+        dtype = storage_dtype(self.bits, self.format.signed)
+        return _map_blocks(
+            _unpack_block,
+            self.data,
+            self.format.width,
+            dtype,
+            chunks=self.chunks,
+            dtype=dtype,
+            meta=np.empty((0,) * self.data.ndim, dtype),
+        )
 
     def dequantize(self, dtype: str | np.dtype | type = "float32") -> da.Array:
-        """The dequantized array (SPEC §3), lazy, with the chunks of ``data``."""
-        out_dtype = np.dtype(dtype)
+        """The dequantized array (SPEC §3), lazy, chunked as :attr:`chunks` (those of ``data``
+        unless packed), float32 unless ``dtype="float64"``."""
+        out_dtype = _checks.output_float(dtype)
+        groups = self._grouping()
+        if self.length is None:
+            return _map_with_params(
+                _dequantize_block, self.data, self.scale, self.zero_point, groups, out_dtype
+            )
         return _map_with_params(
-            _dequantize_block, self.data, self.scale, self.zero_point, self._grouping(), out_dtype
+            _dequantize_packed_block,
+            self.data,
+            self.scale,
+            self.zero_point,
+            groups,
+            out_dtype,
+            logical_chunks=self.chunks,
+            out_chunks=self.chunks,
+            fmt=self.format,
         )
 
     def compute(self, **kwargs: Any) -> QuantizedArray:
@@ -102,7 +169,7 @@ class QuantizedDaskArray:
         return QuantizedArray.with_codes(data, self)
 
     def _grouping(self) -> Grouping | None:
-        return grouping(self.data.shape, self.axis, self.block_size)
+        return grouping(self.shape, self.axis, self.block_size)
 
     def __repr__(self) -> str:
         groups = "" if self.axis is None else f", axis={self.axis}"
@@ -112,8 +179,9 @@ class QuantizedDaskArray:
             groups += f", rounding={self.rounding!r}"
         if self.seed is not None:
             groups += f", seed={self.seed}"
+        stored = f"format={self.format.name!r}" if self.packed else f"dtype={self.data.dtype}"
         return (
-            f"QuantizedDaskArray(shape={self.data.shape}, dtype={self.data.dtype}, "
+            f"QuantizedDaskArray(shape={self.shape}, {stored}, "
             f"chunks={self.data.chunksize}, bits={self.bits}, scheme={self.scheme!r}{groups})"
         )
 
@@ -130,6 +198,7 @@ def quantize(
     nan: str = "raise",
     rounding: str = _rounding.DEFAULT,
     seed: int | None = None,
+    pack: bool = False,
 ) -> QuantizedDaskArray:
     """Quantize a Dask array (or what ``dask.array.asarray`` takes) as :func:`linquant.quantize`.
 
@@ -137,22 +206,40 @@ def quantize(
     bit for bit (stochastic rounding included: each chunk is quantized with its position in
     the array); the parameters are computed now (one read of ``x``), the codes lazily.
     NaN raises ValueError (how many, where the first is, in which channel or block) unless
-    ``nan="zero"``.
+    ``nan="zero"``. ``pack=True`` packs codes of 1 to 4 bits into bytes along the last axis
+    (SPEC §8), rechunking that axis so that every chunk's codes are whole bytes (see the
+    module's documentation); codes of more bits and 0-d arrays are not packed, as in
+    :func:`linquant.quantize`.
 
     >>> import dask.array as da, numpy as np, linquant as lq, linquant.dask
     >>> x = np.linspace(-1.0, 2.0, 10)
     >>> qa = linquant.dask.quantize(da.from_array(x, chunks=3), rounding="stochastic", seed=7)
     >>> bool((qa.data.compute() == lq.quantize(x, rounding="stochastic", seed=7).data).all())
     True
+    >>> packed = linquant.dask.quantize(da.from_array(x, chunks=3), bits=4, pack=True)
+    >>> packed.chunks, packed.data.chunks  # bounds 3, 6, 9 moved up to even ones; bytes
+    (((4, 2, 4),), ((2, 1, 2),))
+    >>> bool((packed.data.compute() == lq.quantize(x, bits=4, pack=True).data).all())
+    True
     """
     arr = _asarray(x)
     n_bits, signed, nan, _, _ = dynamic_settings(bits, scheme, nan, include_zero, narrow_range)
     checked_rounding = _rounding.rounding(rounding, seed, None, arr.shape)
     checked_seed = checked_rounding.seed if checked_rounding.stochastic else None
+    if not isinstance(pack, (bool, np.bool_)):
+        raise ValueError(f"pack must be True or False, got {pack!r}")
     wf = working_float(as_float_input(np.empty(0, arr.dtype)))  # TypeError unless float
     groups = grouping(arr.shape, axis, block_size)
+    packs = bool(pack) and n_bits in PACKED_BITS and arr.ndim > 0
+    fmt = code_format(n_bits, signed, packs)
+    units = {}  # the multiples chunk boundaries move up to, by axis
     if groups is not None and groups.block_size is not None:
-        arr = _rechunk(arr, {groups.axis: _aligned(arr.chunks[groups.axis], groups.block_size)})
+        units[groups.axis] = groups.block_size
+    if packs:
+        last = arr.ndim - 1
+        units[last] = math.lcm(units.get(last, 1), fmt.per_item)
+    if units:
+        arr = _rechunk(arr, {dim: _aligned(arr.chunks[dim], unit) for dim, unit in units.items()})
     lo, hi, nan_seen = _ranges(arr, groups, wf)
     if nan_seen and nan == "raise":
         raise _nan_error(arr, groups)
@@ -164,11 +251,14 @@ def quantize(
         zero_point,
         groups,
         storage_dtype(n_bits, signed),
+        out_dtype=fmt.container,
+        out_chunks=(*arr.chunks[:-1], _packed_sizes(arr.chunks[-1], fmt)) if packs else None,
         bits=n_bits,
         narrow_range=narrow_range,
         nan=nan,
         rounding=checked_rounding.mode,
         seed=checked_seed,
+        packed=packs,
     )
     checked_axis = None if groups is None else groups.axis
     return QuantizedDaskArray(
@@ -182,7 +272,21 @@ def quantize(
         arr.dtype.newbyteorder("="),  # a float dtype: working_float checked it
         checked_rounding.mode,
         checked_seed,
+        arr.shape[-1] if packs else None,
     )
+
+
+def _packed_sizes(sizes: tuple[int, ...], fmt: CodeFormat) -> tuple[int, ...]:
+    """The bytes of chunks of ``sizes`` packed codes (all but the last whole bytes)."""
+    return tuple(-(-size // fmt.per_item) for size in sizes)
+
+
+def _unpacked_sizes(sizes: tuple[int, ...], per_item: int, length: int) -> tuple[int, ...]:
+    """The codes of chunks of ``sizes`` bytes of packed codes, ``length`` in all."""
+    if not sizes:
+        return sizes
+    whole = tuple(size * per_item for size in sizes[:-1])
+    return (*whole, length - sum(whole))
 
 
 def _aligned(chunks: tuple[int, ...], block_size: int) -> tuple[int, ...]:
@@ -195,10 +299,12 @@ def _aligned(chunks: tuple[int, ...], block_size: int) -> tuple[int, ...]:
     return tuple(end - start for start, end in zip([0, *bounds[:-1]], bounds, strict=True))
 
 
-def _range_chunks(arr: da.Array, groups: Grouping | None) -> tuple[tuple[int, ...], ...]:
+def _range_chunks(
+    array_chunks: tuple[tuple[int, ...], ...], groups: Grouping | None
+) -> tuple[tuple[int, ...], ...]:
     """The chunks of the per-chunk ranges: one value per chunk and group in it."""
     chunks = []
-    for dim, sizes in enumerate(arr.chunks):
+    for dim, sizes in enumerate(array_chunks):
         if groups is None or (dim != groups.axis and groups.block_size is None):
             chunks.append((1,) * len(sizes))
         elif dim == groups.axis and groups.block_size is not None:
@@ -245,7 +351,7 @@ def _ranges(arr: da.Array, groups: Grouping | None, wf: type[np.floating]) -> tu
         block_size,
         wf,
         new_axis=0,
-        chunks=_range_chunks(arr, groups),
+        chunks=_range_chunks(arr.chunks, groups),
         dtype=wf,
         meta=np.empty((0,) * (arr.ndim + 1), wf),
     )
@@ -285,11 +391,13 @@ def _nan_error(arr: da.Array, groups: Grouping | None) -> ValueError:
     return nan_error(arr.shape, int(count), int(first), hint=True, groups=groups)
 
 
-def _param_chunks(arr: da.Array, groups: Grouping) -> tuple[tuple[int, ...], ...]:
+def _param_chunks(
+    array_chunks: tuple[tuple[int, ...], ...], groups: Grouping
+) -> tuple[tuple[int, ...], ...]:
     """Chunks of per-block parameters, or of per-channel ones broadcast along the other dims."""
     if groups.block_size is not None:
-        return _range_chunks(arr, groups)[1:]
-    return tuple(sizes if dim == groups.axis else (1,) for dim, sizes in enumerate(arr.chunks))
+        return _range_chunks(array_chunks, groups)[1:]
+    return tuple(sizes if dim == groups.axis else (1,) for dim, sizes in enumerate(array_chunks))
 
 
 def _map_with_params(
@@ -299,21 +407,32 @@ def _map_with_params(
     zero_point: Any,
     groups: Grouping | None,
     dtype: np.dtype,
+    *,
+    logical_chunks: tuple[tuple[int, ...], ...] | None = None,
+    out_chunks: tuple[tuple[int, ...], ...] | None = None,
+    out_dtype: np.dtype | None = None,
     **kwargs: Any,
 ) -> da.Array:
     """``func(block, scale, zero_point, axis, block_size, dtype, ...)`` on every chunk.
 
-    Each chunk gets the parameters of the groups it holds, as a Dask array chunked like it.
+    Each chunk gets the parameters of the groups it holds, as a Dask array chunked like it
+    (like ``logical_chunks``, the chunks of the values, where ``arr`` holds packed codes);
+    the result has ``out_chunks`` (by default those of ``arr``) and ``out_dtype`` (``dtype``).
+    Dask pairs the chunks by their index, not their extent.
     """
-    meta = np.empty((0,) * arr.ndim, dtype)
+    out_dtype = dtype if out_dtype is None else out_dtype
+    meta = np.empty((0,) * arr.ndim, out_dtype)
+    if out_chunks is not None:
+        kwargs["chunks"] = out_chunks
     if groups is None:
         return _map_blocks(
-            func, arr, scale, zero_point, None, None, dtype, dtype=dtype, meta=meta, **kwargs
+            func, arr, scale, zero_point, None, None, dtype, dtype=out_dtype, meta=meta, **kwargs
         )
+    shape = tuple(sum(sizes) for sizes in logical_chunks) if logical_chunks else arr.shape
     if groups.block_size is None:
-        shape = tuple(n if dim == groups.axis else 1 for dim, n in enumerate(arr.shape))
+        shape = tuple(n if dim == groups.axis else 1 for dim, n in enumerate(shape))
         scale, zero_point = np.reshape(scale, shape), np.reshape(zero_point, shape)
-    chunks = _param_chunks(arr, groups)
+    chunks = _param_chunks(arr.chunks if logical_chunks is None else logical_chunks, groups)
     return _map_blocks(
         func,
         arr,
@@ -322,7 +441,7 @@ def _map_with_params(
         groups.axis,
         groups.block_size,
         dtype,
-        dtype=dtype,
+        dtype=out_dtype,
         meta=meta,
         **kwargs,
     )
@@ -350,16 +469,17 @@ def _quantize_block(
     nan: str,
     rounding: str,
     seed: int | None,
+    packed: bool,
     block_info: Any = None,
 ) -> np.ndarray:
-    """A chunk's codes; stochastic rounding takes its position in the array from
-    ``block_info``."""
+    """A chunk's codes, packed if ``packed``; stochastic rounding takes its position in the
+    array from ``block_info``."""
     scale, zero_point = _group_params(scale, zero_point, axis, block_size)
     position = None
     if rounding == "stochastic":
         start = tuple(begin for begin, _ in block_info[0]["array-location"])
         position = start, tuple(block_info[0]["shape"])
-    return quantize_linear(
+    codes = quantize_linear(
         block,
         scale,
         zero_point,
@@ -373,6 +493,7 @@ def _quantize_block(
         seed=seed,
         position=position,
     )
+    return pack(codes, bits) if packed else codes
 
 
 def _dequantize_block(
@@ -387,3 +508,27 @@ def _dequantize_block(
     return dequantize_linear(
         block, scale, zero_point, axis=axis, block_size=block_size, dtype=dtype
     )
+
+
+def _dequantize_packed_block(
+    block: np.ndarray,
+    scale: Any,
+    zero_point: Any,
+    axis: int | None,
+    block_size: int | None,
+    dtype: np.dtype,
+    *,
+    fmt: CodeFormat,
+    block_info: Any = None,
+) -> np.ndarray:
+    """A chunk of packed codes dequantized; its shape in values is that of its output."""
+    scale, zero_point = _group_params(scale, zero_point, axis, block_size)
+    shape = tuple(block_info[None]["chunk-shape"])
+    return dequantize_packed(block, shape, fmt, scale, zero_point, axis, block_size, dtype)
+
+
+def _unpack_block(
+    block: np.ndarray, width: int, dtype: np.dtype, block_info: Any = None
+) -> np.ndarray:
+    """A chunk of packed codes unpacked; its length along the last axis is its output's."""
+    return unpack(block, width, block_info[None]["chunk-shape"][-1], dtype)

@@ -5,7 +5,8 @@ here is such an adapter, an array-to-bytes codec (a ``serializer=``) named
 ``"numcodecs.linquant"`` in the array's metadata. The ``zarr.codecs`` entry point registers it,
 so Zarr reopens such arrays without importing linquant first. Its configuration is that of
 :class:`linquant.codec.Linquant`; each chunk records its dtype (float16, float32 or float64,
-the array's) and decodes to it.
+the array's) and decodes to it. ``Linquant(bits=4, pack=True)`` stores each chunk's codes
+packed, two a byte along the chunk's last axis (1 to 4 bits; SPEC §8).
 Zarr warns (``ZarrUserWarning``) that numcodecs codecs are not in the Zarr 3 specification:
 other Zarr implementations cannot read these arrays. Zarr format 2 arrays take
 :class:`linquant.codec.Linquant` itself, as a filter or compressor.
