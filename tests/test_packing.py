@@ -301,6 +301,12 @@ def test_signed_1_bit_codes_are_the_sign(backend: str) -> None:
     np.testing.assert_array_equal(per_row.scale, [2.0, 3.0])
     given = lq.quantize_linear(x, 0.25, dtype="int8", bits=1)
     np.testing.assert_array_equal(given, qa.data)
+    wide = lq.quantize_linear(x, 0.25, dtype="int16", bits=1)
+    assert wide.dtype == np.int16
+    np.testing.assert_array_equal(wide, qa.data)
+    out = np.zeros((3, 2), np.int8).T  # a strided view
+    lq.quantize_linear(x[:, ::-1], 1.0, dtype="int8", bits=1, out=out)
+    np.testing.assert_array_equal(out, qa.data[:, ::-1])
 
 
 def test_signed_1_bit_nan(backend: str) -> None:

@@ -111,8 +111,7 @@ def _sign_into(x: np.ndarray, nan: str, out: np.ndarray, groups: Grouping | None
         _, _, nan_count, first_nan = _range(x)
         if nan_count:
             raise nan_error(x.shape, nan_count, first_nan, hint=True, groups=groups)
-    positive = out.view(np.bool_)  # int8 codes: written in place, 0 or 1, then -1 or +1
-    np.greater(x, 0, out=positive)
+    np.greater(x, 0, out=out)  # 0 or 1 in place, then -1 or +1
     np.multiply(out, 2, out=out)
     np.subtract(out, 1, out=out)
     return out
