@@ -39,7 +39,7 @@ from ._api import (
     quantize_given,
     range_params,
 )
-from ._chunks import Chunk, chunks, param_slices
+from ._chunks import Chunk, chunks, param_slices, params_of
 from ._groups import grouping
 from ._layout import as_float_input, working_float
 from ._output import replacing
@@ -119,10 +119,7 @@ class _Layout:
 
     def params_of(self, chunk: Chunk, scale: Any, zero_point: Any) -> tuple[Any, Any]:
         """The memory-order parameters of ``chunk``, given those of the memory-order view."""
-        if self.memory_groups is None:
-            return scale, zero_point
-        box = param_slices(chunk, self.memory_groups)
-        return scale[box], zero_point[box]
+        return params_of(chunk, self.memory_groups, scale, zero_point)
 
 
 def _npy_header(file: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:

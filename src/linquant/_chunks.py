@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -74,3 +75,14 @@ def param_slices(chunk: Chunk, groups: Grouping) -> tuple[slice, ...]:
         return (slice(first, last),)
     blocks = slice(first // groups.block_size, -(-last // groups.block_size))
     return (*chunk.slices[: groups.axis], blocks, *chunk.slices[groups.axis + 1 :])
+
+
+def params_of(
+    chunk: Chunk, groups: Grouping | None, scale: Any, zero_point: Any
+) -> tuple[Any, Any]:
+    """The scale and zero point of ``chunk``: those of the array per tensor, else the box of
+    the parameter arrays that holds its channels or blocks."""
+    if groups is None:
+        return scale, zero_point
+    box = param_slices(chunk, groups)
+    return scale[box], zero_point[box]

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _backend, _checks
 from ._api import _finite_range, _quantize_into, dequantize_linear, dynamic_settings, range_params
-from ._chunks import Chunk, chunks, param_slices
+from ._chunks import Chunk, chunks, params_of
 from ._formats import CodeFormat, code_format
 from ._groups import Grouping, grouping
 from ._params import integer_range
@@ -125,15 +125,6 @@ def _buffer(pieces: list[tuple[Chunk, Grouping | None]], dtype: np.dtype) -> np.
     return np.empty(max((chunk.size for chunk, _ in pieces), default=0), dtype)
 
 
-def _params_of(
-    chunk: Chunk, groups: Grouping | None, scale: Any, zero_point: Any
-) -> tuple[Any, Any]:
-    if groups is None:
-        return scale, zero_point
-    box = param_slices(chunk, groups)
-    return scale[box], zero_point[box]
-
-
 def quantize_packed(
     x: np.ndarray,
     scale: Any,
@@ -155,7 +146,7 @@ def quantize_packed(
         codes = buffer[: chunk.size].reshape(chunk.shape)
         _quantize_into(
             x[chunk.slices],
-            *_params_of(chunk, groups, scale, zero_point),
+            *params_of(chunk, groups, scale, zero_point),
             qmin,
             qmax,
             "zero",
@@ -188,7 +179,7 @@ def dequantize_packed(
         _backend.active().unpack(packed[packed_slices(chunk, fmt)], fmt.width, codes)
         dequantize_linear(
             codes,
-            *_params_of(chunk, groups, scale, zero_point),
+            *params_of(chunk, groups, scale, zero_point),
             axis=None if chunk_groups is None else chunk_groups.axis,
             block_size=None if chunk_groups is None else chunk_groups.block_size,
             dtype=dtype,
