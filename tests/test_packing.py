@@ -4,6 +4,7 @@ quantization to packed codes and back, and files that hold them."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import zipfile
 from pathlib import Path
@@ -234,13 +235,15 @@ GROUPINGS = [{}, {"axis": 0}, {"axis": -1, "block_size": 3}, {"axis": 0, "block_
 def test_packed_quantize_is_the_unpacked_codes_packed(
     x: np.ndarray, bits: int, scheme: str, grouping: dict, stochastic: bool, chunk: int
 ) -> None:
-    """Chunk by chunk, on every backend: the codes, parameters and values of the unpacked call."""
+    """Chunk by chunk, on every backend and thread count: the codes, parameters and values of
+    the unpacked call."""
     rounding = {"rounding": "stochastic", "seed": 5} if stochastic else {}
-    chunk_elements = _packing.CHUNK_ELEMENTS
+    chunk_elements, threads = _packing.CHUNK_ELEMENTS, lq.get_num_threads()
     _packing.CHUNK_ELEMENTS = chunk
     try:
-        for name in _backend.available_backends():
+        for name, n_threads in itertools.product(_backend.available_backends(), (1, 3)):
             lq.set_backend(name)
+            lq.set_num_threads(n_threads)
             qa = lq.quantize(x, bits, scheme, pack=True, **grouping, **rounding)
             whole = lq.quantize(x, bits, scheme, **grouping, **rounding)
             assert qa.packed and qa.shape == x.shape and qa.length == x.shape[-1]
@@ -252,6 +255,7 @@ def test_packed_quantize_is_the_unpacked_codes_packed(
     finally:
         _packing.CHUNK_ELEMENTS = chunk_elements
         lq.set_backend(_backend.available_backends()[0])
+        lq.set_num_threads(threads)
 
 
 def test_packed_sizes() -> None:

@@ -10,11 +10,12 @@ its place in the array says, so the codes are those of the unpacked call, packed
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
-from . import _backend, _checks
+from . import _backend, _checks, _threads
 from ._api import _finite_range, _quantize_into, dequantize_linear, dynamic_settings, range_params
 from ._chunks import Chunk, chunks, params_of
 from ._formats import CodeFormat, code_format
@@ -24,6 +25,9 @@ from ._rounding import Rounding
 
 # Codes of one chunk: 1 MiB, which stays in the cache between its quantization and its packing.
 CHUNK_ELEMENTS = 1 << 20
+# From this many chunks the work is shared among the threads (as the kernels share calls of
+# about as many elements: waking a pool thread costs about as much as 2M values take).
+PARALLEL_CHUNKS = 3
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
@@ -111,16 +115,25 @@ def packed_slices(chunk: Chunk, fmt: CodeFormat) -> tuple[slice, ...]:
     return (*outer, slice(first // fmt.per_item, stop))
 
 
-def _pieces(
-    shape: tuple[int, ...], groups: Grouping | None, fmt: CodeFormat
-) -> list[tuple[Chunk, Grouping | None]]:
+Piece = tuple[Chunk, Grouping | None]  # a chunk, and the grouping of its parameters
+
+
+def _pieces(shape: tuple[int, ...], groups: Grouping | None, fmt: CodeFormat) -> list[Piece]:
     return [
         (chunk, None if groups is None else grouping(chunk.shape, groups.axis, groups.block_size))
         for chunk in chunks(shape, groups, CHUNK_ELEMENTS, align=fmt.per_item)
     ]
 
 
-def _buffer(pieces: list[tuple[Chunk, Grouping | None]], dtype: np.dtype) -> np.ndarray:
+def _shares(pieces: list[Piece]) -> list[tuple[list[Piece]]]:
+    """The pieces in runs, one per thread where there are ``PARALLEL_CHUNKS`` or more: each
+    thread quantizes or dequantizes its own chunks into its own buffer."""
+    parts = _threads.get_num_threads() if len(pieces) >= PARALLEL_CHUNKS else 1
+    edges = [len(pieces) * k // parts for k in range(parts + 1)]
+    return [(pieces[a:b],) for a, b in pairwise(edges) if a < b]
+
+
+def _buffer(pieces: list[Piece], dtype: np.dtype) -> np.ndarray:
     """A buffer for the codes of the largest chunk."""
     return np.empty(max((chunk.size for chunk, _ in pieces), default=0), dtype)
 
@@ -140,22 +153,25 @@ def quantize_packed(
     as ``_api._quantize_into`` would give them unpacked."""
     fmt = code_format(bits, signed, packed=True)
     out = _backend.empty_output(fmt.stored_shape(x.shape), fmt.container)
-    pieces = _pieces(x.shape, groups, fmt)
-    buffer = _buffer(pieces, np.dtype(np.int8 if signed else np.uint8))
-    for chunk, chunk_groups in pieces:
-        codes = buffer[: chunk.size].reshape(chunk.shape)
-        _quantize_into(
-            x[chunk.slices],
-            *params_of(chunk, groups, scale, zero_point),
-            qmin,
-            qmax,
-            "zero",
-            codes,
-            chunk_groups,
-            rounding.moved(chunk.origin, x.shape),
-            sign=signed and bits == 1,
-        )
-        _backend.active().pack(codes, fmt.width, out[packed_slices(chunk, fmt)])
+
+    def run(pieces: list[Piece]) -> None:
+        buffer = _buffer(pieces, np.dtype(np.int8 if signed else np.uint8))
+        for chunk, chunk_groups in pieces:
+            codes = buffer[: chunk.size].reshape(chunk.shape)
+            _quantize_into(
+                x[chunk.slices],
+                *params_of(chunk, groups, scale, zero_point),
+                qmin,
+                qmax,
+                "zero",
+                codes,
+                chunk_groups,
+                rounding.moved(chunk.origin, x.shape),
+                sign=signed and bits == 1,
+            )
+            _backend.active().pack(codes, fmt.width, out[packed_slices(chunk, fmt)])
+
+    _threads.run(run, _shares(_pieces(x.shape, groups, fmt)))
     return out
 
 
@@ -172,19 +188,22 @@ def dequantize_packed(
     """The dequantized array of ``shape`` (``ndim >= 1``) from its packed codes."""
     out = _backend.empty_output(shape, dtype)
     groups = grouping(shape, axis, block_size)
-    pieces = _pieces(shape, groups, fmt)
-    buffer = _buffer(pieces, np.dtype(np.int8 if fmt.signed else np.uint8))
-    for chunk, chunk_groups in pieces:
-        codes = buffer[: chunk.size].reshape(chunk.shape)
-        _backend.active().unpack(packed[packed_slices(chunk, fmt)], fmt.width, codes)
-        dequantize_linear(
-            codes,
-            *params_of(chunk, groups, scale, zero_point),
-            axis=None if chunk_groups is None else chunk_groups.axis,
-            block_size=None if chunk_groups is None else chunk_groups.block_size,
-            dtype=dtype,
-            out=out[chunk.slices],
-        )
+
+    def run(pieces: list[Piece]) -> None:
+        buffer = _buffer(pieces, np.dtype(np.int8 if fmt.signed else np.uint8))
+        for chunk, chunk_groups in pieces:
+            codes = buffer[: chunk.size].reshape(chunk.shape)
+            _backend.active().unpack(packed[packed_slices(chunk, fmt)], fmt.width, codes)
+            dequantize_linear(
+                codes,
+                *params_of(chunk, groups, scale, zero_point),
+                axis=None if chunk_groups is None else chunk_groups.axis,
+                block_size=None if chunk_groups is None else chunk_groups.block_size,
+                dtype=dtype,
+                out=out[chunk.slices],
+            )
+
+    _threads.run(run, _shares(_pieces(shape, groups, fmt)))
     return out
 
 

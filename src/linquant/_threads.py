@@ -124,6 +124,9 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
+_THREAD_PREFIX = "linquant"
+
+
 def run(task: Callable[..., T], pieces: Sequence[tuple[object, ...]], *args: object) -> list[T]:
     """``[task(*piece, *args) for piece in pieces]``, the pieces spread over the threads.
 
@@ -131,11 +134,14 @@ def run(task: Callable[..., T], pieces: Sequence[tuple[object, ...]], *args: obj
     with ``n`` pieces wakes ``n - 1`` pool threads.
     """
     global _pool
-    if len(pieces) <= 1:
+    # A task that calls run again from a pool thread runs its pieces itself: waiting there on
+    # the pool that runs it could wait forever.
+    nested = threading.current_thread().name.startswith(_THREAD_PREFIX)
+    if len(pieces) <= 1 or nested:
         return [task(*piece, *args) for piece in pieces]
     with _lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max(1, _num_threads - 1), thread_name_prefix="linquant")
+            _pool = ThreadPoolExecutor(max(1, _num_threads - 1), thread_name_prefix=_THREAD_PREFIX)
         futures = [_pool.submit(task, *piece, *args) for piece in pieces[1:]]
     first = task(*pieces[0], *args)
     return [first, *(future.result() for future in futures)]
