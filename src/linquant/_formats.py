@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -73,3 +74,31 @@ def code_format(bits: int, signed: bool, packed: bool) -> CodeFormat:
     return next(
         f for f in FORMATS if f.signed == signed and f.width >= bits and (packed or not f.packed)
     )
+
+
+class StoredCodes:
+    """The shape and format of the codes in ``data``: packed along the last axis where
+    ``length`` (that axis' length in codes) is not None. A base of ``QuantizedArray`` and of
+    ``linquant.dask``'s, whose fields these are."""
+
+    data: Any
+    bits: int
+    scheme: str
+    length: int | None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the quantized array (of the codes, unpacked)."""
+        if self.length is None:
+            return tuple(self.data.shape)
+        return (*self.data.shape[:-1], self.length)
+
+    @property
+    def packed(self) -> bool:
+        """Whether ``data`` holds the codes packed into bytes (SPEC §8)."""
+        return self.length is not None
+
+    @property
+    def format(self) -> CodeFormat:
+        """How the codes are stored: a row of the code format table (``uint4``, ``int8``...)."""
+        return code_format(self.bits, self.scheme == "symmetric", self.packed)

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _checks, _rounding
 from ._api import dequantize_linear, dynamic_quantize
-from ._formats import CodeFormat, code_format
+from ._formats import StoredCodes
 from ._layout import as_float_input
 from ._packing import dequantize_packed, dynamic_quantize_packed, unpack
 from ._params import storage_dtype
@@ -18,7 +18,7 @@ PACKED_BITS = (1, 2, 3, 4)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class QuantizedArray:
+class QuantizedArray(StoredCodes):
     """Codes and parameters of a quantized array, as returned by :func:`linquant.quantize`.
 
     Immutable: ``data`` (and array parameters) are read-only views.
@@ -89,23 +89,6 @@ class QuantizedArray:
     def __reduce__(self) -> tuple[type[QuantizedArray], tuple[object, ...]]:
         # Pickles and copies are rebuilt through __init__, so their arrays are read-only too.
         return type(self), tuple(getattr(self, f.name) for f in fields(self))
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """The shape of the quantized array (of the codes, unpacked)."""
-        if self.length is None:
-            return self.data.shape
-        return (*self.data.shape[:-1], self.length)
-
-    @property
-    def packed(self) -> bool:
-        """Whether ``data`` holds the codes packed into bytes (SPEC §8)."""
-        return self.length is not None
-
-    @property
-    def format(self) -> CodeFormat:
-        """How the codes are stored: a row of the code format table (``uint4``, ``int8``...)."""
-        return code_format(self.bits, self.scheme == "symmetric", self.packed)
 
     @property
     def dtype(self) -> np.dtype:

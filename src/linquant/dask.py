@@ -63,7 +63,7 @@ from ._api import (
     quantize_linear,
     range_params,
 )
-from ._formats import CodeFormat, code_format
+from ._formats import CodeFormat, StoredCodes, code_format
 from ._groups import Grouping, grouping
 from ._layout import as_float_input, working_float
 from ._packing import dequantize_packed, pack, unpack
@@ -82,7 +82,7 @@ _compute: Callable[..., tuple[Any, ...]] = dask.base.compute
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class QuantizedDaskArray:
+class QuantizedDaskArray(StoredCodes):
     """Lazy codes (a Dask array) and the NumPy parameters that decode them.
 
     The fields of :class:`linquant.QuantizedArray`; ``data`` is a Dask array, of packed codes
@@ -101,23 +101,6 @@ class QuantizedDaskArray:
     rounding: str = _rounding.DEFAULT
     seed: int | None = None
     length: int | None = None
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """The shape of the quantized array (of the codes, unpacked)."""
-        if self.length is None:
-            return tuple(self.data.shape)
-        return (*self.data.shape[:-1], self.length)
-
-    @property
-    def packed(self) -> bool:
-        """Whether ``data`` holds the codes packed into bytes (SPEC §8)."""
-        return self.length is not None
-
-    @property
-    def format(self) -> CodeFormat:
-        """How the codes are stored: a row of the code format table (``uint4``, ``int8``...)."""
-        return code_format(self.bits, self.scheme == "symmetric", self.packed)
 
     @property
     def chunks(self) -> tuple[tuple[int, ...], ...]:
