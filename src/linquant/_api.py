@@ -160,8 +160,8 @@ def quantize_linear(
     ``q = saturate(rint(x / scale) + zero_point)``: true division in the working float, round
     half to even (or by ``rounding``), then the integer zero point, then saturation to the
     range of ``dtype`` (uint8, int8, uint16 or int16), narrowed to ``bits`` if given and, for
-    signed codes, to ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]`` with ``narrow_range=True``.
-    ±inf saturate.
+    signed codes, to ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]`` with ``narrow_range=True``;
+    signed 1-bit codes are -1 and +1, the sign of ``x`` (SPEC §1). ±inf saturate.
     NaN raises ValueError unless ``nan="zero"``, which quantizes it as 0.0. With ``out=``
     the codes are written there (when NaN raises, ``out`` may already be partly written).
 

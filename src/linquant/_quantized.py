@@ -27,7 +27,10 @@ class QuantizedArray(StoredCodes):
     ``source_dtype`` is the float dtype of the array that was quantized (float16, float32 or
     float64; float32 unless given), recorded by :func:`linquant.quantize` and kept in files,
     as are ``rounding``, the mode that rounded the codes (SPEC §2.1), and ``seed``, its seed
-    (stochastic rounding only, else None).
+    (stochastic rounding only, else None). Where ``length`` is not None, ``data`` holds codes
+    of 1 to 4 bits packed into bytes along the last axis (SPEC §8), ``length`` of them a row:
+    ``shape`` is then the array's, ``codes()`` unpacks them and ``dequantize`` reads them as
+    they are.
 
     >>> import numpy as np, linquant as lq
     >>> qa = lq.quantize(np.array([-1.0, 0.5, 2.0]), bits=2)
@@ -176,11 +179,18 @@ def quantize(
     block of that many elements along it (the last may be shorter); an error names the
     channel or block. ``rounding``, ``seed`` and ``position`` choose how the codes round, as
     for :func:`linquant.quantize_linear` (SPEC §2.1); the parameters do not depend on them.
+    ``bits=1``: symmetric codes are -1 and +1, the sign of ``x`` (scale ``max|x|``), asymmetric
+    ones 0 and 1. ``pack=True`` packs codes of 1 to 4 bits into bytes along the last axis
+    (SPEC §8; ``qa.packed``, ``qa.codes()``), chunk by chunk with no temporary of the input's
+    size; wider codes and 0-d arrays stay unpacked.
 
     >>> import numpy as np, linquant as lq
     >>> qa = lq.quantize(np.array([-2.0, 0.5, 4.0]), bits=4, scheme="symmetric")
     >>> qa.data, qa.scale, qa.source_dtype
     (array([-4,  1,  7], dtype=int8), np.float64(0.5714285714285714), dtype('float64'))
+    >>> packed = lq.quantize(np.array([-2.0, 0.5, 4.0]), bits=4, scheme="symmetric", pack=True)
+    >>> packed.data, packed.codes()  # -4 and 1 share a byte: 0xC | 0x1 << 4
+    (array([28,  7], dtype=uint8), array([-4,  1,  7], dtype=int8))
     """
     arr = np.asarray(x)
     values = as_float_input(arr)  # its TypeError before the rounding's ValueError
