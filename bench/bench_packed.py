@@ -3,7 +3,7 @@ unpacked and against packing by hand with NumPy.
 
 16M float32 values (normal, fixed seed) as a square array, quantized per tensor with
 ``lq.quantize`` (symmetric) to codes of 4, 2 and 1 bits, packed (``pack=True``) or not, and
-dequantized from each; "numpy packs" is the unpacked call followed by the packing a user
+dequantized from each; "NumPy packs by hand" is the unpacked call followed by the packing a user
 would write (``(q[..., 0::2] & 15) | (q[..., 1::2] << 4)``, ``np.packbits``). Every packed
 result is checked against ``lq.pack`` of the unpacked codes.
 
@@ -30,7 +30,7 @@ from linquant._bench import apart, in_turns, measure
 
 SEED = 20240601
 BITS = (4, 2, 1)
-KINDS = ("quantize", "quantize pack=True", "numpy packs", "dequantize", "dequantize packed")
+KINDS = ("quantize", "quantize pack=True", "NumPy packs by hand", "dequantize", "dequantize packed")
 
 
 def _numpy_pack(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -54,7 +54,7 @@ def measure_one(kind: str, bits: int, threads: int, options: argparse.Namespace)
     calls: dict[str, Callable[[], Any]] = {
         "quantize": lambda: lq.quantize(x, bits, "symmetric").data,
         "quantize pack=True": lambda: lq.quantize(x, bits, "symmetric", pack=True).data,
-        "numpy packs": lambda: _numpy_pack(lq.quantize(x, bits, "symmetric").data, bits),
+        "NumPy packs by hand": lambda: _numpy_pack(lq.quantize(x, bits, "symmetric").data, bits),
         "dequantize": unpacked.dequantize,
         "dequantize packed": packed.dequantize,
     }
