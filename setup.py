@@ -133,7 +133,7 @@ if cext_enabled():
         kernels = Extension(
             f"linquant._kernels_{level}",
             [f"src/linquant/_kernels_{level}.pyx"],
-            depends=["src/linquant/_kernels.pxi", *sorted(glob.glob("src/linquant/_c/*.h"))],
+            depends=[*sorted(glob.glob("src/linquant/*.pxi")), *sorted(glob.glob("src/linquant/_c/*.h"))],
             include_dirs=["src/linquant/_c"],
         )
         extensions.append(kernels)

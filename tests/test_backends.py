@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import linquant as lq
-from linquant import _backend, _numpy_backend
+from linquant import _backend, _numpy_backend, gguf
 
 BACKENDS = _backend.available_backends()
 REFERENCE = "numpy"
@@ -554,6 +554,34 @@ def test_pack_and_unpack(data: st.DataObject) -> None:
         np.testing.assert_array_equal(back.value, codes.reshape(back.value.shape))
 
 
+@st.composite
+def gguf_arrays(draw: st.DrawFn) -> np.ndarray:
+    """Float arrays of whole 32-value blocks (now and then not), in any layout and regime."""
+    lead = draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=3))
+    last = draw(mostly(st.integers(0, 3).map(lambda k: 32 * k), st.integers(1, 40)))
+    values = draw(float_arrays())  # its dtype and regime, tiled out to the blocks' shape
+    flat = np.resize(np.asarray(values).reshape(-1), math.prod((*lead, last)))
+    if flat.size and draw(st.booleans()):  # a value of largest magnitude met with both signs
+        flat[draw(st.integers(0, flat.size - 1))] = -flat[np.argmax(np.abs(flat))]
+    return draw(layouts(len(lead) + 1))(flat.reshape((*lead, last)))
+
+
+@BACKEND_SETTINGS
+@given(st.data())
+def test_gguf_quantize_and_dequantize(data: st.DataObject) -> None:
+    """GGUF blocks of any array, and any bytes dequantized (SPEC §9)."""
+    block = data.draw(st.sampled_from(list(gguf.TYPES.values())), label="type")
+    x = data.draw(gguf_arrays(), label="x")
+    outcome = check_op(gguf.quantize, x, block.name)
+    if outcome.ok:
+        assert_fresh_result(outcome.value, block.stored_shape(x.shape))
+        run_both(gguf.dequantize, outcome.value, block.name)
+    elif x.shape[-1] % 32 == 0 and np.isfinite(x).all() and x.dtype != np.float64:
+        assert outcome.error is not None and outcome.error[0] is ValueError  # an undefined block
+    stored = data.draw(hnp.arrays(np.uint8, (2, 3 * block.type_size)), label="blocks")
+    run_both(gguf.dequantize, stored, block.name)
+
+
 @BACKEND_SETTINGS
 @given(float_arrays(levels=(0, 255)))
 def test_dynamic_quantize_linear(x: np.ndarray) -> None:
@@ -655,7 +683,7 @@ def test_backends_pair_kernels_by_name() -> None:
     reference = public_functions(_numpy_backend)
     assert set(reference) == {
         "minmax", "quantize", "dequantize", "group_minmax", "group_quantize", "group_dequantize",
-        "block_dynamic_quantize", "pack", "unpack",
+        "block_dynamic_quantize", "pack", "unpack", "gguf_quantize", "gguf_dequantize",
     }  # fmt: skip
     assert ("cython" in BACKENDS) == (_backend._compiled is not None)
     for module in filter(None, [_backend._compiled]):

@@ -25,6 +25,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import _threads
 from ._buffers import empty
+from ._formats import BlockType, block_type, check_block_shapes
 from ._groups import Grouping, as_3d
 from ._kernels_baseline import FAST_BOUND, ROUNDING_MODES
 from ._kernels_baseline import cpu_level as _cpu_level
@@ -229,6 +230,43 @@ def unpack(packed: np.ndarray, width: int, out: np.ndarray) -> None:
     """Unpack the bytes ``packed`` into the codes ``out`` along the last axis (SPEC §8)."""
     for rows, codes in _row_pairs(packed, out):
         _kernels.unpack(rows, width, codes)
+
+
+def _block_runs(
+    values: np.ndarray, blocks: np.ndarray, block: BlockType
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """``(first block, values, blocks)`` of runs of whole GGUF blocks, each run one row (one
+    kernel call), one run per thread for a large call."""
+    check_block_shapes(block, values.shape, blocks.shape)
+    by_value = values.reshape(-1, block.block_size)
+    by_block = blocks.reshape(-1, block.type_size)
+    parts = _parts(values.size)
+    edges = [len(by_value) * k // parts for k in range(parts + 1)]
+    return [
+        (a, by_value[a:b].reshape(1, -1), by_block[a:b].reshape(1, -1))
+        for a, b in pairwise(edges)
+        if a < b
+    ]
+
+
+def gguf_quantize(x: np.ndarray, ggml_type: int, out: np.ndarray) -> int:
+    """Quantize rows of GGUF blocks; see ``linquant._numpy_backend.gguf_quantize``."""
+
+    def run(first: int, values: np.ndarray, blocks: np.ndarray) -> int:
+        bad: int = _kernels.gguf_quantize(values, ggml_type, blocks)
+        return -1 if bad < 0 else first + bad
+
+    results = _threads.run(run, _block_runs(x, out, block_type(ggml_type)))
+    return min((bad for bad in results if bad >= 0), default=-1)
+
+
+def gguf_dequantize(blocks: np.ndarray, ggml_type: int, out: np.ndarray) -> None:
+    """Dequantize rows of GGUF blocks into ``out`` (SPEC §9)."""
+
+    def run(_: int, values: np.ndarray, stored: np.ndarray) -> None:
+        _kernels.gguf_dequantize(stored, ggml_type, values)
+
+    _threads.run(run, _block_runs(out, blocks, block_type(ggml_type)))
 
 
 # Per-axis and per-block: (outer, n, inner) views around the axis. Large calls are split

@@ -102,3 +102,56 @@ class StoredCodes:
     def format(self) -> CodeFormat:
         """How the codes are stored: a row of the code format table (``uint4``, ``int8``...)."""
         return code_format(self.bits, self.scheme == "symmetric", self.packed)
+
+
+@dataclass(frozen=True)
+class BlockType:
+    """A GGUF block type (SPEC §9): ``block_size`` values a block, stored in ``type_size``
+    bytes as a float16 scale ``d`` (and a float16 minimum ``m`` where ``affine``), the bit 4
+    of each code (5-bit types) and the codes; ``ggml_type`` is ggml's number for it."""
+
+    name: str
+    ggml_type: int
+    bits: int
+    affine: bool
+    type_size: int
+    block_size: int = 32
+
+    @property
+    def codes_offset(self) -> int:
+        """Where the low 4 (or 8) bits of the codes start in a block: after d, m and qh."""
+        low_bytes = self.block_size if self.bits == 8 else self.block_size // 2  # nibbles
+        return self.type_size - low_bytes
+
+    def stored_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The bytes of an array of ``shape`` (its last axis a multiple of ``block_size``)."""
+        return (*shape[:-1], shape[-1] // self.block_size * self.type_size)
+
+
+BLOCK_TYPES = (
+    BlockType("Q4_0", 2, 4, False, 18),
+    BlockType("Q4_1", 3, 4, True, 20),
+    BlockType("Q5_0", 6, 5, False, 22),
+    BlockType("Q5_1", 7, 5, True, 24),
+    BlockType("Q8_0", 8, 8, False, 34),
+)
+BLOCK_TYPE_BY_NAME = {t.name: t for t in BLOCK_TYPES}
+
+
+def block_type(ggml_type: int) -> BlockType:
+    """The row of ggml's type number ``ggml_type``."""
+    for row in BLOCK_TYPES:
+        if row.ggml_type == ggml_type:
+            return row
+    raise ValueError(f"ggml_type must be a GGUF block type linquant knows, got {ggml_type}")
+
+
+def check_block_shapes(
+    block: BlockType, values_shape: tuple[int, ...], bytes_shape: tuple[int, ...]
+) -> None:
+    """Raise ValueError unless values of ``values_shape`` make blocks of ``bytes_shape``."""
+    if values_shape[-1] % block.block_size or block.stored_shape(values_shape) != bytes_shape:
+        raise ValueError(
+            f"{block.name} blocks of values of shape {values_shape} must have whole blocks "
+            f"along the last axis and shape {block.stored_shape(values_shape)}, got {bytes_shape}"
+        )

@@ -1388,3 +1388,6 @@ def block_dynamic_quantize(
         if stream:
             lq_stream_fence()
     return done
+
+
+include "_gguf.pxi"

@@ -4,6 +4,8 @@ from ._kernels_baseline import ROUNDING_MODES as ROUNDING_MODES
 from ._kernels_baseline import block_dynamic_quantize as block_dynamic_quantize
 from ._kernels_baseline import block_quantize as block_quantize
 from ._kernels_baseline import dequantize as dequantize
+from ._kernels_baseline import gguf_dequantize as gguf_dequantize
+from ._kernels_baseline import gguf_quantize as gguf_quantize
 from ._kernels_baseline import group_dequantize as group_dequantize
 from ._kernels_baseline import group_minmax as group_minmax
 from ._kernels_baseline import group_quantize as group_quantize

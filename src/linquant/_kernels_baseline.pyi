@@ -95,3 +95,9 @@ def block_dynamic_quantize(
     rounding_mode: int,
     seed: int,
 ) -> bool: ...
+
+# GGUF blocks (SPEC §9): C-contiguous rows of whole blocks.
+def gguf_quantize(x: NDArray[np.float32], ggml_type: int, out: NDArray[np.uint8]) -> int: ...
+def gguf_dequantize(
+    blocks: NDArray[np.uint8], ggml_type: int, out: NDArray[np.float32]
+) -> None: ...

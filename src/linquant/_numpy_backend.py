@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._formats import BlockType, block_type, check_block_shapes
 from ._groups import Grouping
 from ._params import ROUNDED_LIMIT, params_per_slice
 from ._rounding import Rounding, splitmix64
@@ -134,6 +135,128 @@ def unpack(packed: np.ndarray, width: int, out: np.ndarray) -> None:
         half = np.int8(1 << (width - 1))
         values = (values ^ half) - half
     out[...] = values
+
+
+# GGUF blocks (SPEC §9): ggml's reference quantizer in float32, blocks as rows.
+
+# Blocks a piece: the temporaries stay a few MiB whatever the array.
+GGUF_PIECE_BLOCKS = 1 << 15
+
+
+def _first_equal(x: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Each row's first element equal to ``value`` where that is a zero (ggml's loops keep
+    the first of equal values, which only tells for the sign of a zero)."""
+    first = x[np.arange(len(x)), np.argmax(x == value[:, None], axis=1)]
+    return np.where(value == 0, first, value)
+
+
+def _gguf_scales(x: np.ndarray, block: BlockType) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each block's ``(d, m, defined)``: scale, minimum (0 for the symmetric types) and
+    whether ggml's reference defines its codes (finite values, range and reciprocal)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        defined = np.isfinite(x).all(axis=1)
+        top = np.float32((1 << block.bits) - 1)
+        if block.affine:
+            lo, hi = _first_equal(x, x.min(axis=1)), _first_equal(x, x.max(axis=1))
+            span = hi - lo
+            defined &= np.isfinite(span)
+            return span / top, lo, defined
+        magnitude = np.abs(x)
+        amax = magnitude.max(axis=1)
+        if block.bits == 8:
+            return amax / np.float32(127), np.zeros_like(amax), defined
+        largest = x[np.arange(len(x)), np.argmax(magnitude == amax[:, None], axis=1)]
+        signed_max = np.where(amax > 0, largest, np.float32(0))  # all zeros: +0.0
+        return signed_max / -np.float32(1 << (block.bits - 1)), np.zeros_like(amax), defined
+
+
+def _gguf_codes(x: np.ndarray, block: BlockType) -> tuple[np.ndarray, ...]:
+    """``(codes, d, m, defined)`` of blocks ``x``: codes as uint8 (Q8_0: int8 as uint8)."""
+    d, m, defined = _gguf_scales(x, block)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        reciprocal = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+        defined &= np.isfinite(reciprocal)
+    # Undefined blocks are not written: zeros in their place keep the casts below defined.
+    x, m, reciprocal = (
+        np.where(defined.reshape(-1, *[1] * (v.ndim - 1)), v, np.float32(0))
+        for v in (x, m, reciprocal)
+    )
+    t = (x - m[:, None] if block.affine else x) * reciprocal[:, None]
+    if block.bits == 8:  # roundf: half away from zero
+        whole = np.trunc(t)
+        rounded = whole + np.where(np.abs(t - whole) >= 0.5, np.sign(t), np.float32(0))
+        return rounded.astype(np.int8).view(np.uint8), d, m, defined
+    offset = np.float32(0.5) if block.affine else np.float32((1 << (block.bits - 1)) + 0.5)
+    codes = np.minimum((t + offset).astype(np.int32), (1 << block.bits) - 1)
+    return codes.astype(np.uint8), d, m, defined
+
+
+def _half_bytes(values: np.ndarray) -> np.ndarray:
+    """float32 values as the 2 little-endian bytes of the nearest float16 (ties to even)."""
+    with np.errstate(over="ignore"):
+        return values.astype("<f2")[:, None].view(np.uint8)
+
+
+def _put_codes(codes: np.ndarray, block: BlockType, out: np.ndarray) -> None:
+    """The codes' bytes: Q8_0 one a byte; else element j in the low nibble of byte j and
+    j + 16 in its high one, and for 5 bits, bit 4 of element j in bit j of the uint32 qh."""
+    start = block.codes_offset
+    if block.bits == 8:
+        out[:, start:] = codes
+        return
+    half = block.block_size // 2
+    out[:, start:] = (codes[:, :half] & 15) | ((codes[:, half:] & 15) << 4)
+    if block.bits == 5:
+        out[:, start - 4 : start] = np.packbits((codes >> 4) & 1, axis=1, bitorder="little")
+
+
+def gguf_quantize(x: np.ndarray, ggml_type: int, out: np.ndarray) -> int:
+    """Quantize the rows of ``x`` (C-contiguous float32, whole blocks of 32 values) to GGUF
+    blocks in ``out``; return the row-major index of the first block that ggml's reference
+    leaves undefined (nothing is written from there), else -1 (SPEC §9)."""
+    block = block_type(ggml_type)
+    check_block_shapes(block, x.shape, out.shape)
+    values = x.reshape(-1, block.block_size)
+    blocks = out.reshape(-1, block.type_size)
+    for start in range(0, len(values), GGUF_PIECE_BLOCKS):
+        piece = slice(start, start + GGUF_PIECE_BLOCKS)
+        codes, d, m, defined = _gguf_codes(values[piece], block)
+        written = len(codes) if defined.all() else int(np.argmin(defined))
+        target = blocks[piece][:written]
+        target[:, :2] = _half_bytes(d[:written])
+        if block.affine:
+            target[:, 2:4] = _half_bytes(m[:written])
+        _put_codes(codes[:written], block, target)
+        if written < len(codes):
+            return start + written
+    return -1
+
+
+def gguf_dequantize(blocks: np.ndarray, ggml_type: int, out: np.ndarray) -> None:
+    """Dequantize rows of GGUF blocks into ``out`` (float32): code * d (+ m), each operation
+    rounded to float32 (SPEC §9)."""
+    block = block_type(ggml_type)
+    check_block_shapes(block, out.shape, blocks.shape)
+    stored = blocks.reshape(-1, block.type_size)
+    values = out.reshape(-1, block.block_size)
+    for start in range(0, len(stored), GGUF_PIECE_BLOCKS):
+        piece = stored[start : start + GGUF_PIECE_BLOCKS]
+        d = piece[:, :2].copy().view("<f2").astype(np.float32)
+        low = piece[:, block.codes_offset :]
+        if block.bits == 8:
+            codes = low.view(np.int8).astype(np.float32)
+        else:
+            nibbles = np.concatenate([low & 15, low >> 4], axis=1)
+            if block.bits == 5:
+                qh = piece[:, block.codes_offset - 4 : block.codes_offset]
+                nibbles |= np.unpackbits(qh, axis=1, bitorder="little") << 4
+            offset = 0 if block.affine else 1 << (block.bits - 1)
+            codes = (nibbles.astype(np.int16) - offset).astype(np.float32)
+        with np.errstate(invalid="ignore"):  # a signaling NaN scale gives NaN, as in C
+            result = codes * d
+            if block.affine:
+                result += piece[:, 2:4].copy().view("<f2").astype(np.float32)
+        values[start : start + GGUF_PIECE_BLOCKS] = result
 
 
 # Per-axis and per-block: the same arithmetic with each group's parameters, broadcast to x.
