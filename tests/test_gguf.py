@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+import gguf
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -21,8 +22,6 @@ from hypothesis.extra import numpy as hnp
 import linquant as lq
 from linquant import _backend
 from linquant.gguf import TYPES, dequantize, quantize, read, write
-
-gguf = pytest.importorskip("gguf", reason="the gguf package is the oracle of these tests")
 
 TYPE_NAMES = list(TYPES)
 
