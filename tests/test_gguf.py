@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import struct
 from pathlib import Path
 
 import gguf
@@ -274,3 +275,82 @@ def test_a_bad_file_raises_naming_it(tmp_path: Path) -> None:
         path.write_bytes(damaged)
         with pytest.raises(ValueError, match=re.escape(str(path))):
             read(path)
+
+
+def test_files_of_the_gguf_package_read_alike(tmp_path: Path) -> None:
+    """Files gguf.GGUFWriter writes: every tensor type it knows how to store, metadata of
+    every kind (arrays of strings and of arrays among them), another alignment."""
+    path = tmp_path / "theirs.gguf"
+    rng = np.random.default_rng(6)
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_custom_alignment(64)
+    writer.add_array("tokenizer.ggml.tokens", ["a", "bc", ""])
+    writer.add_array("nested", [[1, 2], [3]])
+    writer.add_float64("x", 1.5)
+    writer.add_bool("y", True)
+    values = rng.standard_normal((3, 64)).astype(np.float32)
+    writer.add_tensor("f32", values)
+    writer.add_tensor("f16", values.astype(np.float16))
+    writer.add_tensor("i32", np.arange(5, dtype=np.int32))
+    for name in TYPE_NAMES:
+        blocks = gguf.quants.quantize(values, ggml(name))
+        writer.add_tensor(name, blocks, raw_dtype=ggml(name))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    ours = read(path)
+    for tensor in gguf.GGUFReader(path).tensors:
+        mine = ours[tensor.name]
+        assert mine.type == tensor.tensor_type.name
+        assert mine.shape == tuple(reversed(tensor.shape.tolist()))
+        np.testing.assert_array_equal(mine.data, tensor.data)
+        if mine.type in TYPES or mine.type in ("F32", "F16"):
+            expected = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+            np.testing.assert_array_equal(mine.dequantize(), expected.reshape(mine.shape))
+    with pytest.raises(ValueError, match="I32 tensors are not dequantized"):
+        ours["i32"].dequantize()
+
+
+def crafted(*parts: bytes) -> bytes:
+    return b"GGUF" + struct.pack("<I", 3) + b"".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (crafted(struct.pack("<QQ", 0, 2**60)), "claims 1152921504606846976 items"),
+        (crafted(struct.pack("<QQ", 2**60, 0)), "claims 1152921504606846976 tensors"),
+        (  # an array of a billion uint8 in a file of 60 bytes
+            crafted(struct.pack("<QQQ", 0, 1, 1), b"k", struct.pack("<IIQ", 9, 0, 10**9)),
+            "claims 1000000000 items",
+        ),
+        (crafted(struct.pack("<QQQ", 0, 1, 2**63), b"k" * 20), "truncated: a key needs"),
+        (b"GGUF" + struct.pack("<IQQ", 1, 0, 0), "version 1 is not read"),
+        (  # a tensor whose data lies past the end of the file
+            crafted(struct.pack("<QQQ", 1, 0, 1), b"w", struct.pack("<IQIQ", 1, 1 << 40, 0, 0)),
+            "lies outside the file",
+        ),
+        (
+            crafted(struct.pack("<QQQ", 1, 0, 1), b"w", struct.pack("<IQIQ", 1, 33, 8, 0)),
+            "not whole blocks",
+        ),
+        (
+            crafted(struct.pack("<QQQ", 1, 0, 1), b"w", struct.pack("<IQIQ", 1, 32, 99, 0)),
+            "unknown ggml type 99",
+        ),
+        (
+            crafted(struct.pack("<QQQ", 1, 0, 1), b"w", struct.pack("<IQIQ", 1, 0, 0, 8)),
+            "not aligned",
+        ),
+    ],
+)
+def test_claims_a_file_cannot_hold_raise_before_anything_is_built(
+    tmp_path: Path, data: bytes, message: str
+) -> None:
+    """gguf.GGUFReader would loop over a claimed count (and run out of memory): these are
+    checked against the file first."""
+    path = tmp_path / "crafted.gguf"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}: .*{re.escape(message)}"):
+        read(path)
