@@ -576,8 +576,8 @@ def test_gguf_quantize_and_dequantize(data: st.DataObject) -> None:
     if outcome.ok:
         assert_fresh_result(outcome.value, block.stored_shape(x.shape))
         run_both(gguf.dequantize, outcome.value, block.name)
-    elif x.shape[-1] % 32 == 0 and np.isfinite(x).all() and x.dtype != np.float64:
-        assert outcome.error is not None and outcome.error[0] is ValueError  # an undefined block
+    elif x.shape[-1] % 32 == 0:  # an undefined block: NaN, inf or beyond float32, named
+        assert outcome.error is not None and outcome.error[0] is ValueError
     stored = data.draw(hnp.arrays(np.uint8, (2, 3 * block.type_size)), label="blocks")
     run_both(gguf.dequantize, stored, block.name)
 

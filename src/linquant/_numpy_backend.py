@@ -252,10 +252,14 @@ def gguf_dequantize(blocks: np.ndarray, ggml_type: int, out: np.ndarray) -> None
                 nibbles |= np.unpackbits(qh, axis=1, bitorder="little") << 4
             offset = 0 if block.affine else 1 << (block.bits - 1)
             codes = (nibbles.astype(np.int16) - offset).astype(np.float32)
-        with np.errstate(invalid="ignore"):  # a signaling NaN scale gives NaN, as in C
-            result = codes * d
-            if block.affine:
-                result += piece[:, 2:4].copy().view("<f2").astype(np.float32)
+        m = piece[:, 2:4].copy().view("<f2") if block.affine else np.zeros(d.shape, "<f2")
+        m = m.astype(np.float32)
+        with np.errstate(invalid="ignore"):  # signaling NaN scales: their blocks are below
+            result = codes * d + m if block.affine else codes * d
+        nan = np.isnan(d) | np.isnan(m)  # the whole block: d's NaN (else m's), quieted
+        if nan.any():
+            quiet = np.where(np.isnan(d), d, m).view(np.uint32) | np.uint32(0x00400000)
+            result = np.where(nan, quiet.view(np.float32), result)
         values[start : start + GGUF_PIECE_BLOCKS] = result
 
 

@@ -66,7 +66,8 @@ def _values(x: object, name: str = "x") -> np.ndarray:
             f"{name} must have a last axis that is a multiple of 32 (whole blocks), got shape "
             f"{arr.shape}"
         )
-    return np.require(arr, np.float32, ["C_CONTIGUOUS", "ALIGNED"])  # as the kernels read it
+    with np.errstate(over="ignore"):  # float64 beyond float32 rounds to inf: its block raises
+        return np.require(arr, np.float32, ["C_CONTIGUOUS", "ALIGNED"])  # as the kernels read it
 
 
 def quantize(x: object, type: str) -> np.ndarray:

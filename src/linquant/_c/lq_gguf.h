@@ -432,13 +432,30 @@ static inline ptrdiff_t lq_gguf_quantize(int type, const float *x, ptrdiff_t n_b
     return -1;
 }
 
+/* Every value of a block whose d or m is NaN: that NaN (d's first), quieted. */
+static inline void lq_gguf_fill_nan(float nan, float *out)
+{
+    uint32_t bits;
+    int j;
+    memcpy(&bits, &nan, sizeof bits);
+    bits |= 0x00400000u;
+    memcpy(&nan, &bits, sizeof nan);
+    for (j = 0; j < LQ_GGUF_BLOCK; j++)
+        out[j] = nan;
+}
+
 /* Dequantize one block: element j = code_j * d (+ m), each operation rounded to float32 as
    ggml's dequantize_row_* do (the signed types subtract their offset in integers first). */
 static inline void lq_gguf_dequantize_block(int type, const uint8_t *y, float *out)
 {
-    float d = lq_get_half(y), m;
+    int affine = type == LQ_GGUF_Q4_1 || type == LQ_GGUF_Q5_1;
+    float d = lq_get_half(y), m = affine ? lq_get_half(y + 2) : 0.0f;
     uint32_t qh;
     int j;
+    if (d != d || m != m) { /* which NaN a sum of two keeps is the compiler's choice: fixed */
+        lq_gguf_fill_nan(d != d ? d : m, out);
+        return;
+    }
     switch (type) {
     case LQ_GGUF_Q8_0:
         for (j = 0; j < LQ_GGUF_BLOCK; j++)
@@ -451,7 +468,6 @@ static inline void lq_gguf_dequantize_block(int type, const uint8_t *y, float *o
         }
         return;
     case LQ_GGUF_Q4_1:
-        m = lq_get_half(y + 2);
         for (j = 0; j < LQ_GGUF_BLOCK / 2; j++) {
             out[j] = (float)(y[4 + j] & 15) * d + m;
             out[j + 16] = (float)(y[4 + j] >> 4) * d + m;
@@ -465,7 +481,6 @@ static inline void lq_gguf_dequantize_block(int type, const uint8_t *y, float *o
         }
         return;
     default: /* Q5_1 */
-        m = lq_get_half(y + 2);
         qh = (uint32_t)y[4] | ((uint32_t)y[5] << 8) | ((uint32_t)y[6] << 16) | ((uint32_t)y[7] << 24);
         for (j = 0; j < LQ_GGUF_BLOCK / 2; j++) {
             out[j] = (float)((y[8 + j] & 15) | (((qh >> j) & 1u) << 4)) * d + m;
