@@ -412,6 +412,192 @@ static inline int lq_gguf_group_avx512(int type, const float *x, uint8_t *out)
     }
     return 0;
 }
+#elif defined(__AVX2__)
+#include <immintrin.h>
+
+/*
+ * AVX2: 8 blocks a group, the same arithmetic to the bit. Each block's range is reduced in
+ * registers (as integers on the bits of |x|, whose order is that of the values when finite);
+ * the 8 scales and reciprocals are computed as one vector and converted to float16 by
+ * lq_gguf_half_bits8 (the avx2 level has no F16C); each block's codes are then computed,
+ * packed and stored from its four vectors.
+ */
+#define LQ_GGUF_GROUP 8
+
+/* lq_half_bits of 8 finite floats, in the low 16 bits of each lane: the subnormal halves by
+   a float addition of 0.5 (whose unit in the last place is 2^-24, the subnormal half's),
+   the normal ones by adding a half unit less one, plus the last kept bit (ties to even). */
+static inline __m256i lq_gguf_half_bits8(__m256 f)
+{
+    __m256i bits = _mm256_castps_si256(f);
+    __m256i sign = _mm256_and_si256(bits, _mm256_set1_epi32((int)0x80000000u));
+    __m256i magnitude = _mm256_xor_si256(bits, sign);
+    __m256 half = _mm256_set1_ps(0.5f);
+    __m256i subnormal = _mm256_sub_epi32(
+        _mm256_castps_si256(_mm256_add_ps(_mm256_castsi256_ps(magnitude), half)),
+        _mm256_castps_si256(half));
+    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(magnitude, 13), _mm256_set1_epi32(1));
+    __m256i normal = _mm256_srli_epi32(
+        _mm256_add_epi32(_mm256_add_epi32(magnitude, _mm256_set1_epi32((int)(0xfffu - (112u << 23)))), odd), 13);
+    __m256i is_normal = _mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x387fffff));
+    __m256i overflows = _mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x477fffff));
+    __m256i h = _mm256_blendv_epi8(subnormal, normal, is_normal);
+    h = _mm256_blendv_epi8(h, _mm256_set1_epi32(0x7c00), overflows);
+    return _mm256_or_si256(h, _mm256_srli_epi32(sign, 16));
+}
+
+static inline __m256 lq_gguf_abs8(__m256 v)
+{
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x7fffffff)));
+}
+
+/* The largest of 8 unsigned lanes; of 8 floats without NaN, the least and the largest. */
+static inline uint32_t lq_gguf_max8_u32(__m256i v)
+{
+    __m128i m = _mm_max_epu32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0x4e));
+    m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0xb1));
+    return (uint32_t)_mm_cvtsi128_si32(m);
+}
+
+static inline float lq_gguf_min8_ps(__m256 v)
+{
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_min_ps(m, _mm_shuffle_ps(m, m, 0x4e));
+    m = _mm_min_ps(m, _mm_shuffle_ps(m, m, 0xb1));
+    return _mm_cvtss_f32(m);
+}
+
+static inline float lq_gguf_max8_ps(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_shuffle_ps(m, m, 0x4e));
+    m = _mm_max_ps(m, _mm_shuffle_ps(m, m, 0xb1));
+    return _mm_cvtss_f32(m);
+}
+
+/* The first x[j] (j < 32) whose lane of v[j / 8] equals `value` (as floats). */
+static inline float lq_gguf_first_of8(const float *x, const __m256 v[4], __m256 value)
+{
+    uint32_t equal = 0;
+    int k;
+    for (k = 0; k < 4; k++)
+        equal |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(v[k], value, _CMP_EQ_OQ)) << (8 * k);
+    return x[__builtin_ctz(equal)];
+}
+
+/* Quantize 8 blocks; 0, or 1 if one of them is undefined (nothing trusted: the caller redoes
+   the group block by block). */
+static inline int lq_gguf_group_avx2(int type, const float *x, uint8_t *out)
+{
+    float first[LQ_GGUF_GROUP], second[LQ_GGUF_GROUP], ids[LQ_GGUF_GROUP], los[LQ_GGUF_GROUP];
+    uint32_t d_bits[LQ_GGUF_GROUP], m_bits[LQ_GGUF_GROUP];
+    int affine = type == LQ_GGUF_Q4_1 || type == LQ_GGUF_Q5_1;
+    int bits = type == LQ_GGUF_Q8_0 ? 8 : type == LQ_GGUF_Q4_0 || type == LQ_GGUF_Q4_1 ? 4 : 5;
+    ptrdiff_t size = lq_gguf_type_size(type), start = size - (bits == 8 ? 32 : 16);
+    __m256i finite_max = _mm256_set1_epi32(0x7f7fffff); /* FLT_MAX's bits */
+    __m256 d, id, f;
+    int b, k;
+    for (b = 0; b < LQ_GGUF_GROUP; b++) {
+        const float *p = x + b * LQ_GGUF_BLOCK;
+        __m256 v[4], a[4];
+        __m256i amax_bits;
+        for (k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(p + 8 * k);
+            a[k] = lq_gguf_abs8(v[k]);
+        }
+        amax_bits = _mm256_max_epu32(_mm256_max_epu32(_mm256_castps_si256(a[0]), _mm256_castps_si256(a[1])),
+                                     _mm256_max_epu32(_mm256_castps_si256(a[2]), _mm256_castps_si256(a[3])));
+        {
+            uint32_t largest = lq_gguf_max8_u32(amax_bits);
+            float amax;
+            if (largest > 0x7f7fffffu) /* a NaN or an infinity */
+                return 1;
+            memcpy(&amax, &largest, sizeof amax);
+            if (affine) {
+                float lo = lq_gguf_min8_ps(_mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])));
+                float hi = lq_gguf_max8_ps(_mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])));
+                first[b] = lo == 0.0f ? lq_gguf_first_of8(p, v, _mm256_set1_ps(lo)) : lo;
+                second[b] = hi == 0.0f ? lq_gguf_first_of8(p, v, _mm256_set1_ps(hi)) : hi;
+            } else if (bits == 8) {
+                first[b] = amax;
+            } else { /* the first value of largest magnitude; all zeros: +0.0 */
+                first[b] = amax > 0.0f ? lq_gguf_first_of8(p, a, _mm256_set1_ps(amax)) : 0.0f;
+            }
+        }
+    }
+    f = _mm256_loadu_ps(first);
+    if (affine) {
+        __m256 span = _mm256_sub_ps(_mm256_loadu_ps(second), f);
+        if (_mm256_movemask_epi8(_mm256_cmpgt_epi32(_mm256_castps_si256(lq_gguf_abs8(span)), finite_max)))
+            return 1;
+        d = _mm256_div_ps(span, _mm256_set1_ps((float)((1 << bits) - 1)));
+    } else {
+        d = _mm256_div_ps(f, _mm256_set1_ps(bits == 8 ? 127.0f : -(float)(1 << (bits - 1))));
+    }
+    id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d),
+                       _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_UQ)); /* d ? 1/d : 0 */
+    if (_mm256_movemask_epi8(_mm256_cmpgt_epi32(_mm256_castps_si256(lq_gguf_abs8(id)), finite_max)))
+        return 1;
+    _mm256_storeu_si256((__m256i *)d_bits, lq_gguf_half_bits8(d));
+    _mm256_storeu_si256((__m256i *)m_bits, lq_gguf_half_bits8(f));
+    _mm256_storeu_ps(ids, id);
+    _mm256_storeu_ps(los, affine ? f : _mm256_setzero_ps());
+    for (b = 0; b < LQ_GGUF_GROUP; b++) {
+        const float *p = x + b * LQ_GGUF_BLOCK;
+        uint8_t *y = out + b * size;
+        __m256 scale = _mm256_set1_ps(ids[b]), lo = _mm256_set1_ps(los[b]);
+        __m256i c[4];
+        y[0] = (uint8_t)d_bits[b];
+        y[1] = (uint8_t)(d_bits[b] >> 8);
+        if (affine) {
+            y[2] = (uint8_t)m_bits[b];
+            y[3] = (uint8_t)(m_bits[b] >> 8);
+        }
+        if (bits == 8) { /* roundf: trunc, then 1 away from zero from a half up */
+            __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+            __m256i pairs01, pairs23, order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+            for (k = 0; k < 4; k++) {
+                __m256 t = _mm256_mul_ps(_mm256_loadu_ps(p + 8 * k), scale);
+                __m256 w = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+                __m256 up = _mm256_cmp_ps(lq_gguf_abs8(_mm256_sub_ps(t, w)), half, _CMP_GE_OQ);
+                __m256 step = _mm256_and_ps(_mm256_or_ps(_mm256_and_ps(t, sign), one), up);
+                c[k] = _mm256_cvttps_epi32(_mm256_add_ps(w, step));
+            }
+            /* |code| <= 127: the saturating packs keep them; they interleave the 128-bit
+               lanes, which the permutation undoes */
+            pairs01 = _mm256_packs_epi32(c[0], c[1]);
+            pairs23 = _mm256_packs_epi32(c[2], c[3]);
+            _mm256_storeu_si256((__m256i *)(y + 2),
+                                _mm256_permutevar8x32_epi32(_mm256_packs_epi16(pairs01, pairs23), order));
+            continue;
+        }
+        {
+            __m256 offset = _mm256_set1_ps(affine ? 0.5f : (float)(1 << (bits - 1)) + 0.5f);
+            __m256i top = _mm256_set1_epi32((1 << bits) - 1), low = _mm256_set1_epi32(15);
+            __m256i bytes0, bytes1, words;
+            for (k = 0; k < 4; k++) {
+                __m256 value = _mm256_loadu_ps(p + 8 * k);
+                if (affine)
+                    value = _mm256_sub_ps(value, lo);
+                c[k] = _mm256_min_epi32(_mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(value, scale), offset)), top);
+            }
+            if (bits == 5) { /* bit 4 of each code, moved to the sign bit */
+                uint32_t qh = 0;
+                for (k = 0; k < 4; k++)
+                    qh |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(c[k], 27))) << (8 * k);
+                memcpy(y + start - 4, &qh, 4); /* x86 is little-endian, as the blocks */
+            }
+            /* byte j: code j low, code j + 16 high (codes 0-7 with 16-23, 8-15 with 24-31) */
+            bytes0 = _mm256_or_si256(_mm256_and_si256(c[0], low), _mm256_slli_epi32(_mm256_and_si256(c[2], low), 4));
+            bytes1 = _mm256_or_si256(_mm256_and_si256(c[1], low), _mm256_slli_epi32(_mm256_and_si256(c[3], low), 4));
+            words = _mm256_permute4x64_epi64(_mm256_packus_epi32(bytes0, bytes1), 0xd8);
+            _mm_storeu_si128((__m128i *)(y + start),
+                             _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1)));
+        }
+    }
+    return 0;
+}
 #endif
 
 /* Quantize n_blocks blocks of x (32 floats each) to the blocks at out (type_size bytes each,
@@ -424,6 +610,10 @@ static inline ptrdiff_t lq_gguf_quantize(int type, const float *x, ptrdiff_t n_b
 #if defined(__AVX512F__) && defined(__AVX512BW__)
     for (; b + LQ_GGUF_GROUP <= n_blocks; b += LQ_GGUF_GROUP)
         if (lq_gguf_group_avx512(type, x + b * LQ_GGUF_BLOCK, out + b * size))
+            break; /* the block by block loop finds the undefined block */
+#elif defined(__AVX2__)
+    for (; b + LQ_GGUF_GROUP <= n_blocks; b += LQ_GGUF_GROUP)
+        if (lq_gguf_group_avx2(type, x + b * LQ_GGUF_BLOCK, out + b * size))
             break; /* the block by block loop finds the undefined block */
 #endif
     for (; b < n_blocks; b++)
