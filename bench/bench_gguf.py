@@ -130,9 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         for job in jobs:
             seconds = statistics.median(times[job])
             ratio = seconds / statistics.median(times[job[0], "linquant", BASELINE])
-            cells.setdefault(job, []).append(
-                f"{seconds * 1e3:9.3f} {ratio:9.2f} {checks[job]:>5}"
-            )
+            cells.setdefault(job, []).append(f"{seconds * 1e3:9.3f} {ratio:9.2f} {checks[job]:>5}")
     for direction, library, name in jobs:
         label = f"{direction} {name}" + (f" ({library})" if library != "linquant" else "")
         print(f"{label:<34}" + "  ".join(cells[direction, library, name]))

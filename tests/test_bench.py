@@ -148,3 +148,24 @@ def test_bench_quantize_reports_the_median_over_rounds(tmp_path: Path) -> None:
     for result in results:
         assert result["check"] == "ok" and len(result["round_seconds"]) == 2
         assert result["seconds"] == statistics.median(result["round_seconds"])
+
+
+BENCH_GGUF = BENCH_QUANTIZE.with_name("bench_gguf.py")
+
+
+@pytest.mark.skipif(
+    not BENCH_GGUF.exists(),
+    reason="no bench/ beside the tests (a wheel's tests run from a copy of tests/ alone)",
+)
+def test_bench_gguf_checks_every_method_against_the_gguf_package() -> None:
+    command = [sys.executable, str(BENCH_GGUF), "--size", "16384", "--threads", "1"]
+    command += ["--rounds", "1", "--repeats", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.rsplit(maxsplit=3) for line in done.stdout.splitlines()[3:]]
+    labels = [row[0] for row in rows]
+    assert labels[:2] == ["quantize int8 per tensor", "quantize Q4_0"]
+    assert len(rows) == 16 and labels[8:] == [
+        label.replace("quantize", "dequantize") for label in labels[:8]
+    ]
+    assert [row[-1] for row in rows if "int8 per tensor" not in row[0]] == ["ok"] * 14

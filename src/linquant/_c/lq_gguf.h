@@ -277,6 +277,10 @@ static inline int lq_gguf_quantize_block(int type, const float *x, uint8_t *y)
     }
 }
 
+/* A group of blocks (below) is inlined into a loop of its own for each type: with the type a
+   constant, its branches on the type fold away. */
+#define LQ_GGUF_GROUP_INLINE static inline __attribute__((always_inline))
+
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #include <immintrin.h>
 
@@ -336,7 +340,7 @@ static inline void lq_gguf_codes16(int type, __m512 v0, __m512 v1, __m512 id, __
 
 /* Quantize 16 blocks; 0, or 1 if one of them is undefined (nothing trusted: the caller redoes
    the group block by block). */
-static inline int lq_gguf_group_avx512(int type, const float *x, uint8_t *out)
+LQ_GGUF_GROUP_INLINE int lq_gguf_group(int type, const float *x, uint8_t *out)
 {
     float first[LQ_GGUF_GROUP], second[LQ_GGUF_GROUP], ids[LQ_GGUF_GROUP], los[LQ_GGUF_GROUP];
     uint16_t d_bits[LQ_GGUF_GROUP], m_bits[LQ_GGUF_GROUP];
@@ -488,7 +492,7 @@ static inline float lq_gguf_first_of8(const float *x, const __m256 v[4], __m256 
 
 /* Quantize 8 blocks; 0, or 1 if one of them is undefined (nothing trusted: the caller redoes
    the group block by block). */
-static inline int lq_gguf_group_avx2(int type, const float *x, uint8_t *out)
+LQ_GGUF_GROUP_INLINE int lq_gguf_group(int type, const float *x, uint8_t *out)
 {
     float first[LQ_GGUF_GROUP], second[LQ_GGUF_GROUP], ids[LQ_GGUF_GROUP], los[LQ_GGUF_GROUP];
     uint32_t d_bits[LQ_GGUF_GROUP], m_bits[LQ_GGUF_GROUP];
@@ -600,6 +604,30 @@ static inline int lq_gguf_group_avx2(int type, const float *x, uint8_t *out)
 }
 #endif
 
+#ifdef LQ_GGUF_GROUP
+/* The blocks before the first group holding an undefined block (a multiple of the group). */
+LQ_GGUF_GROUP_INLINE ptrdiff_t lq_gguf_groups_of(int type, const float *x, ptrdiff_t n_blocks,
+                                                 uint8_t *out)
+{
+    ptrdiff_t b, size = lq_gguf_type_size(type);
+    for (b = 0; b + LQ_GGUF_GROUP <= n_blocks; b += LQ_GGUF_GROUP)
+        if (lq_gguf_group(type, x + b * LQ_GGUF_BLOCK, out + b * size))
+            break;
+    return b;
+}
+
+static ptrdiff_t lq_gguf_groups(int type, const float *x, ptrdiff_t n_blocks, uint8_t *out)
+{
+    switch (type) {
+    case LQ_GGUF_Q4_0: return lq_gguf_groups_of(LQ_GGUF_Q4_0, x, n_blocks, out);
+    case LQ_GGUF_Q4_1: return lq_gguf_groups_of(LQ_GGUF_Q4_1, x, n_blocks, out);
+    case LQ_GGUF_Q5_0: return lq_gguf_groups_of(LQ_GGUF_Q5_0, x, n_blocks, out);
+    case LQ_GGUF_Q5_1: return lq_gguf_groups_of(LQ_GGUF_Q5_1, x, n_blocks, out);
+    default: return lq_gguf_groups_of(LQ_GGUF_Q8_0, x, n_blocks, out);
+    }
+}
+#endif
+
 /* Quantize n_blocks blocks of x (32 floats each) to the blocks at out (type_size bytes each,
    `type` one of lq_gguf_type_size's). Return the index of the first block ggml's reference
    leaves undefined, where it stops (the blocks from there on are not written); else -1. */
@@ -607,14 +635,8 @@ static inline ptrdiff_t lq_gguf_quantize(int type, const float *x, ptrdiff_t n_b
                                          uint8_t *out)
 {
     ptrdiff_t b = 0, size = lq_gguf_type_size(type);
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-    for (; b + LQ_GGUF_GROUP <= n_blocks; b += LQ_GGUF_GROUP)
-        if (lq_gguf_group_avx512(type, x + b * LQ_GGUF_BLOCK, out + b * size))
-            break; /* the block by block loop finds the undefined block */
-#elif defined(__AVX2__)
-    for (; b + LQ_GGUF_GROUP <= n_blocks; b += LQ_GGUF_GROUP)
-        if (lq_gguf_group_avx2(type, x + b * LQ_GGUF_BLOCK, out + b * size))
-            break; /* the block by block loop finds the undefined block */
+#ifdef LQ_GGUF_GROUP
+    b = lq_gguf_groups(type, x, n_blocks, out); /* the block by block loop finds the undefined */
 #endif
     for (; b < n_blocks; b++)
         if (lq_gguf_quantize_block(type, x + b * LQ_GGUF_BLOCK, out + b * size))
