@@ -133,7 +133,10 @@ if cext_enabled():
         kernels = Extension(
             f"linquant._kernels_{level}",
             [f"src/linquant/_kernels_{level}.pyx"],
-            depends=[*sorted(glob.glob("src/linquant/*.pxi")), *sorted(glob.glob("src/linquant/_c/*.h"))],
+            depends=[
+                *sorted(glob.glob("src/linquant/*.pxi")),
+                *sorted(glob.glob("src/linquant/_c/*.h")),
+            ],
             include_dirs=["src/linquant/_c"],
         )
         extensions.append(kernels)
