@@ -19,6 +19,7 @@ from ._backend import (
     set_backend,
     set_pool_limit,
 )
+from ._calibrate import Observer, calibrate, params_from_range
 from ._io import load, save
 from ._metrics import error_metrics, quantization_error
 from ._notebook import (
@@ -33,10 +34,12 @@ from ._threads import get_num_threads, set_num_threads
 from ._version import __version__
 
 __all__ = [
+    "Observer",
     "QuantizedArray",
     "__version__",
     "asymmetric_dequantization",
     "asymmetric_quantization",
+    "calibrate",
     "clear_pool",
     "dequantize_linear",
     "dynamic_quantize_linear",
@@ -48,6 +51,7 @@ __all__ = [
     "load",
     "minmax",
     "pack",
+    "params_from_range",
     "quantization_error",
     "quantize",
     "quantize_linear",
