@@ -582,6 +582,26 @@ def test_gguf_quantize_and_dequantize(data: st.DataObject) -> None:
     run_both(gguf.dequantize, stored, block.name)
 
 
+def calibration(x: np.ndarray, method: str, scheme: str, bins: int) -> tuple[object, ...]:
+    """An observer's whole state after ``x``: its range, and the histogram (SPEC §10)."""
+    observer = lq.Observer(method, scheme=scheme, bins=bins, bits=4).update(x)
+    return (*observer.range(), observer.exponent, observer.counts)
+
+
+@BACKEND_SETTINGS
+@given(
+    st.one_of(float_arrays(), large_float_arrays()),
+    st.sampled_from(lq.Observer.METHODS),
+    st.sampled_from(["asymmetric", "symmetric"]),
+    st.sampled_from([16, 2048]),
+)
+def test_calibration_histograms(x: np.ndarray, method: str, scheme: str, bins: int) -> None:
+    """The histogram kernel, each thread's part merged exactly, and every method on it."""
+    outcome = check_op(calibration, x, method, scheme, bins)
+    if x.size and not np.isfinite(x).all():  # NaN (named) or an infinity: no finite range
+        assert outcome.error is not None and outcome.error[0] is ValueError
+
+
 @BACKEND_SETTINGS
 @given(float_arrays(levels=(0, 255)))
 def test_dynamic_quantize_linear(x: np.ndarray) -> None:
@@ -684,6 +704,7 @@ def test_backends_pair_kernels_by_name() -> None:
     assert set(reference) == {
         "minmax", "quantize", "dequantize", "group_minmax", "group_quantize", "group_dequantize",
         "block_dynamic_quantize", "pack", "unpack", "gguf_quantize", "gguf_dequantize",
+        "histogram",
     }  # fmt: skip
     assert ("cython" in BACKENDS) == (_backend._compiled is not None)
     for module in filter(None, [_backend._compiled]):

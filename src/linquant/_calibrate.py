@@ -11,19 +11,18 @@ minimum and maximum.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from . import _checks
+from . import _backend, _checks
 from ._api import dynamic_settings, minmax, range_params
-from ._layout import as_float_input, slabs
+from ._histograms import merged
+from ._layout import as_float_input
 
 METHODS = ("minmax", "percentile", "mse", "entropy")
 HISTOGRAM_METHODS = ("percentile", "mse", "entropy")  # the methods that read the histogram
 SEARCH_START = 16  # mse and entropy try thresholds from bin bins / 16 up (TensorRT: 128 of 2048)
-PIECE = 1 << 20  # values a histogram step takes at once: its temporaries stay this size
 DEFAULT_BINS = 2048  # TensorRT's and ONNX Runtime's histogram calibrators' default
 DEFAULT_PERCENTILE = 99.99  # TensorRT's and ONNX Runtime's default
 
@@ -89,14 +88,15 @@ class Observer:
         self.include_zero = include_zero
         self.percentile = _percentile(percentile)
         self.bins = _bins(bins)
+        self.log2_bins = self.bins.bit_length() - 1
         self.count = 0  # values folded in
         self.dtype: np.dtype | None = None  # the working float, from the first chunk
         self.lo = math.inf  # exact bounds, as Python floats (every working float fits)
         self.hi = -math.inf
-        self.exponent: int | None = None  # bin width 2**exponent; None until a nonzero value
-        self.zeros = 0  # values equal to 0 seen before any bin width was set
-        self.positive = np.zeros(self.bins, np.int64)  # counts of x >= 0 by floor(x / width)
-        self.negative = np.zeros(self.bins, np.int64)  # counts of x < 0 by floor(-x / width)
+        # the histogram of |x| (SPEC §10): bin width 2**exponent (None while only zeros were
+        # seen), counts of x >= 0 by bin, then of x < 0
+        self.exponent: int | None = None
+        self.counts = np.zeros(2 * self.bins, np.int64)
 
     def _same_settings(self, other: Observer) -> None:
         def settings(o: Observer) -> tuple[object, ...]:
@@ -107,18 +107,6 @@ class Observer:
         if self.dtype is not None and other.dtype is not None and self.dtype != other.dtype:
             raise ValueError(f"observers of {self.dtype} and {other.dtype} data do not merge")
 
-    def _widen(self, exponent: int) -> None:
-        """Coarsen the bins to width ``2**exponent`` if they are narrower."""
-        if self.exponent is None:
-            self.positive[0] += self.zeros
-            self.zeros = 0
-        elif exponent > self.exponent:
-            self.positive = _coarsened(self.positive, exponent - self.exponent)
-            self.negative = _coarsened(self.negative, exponent - self.exponent)
-        else:
-            return
-        self.exponent = exponent
-
     def update(self, chunk: object) -> Observer:
         """Fold the values of ``chunk`` in; returns the observer. NaN raises ValueError
         naming the first (SPEC §5), as an infinity does (no finite range)."""
@@ -128,35 +116,22 @@ class Observer:
         self.dtype = arr.dtype
         if arr.size == 0:
             return self
-        lo, hi = minmax(arr)
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise ValueError(f"the chunk's range [{lo}, {hi}] is not finite: no range to clip")
-        self.count += arr.size
-        self.lo, self.hi = min(self.lo, float(lo)), max(self.hi, float(hi))
-        if self.method in HISTOGRAM_METHODS:
-            self._histogram(arr, max(-float(lo), float(hi)))
+        if self.method not in HISTOGRAM_METHODS:
+            lo, hi = minmax(arr)  # NaN raises, naming the first
+            self._fold(arr.size, lo, hi, None if np.isfinite(lo) and np.isfinite(hi) else 2)
+            return self
+        lo, hi, status, exponent, counts = _backend.active().histogram(arr, self.log2_bins)
+        if status == 1:
+            minmax(arr)  # raises the NaN error, naming the first
+        self._fold(arr.size, lo, hi, status or None)
+        self.exponent, self.counts = merged((self.exponent, self.counts), (exponent, counts))
         return self
 
-    def _histogram(self, arr: np.ndarray, amax: float) -> None:
-        """Count the values of ``arr`` (finite, ``max|x| = amax``) into the bins."""
-        if amax == 0.0:
-            if self.exponent is None:
-                self.zeros += arr.size
-            else:
-                self.positive[0] += arr.size
-            return
-        # the least width 2**e with amax < bins * 2**e: amax = m * 2**k, 1/2 <= m < 1
-        self._widen(math.frexp(amax)[1] - (self.bins.bit_length() - 1))
-        assert self.exponent is not None
-        counts = np.zeros(2 * self.bins, np.int64)  # x >= 0, then x < 0
-        for piece in _pieces(arr):
-            # |x| / 2**e < bins is exact in the working float (a power of two; a subnormal
-            # result, rounded, is still below 1), and its truncation is the bin
-            index = np.ldexp(np.abs(piece), -self.exponent).astype(np.intp)
-            index += self.bins * (piece < 0)
-            counts += np.bincount(index.reshape(-1), minlength=2 * self.bins)
-        self.positive += counts[: self.bins]
-        self.negative += counts[self.bins :]
+    def _fold(self, count: int, lo: np.floating, hi: np.floating, bad: int | None) -> None:
+        if bad is not None:
+            raise ValueError("the chunk holds an infinity: there is no finite range to clip")
+        self.count += count
+        self.lo, self.hi = min(self.lo, float(lo)), max(self.hi, float(hi))
 
     def merge(self, other: Observer) -> Observer:
         """Fold in what ``other`` (of the same settings) has seen; returns this observer."""
@@ -166,17 +141,9 @@ class Observer:
         self.dtype = other.dtype  # the same, or this observer had none
         self.count += other.count
         self.lo, self.hi = min(self.lo, other.lo), max(self.hi, other.hi)
-        if other.exponent is None:
-            if self.exponent is None:
-                self.zeros += other.zeros
-            else:
-                self.positive[0] += other.zeros
-            return self
-        self._widen(other.exponent)
-        assert self.exponent is not None
-        shift = self.exponent - other.exponent
-        self.positive += _coarsened(other.positive, shift)
-        self.negative += _coarsened(other.negative, shift)
+        self.exponent, self.counts = merged(
+            (self.exponent, self.counts), (other.exponent, other.counts)
+        )
         return self
 
     def range(self) -> tuple[np.floating, np.floating]:
@@ -188,7 +155,7 @@ class Observer:
         if self.method == "minmax" or self.exponent is None:  # (all zeros: nothing to clip)
             pass
         elif self.method == "percentile" and not self.signed:  # x's (100 - p)-th and p-th
-            counts = np.concatenate([self.negative[::-1], self.positive])
+            counts = np.concatenate([self._negative[::-1], self._positive])
             edges = self._width * np.arange(-self.bins, self.bins + 1, dtype=np.float64)
             hi = min(hi, _upper_bound(counts, edges, self.count, self.percentile))
             lo = max(lo, _lower_bound(counts, edges, self.count, 100.0 - self.percentile))
@@ -198,13 +165,21 @@ class Observer:
         return wf(lo) + wf(0.0), wf(hi) + wf(0.0)  # -0.0 made +0.0, as minmax does
 
     @property
+    def _positive(self) -> np.ndarray:
+        return self.counts[: self.bins]
+
+    @property
+    def _negative(self) -> np.ndarray:
+        return self.counts[self.bins :]
+
+    @property
     def _width(self) -> float:
         assert self.exponent is not None
         return math.ldexp(1.0, self.exponent)
 
     def _threshold(self) -> float:
         """The threshold on |x| of the percentile (symmetric), mse or entropy method."""
-        magnitudes = self.positive + self.negative
+        magnitudes = self._positive + self._negative
         edges = self._width * np.arange(self.bins + 1, dtype=np.float64)
         if self.method == "percentile":
             return _upper_bound(magnitudes, edges, self.count, self.percentile)
@@ -220,11 +195,9 @@ class Observer:
         threshold) quantizes the bins' centres, weighted by their counts, with the least
         squared error; the first on ties."""
         centres = (edges[:-1] + edges[1:]) / 2
-        present = [(self.positive > 0, 1.0), (self.negative > 0, -1.0)]
-        values = np.concatenate([sign * centres[mask] for mask, sign in present])
-        weights = np.concatenate(
-            [self.positive[self.positive > 0], self.negative[self.negative > 0]]
-        )
+        halves = ((self._positive, 1.0), (self._negative, -1.0))
+        values = np.concatenate([sign * centres[half > 0] for half, sign in halves])
+        weights = np.concatenate([half[half > 0] for half, _ in halves])
         wf = self.dtype.type if self.dtype is not None else np.float64
         best, best_error = centres[start], math.inf
         for t in centres[start:used]:
@@ -246,25 +219,6 @@ class Observer:
         lo, hi = self.range()
         scale, zero_point = range_params(lo, hi, self.bits, self.signed, self.include_zero, None)
         return scale, zero_point
-
-
-def _pieces(arr: np.ndarray) -> Iterator[np.ndarray]:
-    """Views of ``arr`` of at most :data:`PIECE` values that cover it, in memory order."""
-    for _, (view,) in slabs(arr, c_order=False):
-        rows, cols = view.shape
-        width = min(cols, PIECE)
-        height = max(1, PIECE // width)
-        for row in range(0, rows, height):
-            for col in range(0, cols, width):
-                yield view[row : row + height, col : col + width]
-
-
-def _coarsened(counts: np.ndarray, shift: int) -> np.ndarray:
-    """Counts by ``floor(a / w)`` to counts by ``floor(a / (w * 2**shift))``: the sums of
-    neighbouring bins (floor(floor(a / w) / 2**s) == floor(a / (w * 2**s)), exactly)."""
-    coarse = np.zeros_like(counts)
-    np.add.at(coarse, np.arange(counts.size) >> min(shift, 62), counts)
-    return coarse
 
 
 def _least_divergence(counts: np.ndarray, start: int, levels: int) -> int:

@@ -27,7 +27,8 @@ from . import _threads
 from ._buffers import empty
 from ._formats import BlockType, block_type, check_block_shapes
 from ._groups import Grouping, as_3d
-from ._kernels_baseline import FAST_BOUND, ROUNDING_MODES
+from ._histograms import merged
+from ._kernels_baseline import FAST_BOUND, NO_WIDTH, ROUNDING_MODES
 from ._kernels_baseline import cpu_level as _cpu_level
 from ._layout import slabs
 from ._rounding import Rounding
@@ -169,6 +170,29 @@ def _rounding_args(rounding: Rounding) -> tuple[int, int]:
 def _parts(size: int) -> int:
     """How many threads a call over ``size`` elements runs on."""
     return 1 if size < PARALLEL_MIN_SIZE else _threads.get_num_threads()
+
+
+def histogram(
+    x: np.ndarray, log2_bins: int
+) -> tuple[np.floating, np.floating, int, int | None, np.ndarray]:
+    """A histogram of ``|x|``; see ``linquant._numpy_backend.histogram``. Each thread counts
+    its part in a histogram of its own, merged exactly after."""
+
+    def run(view: np.ndarray) -> tuple[Any, Any, int, int | None, np.ndarray]:
+        counts = np.zeros(2 << log2_bins, np.int64)
+        lo, hi, status, exponent = _kernels.histogram(view, log2_bins, counts, NO_WIDTH)
+        return lo, hi, status, None if exponent == NO_WIDTH else exponent, counts
+
+    wf = x.dtype.type
+    parts = _threads.run(run, _split(x))
+    statuses = {part[2] for part in parts}
+    total: tuple[int | None, np.ndarray] = (None, np.zeros(2 << log2_bins, np.int64))
+    for _, _, _, exponent, counts in parts:
+        total = merged(total, (exponent, counts))
+    lo = min((part[0] for part in parts), default=wf(np.inf))
+    hi = max((part[1] for part in parts), default=wf(-np.inf))
+    status = 1 if 1 in statuses else max(statuses, default=0)  # a NaN's, as NumPy's
+    return wf(lo), wf(hi), status, total[0], total[1]
 
 
 def _streams(source: np.ndarray, result: np.ndarray) -> bool:

@@ -1391,3 +1391,4 @@ def block_dynamic_quantize(
 
 
 include "_gguf.pxi"
+include "_histogram.pxi"

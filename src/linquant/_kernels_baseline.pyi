@@ -101,3 +101,12 @@ def gguf_quantize(x: NDArray[np.float32], ggml_type: int, out: NDArray[np.uint8]
 def gguf_dequantize(
     blocks: NDArray[np.uint8], ggml_type: int, out: NDArray[np.float32]
 ) -> None: ...
+
+# Calibration histograms (SPEC §10): fold x into counts (2 * 2**log2_bins int64) of bin width
+# 2**exponent (NO_WIDTH: none yet); return (lo, hi, status, exponent), status 0, 1 for a NaN,
+# 2 for an infinity.
+NO_WIDTH: int
+
+def histogram(
+    x: NDArray[np.floating], log2_bins: int, counts: NDArray[np.int64], exponent: int
+) -> tuple[float, float, int, int]: ...
