@@ -316,3 +316,44 @@ def test_the_outlier_examples_ranges_by_method() -> None:
     assert ranges["minmax"] == (np.float32(-25), np.float32(40))
     assert 3 < ranges["percentile"][1] < 5 and 3 < ranges["entropy"][1] < 5
     assert 10 < ranges["mse"][1] < 40
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("method", lq.Observer.METHODS)
+def test_quantize_with_a_calibration_uses_its_range(method: str, scheme: str) -> None:
+    x = outlier_example().reshape(2, -1)
+    lo, hi = lq.calibrate(x, method, bits=4, scheme=scheme)
+    scale, zero_point = lq.params_from_range(lo, hi, bits=4, scheme=scheme)
+    dtype = "int8" if scheme == "symmetric" else "uint8"
+    expected = lq.quantize_linear(x, scale, zero_point, dtype=dtype, bits=4)
+    for qa in (
+        lq.quantize(x, 4, scheme, calibration=method),
+        lq.quantize(x, 4, scheme, range=(lo, hi)),
+    ):
+        assert (qa.scale, qa.zero_point) == (scale, zero_point)
+        assert np.array_equal(qa.data, expected)
+    packed = lq.quantize(x, 4, scheme, calibration=method, pack=True)
+    assert np.array_equal(packed.data, lq.pack(expected, 4))
+    assert np.array_equal(
+        packed.dequantize(), lq.quantize(x, 4, scheme, range=(lo, hi)).dequantize()
+    )
+
+
+def test_quantize_with_a_range_checks_it() -> None:
+    x = np.linspace(-1, 1, 10)
+    with pytest.raises(ValueError, match="not both"):
+        lq.quantize(x, calibration="mse", range=(-1, 1))
+    with pytest.raises(ValueError, match="leave out axis"):
+        lq.quantize(x.reshape(2, 5), axis=1, range=(-1, 1))
+    with pytest.raises(ValueError, match="a pair"):
+        lq.quantize(x, range=1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lo <= hi"):
+        lq.quantize(x, range=(1, -1))
+    with pytest.raises(ValueError, match="method must be one of"):
+        lq.quantize(x, calibration="kl")
+    with pytest.raises(ValueError, match="NaN"):
+        lq.quantize(np.array([1.0, np.nan]), calibration="percentile")
+    with pytest.raises(ValueError, match="NaN"):
+        lq.quantize(np.array([1.0, np.nan]), range=(-1, 1))
+    clipped = lq.quantize(np.array([-5.0, 0.5, 5.0]), 8, "symmetric", range=(-1, 1))
+    assert clipped.data.tolist() == [-128, 64, 127]  # saturated at the range's codes

@@ -708,3 +708,31 @@ def test_a_temporary_name_held_by_another_file_is_left_alone(
         pass
     assert held.read_bytes() == b"another's"
     assert sorted(os.listdir(tmp_path)) == [held.name]
+
+
+@pytest.mark.parametrize("calibration", ["percentile:99.9", "percentile", "mse", "entropy"])
+def test_quantize_calibrates_over_the_files_chunks(tmp_path: Path, calibration: str) -> None:
+    """The file's chunks fold into one observer: the range of the whole array (SPEC §10)."""
+    x = np.concatenate([RNG.standard_normal(5000), [40.0, -25.0]]).astype(np.float32)
+    x = x.reshape(-1, 1)[::-1].reshape(1, -1)  # the outliers in the first chunk
+    np.save(tmp_path / "x.npy", x)
+    args = ["x.npy", "-o", "q.npz", "--chunk-bytes", "2048", "--bits", "4", "--quiet"]
+    cli(tmp_path, "quantize", *args, "--calibrate", calibration)
+    method, _, percentile = calibration.partition(":")
+    options = {"percentile": float(percentile)} if percentile else {}
+    expected = lq.quantize(x, 4, range=lq.calibrate(x, method, bits=4, **options))
+    assert_same(lq.load(tmp_path / "q.npz"), expected)
+
+
+def test_quantize_calibration_errors(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.float32([[1.0, np.inf], [0.0, 2.0]]))
+    assert "must be one of" in fails(
+        tmp_path, "quantize", "x.npy", "-o", "q.npz", "--calibrate", "kl", status=2
+    )
+    message = fails(tmp_path, "quantize", "x.npy", "-o", "q.npz", "--calibrate", "mse")
+    assert "x.npy" in message and "infinity" in message
+    np.save(tmp_path / "x.npy", np.float32([[1.0, 3.0], [0.0, 2.0]]))
+    message = fails(
+        tmp_path, "quantize", "x.npy", "-o", "q.npz", "--axis", "0", "--calibrate", "mse"
+    )
+    assert "one range per tensor" in message

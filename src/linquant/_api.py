@@ -335,12 +335,14 @@ def dynamic_quantize(
     axis: int | None = None,
     block_size: int | None = None,
     rounding: Rounding = _rounding.HALF_EVEN,
+    clip: tuple[np.floating, np.floating] | None = None,
 ) -> tuple[np.ndarray, Any, Any]:
     """Codes, scale and zero point with parameters chosen from the data (SPEC §4).
 
     Per tensor, or with ``axis`` (and ``block_size``) per channel (block), each by SPEC §4
     applied to its own range; then the scale and zero point are arrays. The codes round by
-    ``rounding`` (checked, SPEC §2.1).
+    ``rounding`` (checked, SPEC §2.1). ``clip``: a per-tensor range to use instead of the
+    data's (a calibration's, SPEC §10; the codes saturate).
     """
     arr = as_float_input(x)
     n_bits, signed, nan, qmin, qmax = dynamic_settings(
@@ -355,7 +357,7 @@ def dynamic_quantize(
         )
         if params is not None:
             return out, params[0], params[1]
-    lo, hi = _finite_range(arr, nan, groups)
+    lo, hi = _finite_range(arr, nan, groups) if clip is None else clip
     scale, zero_point = range_params(lo, hi, n_bits, signed, include_zero, groups)
     zp = zero_point if isinstance(zero_point, np.ndarray) else int(zero_point)
     codes = _quantize_into(arr, scale, zp, qmin, qmax, nan, out, groups, rounding, sign)

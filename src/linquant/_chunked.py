@@ -39,6 +39,7 @@ from ._api import (
     quantize_given,
     range_params,
 )
+from ._calibrate import Observer
 from ._chunks import Chunk, chunks, param_slices, params_of
 from ._groups import grouping
 from ._layout import as_float_input, working_float
@@ -204,13 +205,18 @@ def quantize_file(
     seed: int | None = None,
     chunk_bytes: int = CHUNK_BYTES,
     progress: Progress | None = None,
+    calibration: Observer | None = None,
 ) -> _io.Header:
     """Quantize the ``.npy`` file ``source`` into the linquant file ``target`` (SPEC §4).
 
     The result is what ``lq.save(target, lq.quantize(np.load(source), ...))`` writes, in
     memory bounded by ``chunk_bytes``. Errors name the file; ``target`` is left as it was.
+    ``calibration``: a new observer (per tensor) whose range over the chunks replaces the
+    file's (SPEC §10).
     """
     n_bits, signed, nan, _, _ = dynamic_settings(bits, scheme, nan, True, False)
+    if calibration is not None and (axis is not None or nan != "raise"):
+        raise ValueError("a calibration gives one range per tensor, with NaN raising")
     npy = NpyInput(source)
     whole = _rounding.rounding(rounding, seed, None, npy.shape)
     try:
@@ -233,12 +239,19 @@ def quantize_file(
                 )
             except ValueError:  # the only error it raises: NaN
                 raise _file_nan_error(npy, layout, max_elements) from None
+            if calibration is not None:
+                try:
+                    calibration.update(x)
+                except ValueError as error:  # an infinity
+                    raise ValueError(f"{npy.path}: {error}") from None
             box = () if groups is None else param_slices(chunk, groups)
             lo[box] = np.minimum(lo[box], chunk_lo)
             hi[box] = np.maximum(hi[box], chunk_hi)
             done += chunk.size
             report("range", done, total)
         lo, hi = layout.to_memory(lo)[()], layout.to_memory(hi)[()]  # scalars per tensor
+        if calibration is not None and calibration.count:
+            lo, hi = calibration.range()
         try:
             scale, zero_point = range_params(lo, hi, n_bits, signed, True, layout.groups)
         except ValueError as error:

@@ -22,6 +22,7 @@ from types import FrameType
 import numpy as np
 
 from . import _checks, _rounding
+from ._calibrate import Observer
 from ._chunked import CHUNK_BYTES, dequantize_file, quantize_file
 from ._output import existing, remove_temporaries
 from ._version import __version__
@@ -32,6 +33,19 @@ def _bits(text: str) -> int:
         return _checks.bits(int(text))
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _calibration(text: str) -> tuple[str, float | None]:
+    """``METHOD`` or ``percentile:P`` (SPEC §10)."""
+    method, _, percentile = text.partition(":")
+    if method not in Observer.METHODS or (percentile and method != "percentile"):
+        raise argparse.ArgumentTypeError(
+            f"must be one of {', '.join(Observer.METHODS)}, or percentile:P, got {text!r}"
+        )
+    try:
+        return method, float(percentile) if percentile else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"percentile:P needs a number P, got {text!r}") from None
 
 
 def _positive(text: str) -> int:
@@ -94,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     quantize.add_argument(
         "--seed", type=_seed, help="with --rounding stochastic (required there): 0 to 2**64 - 1"
+    )
+    quantize.add_argument(
+        "--calibrate",
+        type=_calibration,
+        metavar="METHOD[:P]",
+        help="clip to a calibrated range, per tensor: minmax (default), percentile[:P] "
+        "(P default 99.99), mse or entropy (SPEC §10)",
     )
     quantize.set_defaults(usage_error=quantize.error)
 
@@ -206,6 +227,11 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def _quantize(args: argparse.Namespace) -> None:
+    observer = None
+    if args.calibrate is not None:
+        method, percentile = args.calibrate
+        options = {} if percentile is None else {"percentile": percentile}
+        observer = Observer(method, bits=args.bits, scheme=args.scheme, **options)
     progress = _Progress(not args.quiet)
     start = time.perf_counter()
     try:
@@ -221,6 +247,7 @@ def _quantize(args: argparse.Namespace) -> None:
             seed=args.seed,
             chunk_bytes=args.chunk_bytes,
             progress=progress,
+            calibration=observer,
         )
     finally:
         progress.close()

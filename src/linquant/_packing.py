@@ -217,13 +217,14 @@ def dynamic_quantize_packed(
     axis: int | None,
     block_size: int | None,
     rounding: Rounding,
+    clip: tuple[np.floating, np.floating] | None = None,
 ) -> tuple[np.ndarray, Any, Any]:
     """``_api.dynamic_quantize`` with its codes packed: the range, then the packed codes."""
     n_bits, signed, nan, qmin, qmax = dynamic_settings(
         bits, scheme, nan, include_zero, narrow_range
     )
     groups = grouping(x.shape, axis, block_size)
-    lo, hi = _finite_range(x, nan, groups)
+    lo, hi = _finite_range(x, nan, groups) if clip is None else clip
     scale, zero_point = range_params(lo, hi, n_bits, signed, include_zero, groups)
     zp = zero_point if isinstance(zero_point, np.ndarray) else int(zero_point)
     data = quantize_packed(x, scale, zp, n_bits, signed, qmin, qmax, groups, rounding)

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _checks, _rounding
 from ._api import dequantize_linear, dynamic_quantize
+from ._calibrate import calibrate, params_from_range
 from ._formats import StoredCodes
 from ._layout import as_float_input
 from ._packing import dequantize_packed, dynamic_quantize_packed, unpack
@@ -152,6 +153,35 @@ class QuantizedArray(StoredCodes):
         )
 
 
+def _clip(
+    values: np.ndarray,
+    bits: int,
+    scheme: str,
+    include_zero: bool,
+    axis: int | None,
+    block_size: int | None,
+    calibration: str | None,
+    bounds: tuple[float, float] | None,
+) -> tuple[np.floating, np.floating] | None:
+    """The range ``quantize`` uses instead of the data's, from ``calibration=`` or
+    ``range=``, or None."""
+    if calibration is None and bounds is None:
+        return None
+    if calibration is not None and bounds is not None:
+        raise ValueError("pass calibration= or range=, not both")
+    if axis is not None or block_size is not None:
+        raise ValueError("calibration= and range= give one range per tensor: leave out axis=")
+    if calibration is not None:
+        return calibrate(values, calibration, bits=bits, scheme=scheme, include_zero=include_zero)
+    try:
+        lo, hi = bounds  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise ValueError(f"range must be a pair (lo, hi), got {bounds!r}") from None
+    params_from_range(lo, hi, bits, scheme, include_zero=include_zero)  # its checks
+    wf = values.dtype.type
+    return wf(lo), wf(hi)
+
+
 def quantize(
     x: object,
     bits: int = 8,
@@ -166,6 +196,8 @@ def quantize(
     seed: int | None = None,
     position: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
     pack: bool = False,
+    calibration: str | None = None,
+    range: tuple[float, float] | None = None,
 ) -> QuantizedArray:
     """Quantize ``x`` with parameters chosen from its range (SPEC §4).
 
@@ -182,7 +214,10 @@ def quantize(
     ``bits=1``: symmetric codes are -1 and +1, the sign of ``x`` (scale ``max|x|``), asymmetric
     ones 0 and 1. ``pack=True`` packs codes of 1 to 4 bits into bytes along the last axis
     (SPEC §8; ``qa.packed``, ``qa.codes()``), chunk by chunk with no temporary of the input's
-    size; wider codes and 0-d arrays stay unpacked.
+    size; wider codes and 0-d arrays stay unpacked. Per tensor, ``calibration=`` ("minmax",
+    "percentile", "mse" or "entropy", with :func:`linquant.calibrate`'s defaults) or
+    ``range=(lo, hi)`` (say ``lq.calibrate(x, "percentile", percentile=99.9)`` or an
+    :class:`linquant.Observer`'s) replaces the data's range: values beyond it saturate.
 
     >>> import numpy as np, linquant as lq
     >>> qa = lq.quantize(np.array([-2.0, 0.5, 4.0]), bits=4, scheme="symmetric")
@@ -200,7 +235,8 @@ def quantize(
     packs = bool(pack) and bits in PACKED_BITS and arr.ndim > 0
     settings = (values, bits, scheme, include_zero, narrow_range, nan, axis, block_size)
     quantizer = dynamic_quantize_packed if packs else dynamic_quantize
-    data, scale, zero_point = quantizer(*settings, rounding=checked_rounding)
+    clip = _clip(values, bits, scheme, include_zero, axis, block_size, calibration, range)
+    data, scale, zero_point = quantizer(*settings, rounding=checked_rounding, clip=clip)
     axis = None if axis is None else int(axis) % arr.ndim
     source_dtype = arr.dtype.newbyteorder("=")  # a float dtype: dynamic_quantize checked it
     return QuantizedArray(
