@@ -357,3 +357,31 @@ def test_dequantize_refuses_a_dtype_other_than_float32_or_float64() -> None:
     qa = lqd.quantize(da.from_array(sample((4, 4)), chunks=2), bits=4, pack=True)
     with pytest.raises(ValueError, match="dtype must be one of"):
         qa.dequantize("float16")
+
+
+@pytest.mark.parametrize("calibration", ["percentile", "mse", "entropy"])
+@pytest.mark.parametrize("chunking", list(CHUNKINGS))
+def test_a_calibration_on_a_cluster_is_the_whole_arrays(
+    client: Client, chunking: str, calibration: str
+) -> None:
+    """Each chunk's observer on a worker, merged in a tree: the range of the whole array."""
+    x = sample((11, 12))
+    x[3, 4] = 40 * np.abs(x).max()  # an outlier worth clipping
+    for options in ({"bits": 4}, {"bits": 8, "scheme": "symmetric", "pack": True}):
+        check_against_memory(x, CHUNKINGS[chunking], {**options, "calibration": calibration})
+    observer = lq.Observer("percentile", percentile=90.0, bits=3, scheme="symmetric")
+    qa = lqd.quantize(
+        da.from_array(x, chunks=CHUNKINGS[chunking]), 3, "symmetric", calibration=observer
+    )
+    expected = lq.quantize(x, 3, "symmetric", range=observer.fresh().update(x).range())
+    assert bitwise_equal(qa.compute().data, expected.data) and observer.count == 0
+
+
+def test_a_calibration_is_per_tensor_with_a_new_observer() -> None:
+    x = da.from_array(sample((4, 6)), chunks=2)
+    with pytest.raises(ValueError, match="per tensor"):
+        lqd.quantize(x, axis=0, calibration="mse")
+    with pytest.raises(ValueError, match="new observer"):
+        lqd.quantize(x, calibration=lq.Observer().update(np.ones(2)))
+    with pytest.raises(ValueError, match="method must be one of"):
+        lqd.quantize(x, calibration="kl")

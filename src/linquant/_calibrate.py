@@ -85,6 +85,7 @@ class Observer:
         )
         if self.bits == 1 and self.method in ("mse", "entropy"):
             raise ValueError(f"method={self.method!r} needs bits >= 2 (1-bit codes are signs)")
+        self.scheme = scheme
         self.include_zero = include_zero
         self.percentile = _percentile(percentile)
         self.bins = _bins(bins)
@@ -97,6 +98,17 @@ class Observer:
         # seen), counts of x >= 0 by bin, then of x < 0
         self.exponent: int | None = None
         self.counts = np.zeros(2 * self.bins, np.int64)
+
+    def fresh(self) -> Observer:
+        """A new observer of the same settings, that has seen nothing."""
+        return Observer(
+            self.method,
+            bits=self.bits,
+            scheme=self.scheme,
+            include_zero=self.include_zero,
+            percentile=self.percentile,
+            bins=self.bins,
+        )
 
     def _same_settings(self, other: Observer) -> None:
         def settings(o: Observer) -> tuple[object, ...]:

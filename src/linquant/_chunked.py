@@ -249,11 +249,11 @@ def quantize_file(
             hi[box] = np.maximum(hi[box], chunk_hi)
             done += chunk.size
             report("range", done, total)
-        lo, hi = layout.to_memory(lo)[()], layout.to_memory(hi)[()]  # scalars per tensor
+        bounds = (layout.to_memory(lo)[()], layout.to_memory(hi)[()])  # scalars per tensor
         if calibration is not None and calibration.count:
-            lo, hi = calibration.range()
+            bounds = calibration.range()
         try:
-            scale, zero_point = range_params(lo, hi, n_bits, signed, True, layout.groups)
+            scale, zero_point = range_params(*bounds, n_bits, signed, True, layout.groups)
         except ValueError as error:
             raise ValueError(f"{npy.path}: {error}") from None
         header = _io.Header(

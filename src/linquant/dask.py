@@ -51,6 +51,7 @@ import numpy as np
 try:
     import dask.array as da
     import dask.base
+    from dask.delayed import delayed
 except ImportError as error:  # pragma: no cover - dask is in the test extra
     raise ImportError("linquant.dask needs dask: pip install 'linquant[dask]'") from error
 
@@ -63,6 +64,7 @@ from ._api import (
     quantize_linear,
     range_params,
 )
+from ._calibrate import Observer
 from ._formats import CodeFormat, StoredCodes, code_format
 from ._groups import Grouping, grouping
 from ._layout import as_float_input, working_float
@@ -79,6 +81,8 @@ _min: Callable[..., da.Array] = da.min
 _max: Callable[..., da.Array] = da.max
 _any: Callable[..., da.Array] = da.any
 _compute: Callable[..., tuple[Any, ...]] = dask.base.compute
+_delayed: Callable[..., Any] = delayed
+_to_delayed: Callable[..., Any] = da.Array.to_delayed
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -182,6 +186,7 @@ def quantize(
     rounding: str = _rounding.DEFAULT,
     seed: int | None = None,
     pack: bool = False,
+    calibration: str | Observer | None = None,
 ) -> QuantizedDaskArray:
     """Quantize a Dask array (or what ``dask.array.asarray`` takes) as :func:`linquant.quantize`.
 
@@ -192,7 +197,10 @@ def quantize(
     ``nan="zero"``. ``pack=True`` packs codes of 1 to 4 bits into bytes along the last axis
     (SPEC §8), rechunking that axis so that every chunk's codes are whole bytes (see the
     module's documentation); codes of more bits and 0-d arrays are not packed, as in
-    :func:`linquant.quantize`.
+    :func:`linquant.quantize`. ``calibration=`` (per tensor) clips to a calibrated range, as
+    ``lq.quantize(x, calibration=...)`` does: a method name, or a new
+    :class:`linquant.Observer` for other options; each chunk's observer is computed on the
+    workers and merged in a tree (SPEC §10), a second read of ``x``.
 
     >>> import dask.array as da, numpy as np, linquant as lq, linquant.dask
     >>> x = np.linspace(-1.0, 2.0, 10)
@@ -213,6 +221,13 @@ def quantize(
         raise ValueError(f"pack must be True or False, got {pack!r}")
     wf = working_float(as_float_input(np.empty(0, arr.dtype)))  # TypeError unless float
     groups = grouping(arr.shape, axis, block_size)
+    template = (
+        Observer(calibration, bits=n_bits, scheme=scheme, include_zero=include_zero)
+        if isinstance(calibration, str)
+        else calibration
+    )
+    if template is not None and (groups is not None or nan != "raise" or template.count):
+        raise ValueError("calibration= takes a new observer, per tensor, with nan='raise'")
     packs = bool(pack) and n_bits in PACKED_BITS and arr.ndim > 0
     fmt = code_format(n_bits, signed, packs)
     units = {}  # the multiples chunk boundaries move up to, by axis
@@ -226,6 +241,8 @@ def quantize(
     lo, hi, nan_seen = _ranges(arr, groups, wf)
     if nan_seen and nan == "raise":
         raise _nan_error(arr, groups)
+    if template is not None and np.isfinite(lo) and np.isfinite(hi) and arr.size:
+        lo, hi = _observed(arr, template).range()  # (an infinite range: range_params raises)
     scale, zero_point = range_params(lo, hi, n_bits, signed, include_zero, groups)
     codes = _map_with_params(
         _quantize_block,
@@ -313,6 +330,25 @@ def _chunk_range(
     out = np.empty((3, *shape), wf)
     out[0], out[1], out[2] = np.reshape(lo, shape), np.reshape(hi, shape), nan_seen
     return out
+
+
+def _observe(block: np.ndarray, template: Observer) -> Observer:
+    return template.fresh().update(block)
+
+
+def _merge(first: Observer, second: Observer) -> Observer:
+    return first.merge(second)
+
+
+def _observed(arr: da.Array, template: Observer) -> Observer:
+    """``template``'s settings over every chunk of ``arr``: an observer a chunk, merged in
+    pairs, a tree, on the workers."""
+    level = [_delayed(_observe)(block, template) for block in _to_delayed(arr).ravel()]
+    while len(level) > 1:
+        pairs = [_delayed(_merge)(a, b) for a, b in zip(level[::2], level[1::2], strict=False)]
+        level = pairs + level[len(pairs) * 2 :]
+    observer: Observer = _compute(level[0])[0]
+    return observer
 
 
 def _ranges(arr: da.Array, groups: Grouping | None, wf: type[np.floating]) -> tuple[Any, Any, bool]:
