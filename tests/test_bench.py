@@ -169,3 +169,22 @@ def test_bench_gguf_checks_every_method_against_the_gguf_package() -> None:
         label.replace("quantize", "dequantize") for label in labels[:8]
     ]
     assert [row[-1] for row in rows if "int8 per tensor" not in row[0]] == ["ok"] * 14
+
+
+@pytest.mark.skipif(
+    not BENCH_QUANTIZE.with_name("bench_calibrate.py").exists(),
+    reason="no bench/ beside the tests (a wheel's tests run from a copy of tests/ alone)",
+)
+def test_bench_calibrate_times_every_installed_method() -> None:
+    script = BENCH_QUANTIZE.with_name("bench_calibrate.py")
+    command = [sys.executable, str(script), "--size", "4096", "--threads", "1"]
+    command += ["--rounds", "1", "--repeats", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {" ".join(line.split()[:2]): line for line in done.stdout.splitlines()[3:]}
+    expected = {"linquant minmax", "linquant percentile", "linquant mse", "linquant entropy"}
+    if importlib.util.find_spec("onnxruntime"):
+        expected |= {"onnxruntime percentile", "onnxruntime entropy"}
+    assert expected <= set(rows)
+    assert rows["linquant minmax"].split()[3] == "1.00"  # the baseline's ratio
+    assert rows["linquant minmax"].endswith("[-25.000, 40.000]")
