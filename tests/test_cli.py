@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import time
+import tracemalloc
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -736,3 +737,23 @@ def test_quantize_calibration_errors(tmp_path: Path) -> None:
         tmp_path, "quantize", "x.npy", "-o", "q.npz", "--axis", "0", "--calibrate", "mse"
     )
     assert "one range per tensor" in message
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_info_compares_chunk_by_chunk_in_bounded_memory(tmp_path: Path, order: str) -> None:
+    """``linquant info --compare``'s metrics are those of the arrays in memory (sums in
+    another order: equal to rounding), from chunks of the two files, never whole arrays."""
+    x = np.asarray(RNG.normal(0, 3, (1024, 1024)).astype(np.float32), order=order)
+    np.save(tmp_path / "x.npy", x)
+    cli(tmp_path, "quantize", "x.npy", "-o", "q.npz", "--bits", "4", "--axis", "0", "--quiet")
+    expected = lq.error_metrics(x, lq.load(tmp_path / "q.npz").dequantize())
+    tracemalloc.start()
+    try:
+        metrics = _chunked.compare_file(tmp_path / "q.npz", tmp_path / "x.npy", 1 << 16)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert metrics.keys() == expected.keys()
+    for name, value in expected.items():
+        assert metrics[name] == pytest.approx(value, rel=1e-12), name
+    assert peak < 2 << 20  # a whole array in float64 would be 8 MiB

@@ -43,6 +43,7 @@ from ._calibrate import Observer
 from ._chunks import Chunk, chunks, param_slices, params_of
 from ._groups import grouping
 from ._layout import as_float_input, working_float
+from ._metrics import ErrorSums
 from ._output import replacing
 from ._params import storage_dtype
 from ._quantized import PACKED_BITS
@@ -346,3 +347,50 @@ def dequantize_file(
                 report("dequantize", done, total)
             reader.verify()
     return header
+
+
+def compare_file(
+    source: str | os.PathLike[str],
+    original: str | os.PathLike[str],
+    chunk_bytes: int = CHUNK_BYTES,
+) -> dict[str, float]:
+    """Error metrics of the linquant file ``source`` against the ``.npy`` file ``original``:
+    ``lq.error_metrics(np.load(original), lq.load(source).dequantize())``, the values of both
+    read a chunk at a time (memory bounded by ``chunk_bytes``; sums in float64)."""
+    try:
+        values = np.load(original, mmap_mode="r", allow_pickle=False)
+    except (ValueError, EOFError) as error:
+        raise ValueError(f"{os.fspath(original)}: not a .npy file ({error})") from None
+    if not isinstance(values, np.ndarray):
+        values.close()
+        raise ValueError(f"{os.fspath(original)}: not a .npy file (an .npz archive)")
+    with _io.Reader(source) as reader:
+        header = reader.header
+        if values.shape != header.shape:
+            raise ValueError(
+                f"{os.fspath(original)} has shape {values.shape}, {os.fspath(source)} has "
+                f"{header.shape}"
+            )
+        if values.dtype.kind not in "fiu":
+            raise TypeError(f"{os.fspath(original)} holds {values.dtype}, not real numbers")
+        out_dtype = np.dtype(np.float64 if header.source_dtype == np.float64 else np.float32)
+        layout = _Layout(header.shape, header.fortran_order, header.axis, header.block_size)
+        params = layout.to_memory(header.scale), layout.to_memory(header.zero_point)
+        in_memory_order = values.T if header.fortran_order else values
+        sums = ErrorSums()
+        for chunk in layout.chunks(max(1, chunk_bytes // 16), header.format.per_item):
+            x_hat = dequantize_linear(
+                reader.read(chunk.shape),
+                *layout.params_of(chunk, *params),
+                axis=layout.axis,
+                block_size=layout.block_size,
+                dtype=out_dtype,
+            )
+            x = np.asarray(in_memory_order[chunk.slices], np.float64)
+            if np.isnan(x).any():
+                raise ValueError(f"{os.fspath(original)} contains NaN")
+            sums.add(x, x_hat.astype(np.float64))
+        reader.verify()
+    if sums.count == 0:
+        raise ValueError("error metrics of empty arrays are undefined")
+    return sums.metrics()

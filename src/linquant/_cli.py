@@ -23,7 +23,8 @@ import numpy as np
 
 from . import _checks, _rounding
 from ._calibrate import Observer
-from ._chunked import CHUNK_BYTES, dequantize_file, quantize_file
+from ._chunked import CHUNK_BYTES, compare_file, dequantize_file, quantize_file
+from ._io import Reader
 from ._output import existing, remove_temporaries
 from ._version import __version__
 
@@ -273,45 +274,31 @@ def _dequantize(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from ._io import load
-    from ._metrics import error_metrics
-
-    qa = load(args.input)
-    groups = "per tensor" if qa.axis is None else f"axis {qa.axis}"
-    if qa.block_size is not None:
-        groups += f", block size {qa.block_size}"
-    rounding = qa.rounding if qa.seed is None else f"{qa.rounding}, seed {qa.seed}"
+    with Reader(args.input) as reader:  # the header, checked; no code is read
+        header = reader.header
+    groups = "per tensor" if header.axis is None else f"axis {header.axis}"
+    if header.block_size is not None:
+        groups += f", block size {header.block_size}"
+    seed = header.seed
+    rounding = header.rounding if seed is None else f"{header.rounding}, seed {seed}"
     file_size = os.path.getsize(args.input)
-    source_size = math.prod(qa.shape) * qa.source_dtype.itemsize
+    source_size = math.prod(header.shape) * header.source_dtype.itemsize
+    code_size = header.format.stored_bytes(header.shape)
     lines = [
         f"file:        {args.input} ({_size(file_size)})",
-        f"shape:       {qa.shape}",
-        f"source:      {qa.source_dtype} ({_size(source_size)})",
-        f"codes:       {qa.format.name}{' packed' if qa.packed else ''}, {qa.bits}-bit "
-        f"{qa.scheme} ({_size(qa.data.nbytes)})",
+        f"shape:       {header.shape}",
+        f"source:      {header.source_dtype} ({_size(source_size)})",
+        f"codes:       {header.format.name}{' packed' if header.packed else ''}, "
+        f"{header.bits}-bit {header.scheme} ({_size(code_size)})",
         f"grouping:    {groups}",
         f"rounding:    {rounding}",
-        f"scale:       {_summary(np.asarray(qa.scale))}",
-        f"zero point:  {_summary(np.asarray(qa.zero_point))}",
+        f"scale:       {_summary(np.asarray(header.scale))}",
+        f"zero point:  {_summary(np.asarray(header.zero_point))}",
     ]
     if args.compare is not None:
-        try:
-            original = np.load(args.compare, mmap_mode="r", allow_pickle=False)
-        except (ValueError, EOFError) as error:
-            raise ValueError(f"{args.compare}: not a .npy file ({error})") from None
-        if not isinstance(original, np.ndarray):
-            original.close()
-            raise ValueError(f"{args.compare}: not a .npy file (an .npz archive)")
-        if original.shape != qa.shape:
-            raise ValueError(
-                f"{args.compare} has shape {original.shape}, {args.input} has {qa.shape}"
-            )
-        dtype = np.float64 if qa.source_dtype == np.float64 else np.float32
-        metrics = error_metrics(original, qa.dequantize(dtype))
-        lines.append(
-            f"compared with {args.compare} ({original.dtype}, dequantized to "
-            f"{np.dtype(dtype).name}):"
-        )
+        metrics = compare_file(args.input, args.compare)
+        dtype = np.float64 if header.source_dtype == np.float64 else np.float32
+        lines.append(f"compared with {args.compare} (dequantized to {np.dtype(dtype).name}):")
         lines += [f"  {name:<14} {value:.6g}" for name, value in metrics.items()]
     print("\n".join(lines))
 

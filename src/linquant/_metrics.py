@@ -36,6 +36,43 @@ def quantization_error(x: object, x_hat: object) -> float:
     return error_metrics(x, x_hat)["mse"]
 
 
+class ErrorSums:
+    """The sums behind :func:`error_metrics`, added piece by piece (bounded memory): the
+    count, the squared errors and values, and the largest absolute error, in float64."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.squared_error = 0.0
+        self.squared_value = 0.0
+        self.max_abs_error = 0.0
+
+    def add(self, x: np.ndarray, x_hat: np.ndarray) -> None:
+        """Add a piece: float64 arrays of the same shape, ``x`` without NaN."""
+        with np.errstate(over="ignore"):
+            error = x - x_hat
+            self.squared_error += float(np.sum(np.square(error)))
+            self.squared_value += float(np.sum(np.square(x)))
+        if error.size:
+            self.max_abs_error = max(self.max_abs_error, float(np.max(np.abs(error))))
+        self.count += x.size
+
+    def metrics(self) -> dict[str, float]:
+        mse = self.squared_error / self.count
+        signal = self.squared_value / self.count
+        if mse == 0:
+            sqnr_db = math.inf
+        elif signal == 0:
+            sqnr_db = -math.inf
+        else:
+            sqnr_db = 10 * math.log10(signal / mse)
+        return {
+            "mse": mse,
+            "rmse": math.sqrt(mse),
+            "max_abs_error": self.max_abs_error,
+            "sqnr_db": sqnr_db,
+        }
+
+
 def error_metrics(x: object, x_hat: object) -> dict[str, float]:
     """``mse``, ``rmse``, ``max_abs_error`` and ``sqnr_db`` of a reconstruction ``x_hat``.
 
@@ -45,20 +82,6 @@ def error_metrics(x: object, x_hat: object) -> dict[str, float]:
     >>> lq.error_metrics([1.0, -2.0], [1.0, -2.0])["sqnr_db"]
     inf
     """
-    a, b = _as_pair(x, x_hat)
-    with np.errstate(over="ignore"):
-        error = a - b
-        mse = float(np.mean(np.square(error)))
-        signal = float(np.mean(np.square(a)))
-    if mse == 0:
-        sqnr_db = math.inf
-    elif signal == 0:
-        sqnr_db = -math.inf
-    else:
-        sqnr_db = 10 * math.log10(signal / mse)
-    return {
-        "mse": mse,
-        "rmse": math.sqrt(mse),
-        "max_abs_error": float(np.max(np.abs(error))),
-        "sqnr_db": sqnr_db,
-    }
+    sums = ErrorSums()
+    sums.add(*_as_pair(x, x_hat))
+    return sums.metrics()
