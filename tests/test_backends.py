@@ -588,18 +588,31 @@ def calibration(x: np.ndarray, method: str, scheme: str, bins: int) -> tuple[obj
     return (*observer.range(), observer.exponent, observer.counts)
 
 
-@BACKEND_SETTINGS
-@given(
-    st.one_of(float_arrays(), large_float_arrays()),
-    st.sampled_from(lq.Observer.METHODS),
-    st.sampled_from(["asymmetric", "symmetric"]),
-    st.sampled_from([16, 2048]),
-)
-def test_calibration_histograms(x: np.ndarray, method: str, scheme: str, bins: int) -> None:
-    """The histogram kernel, each thread's part merged exactly, and every method on it."""
+def check_calibration(x: np.ndarray, method: str, scheme: str, bins: int) -> None:
     outcome = check_op(calibration, x, method, scheme, bins)
     if x.size and not np.isfinite(x).all():  # NaN (named) or an infinity: no finite range
         assert outcome.error is not None and outcome.error[0] is ValueError
+
+
+METHODS = st.sampled_from(lq.Observer.METHODS)
+SCHEMES = st.sampled_from(["asymmetric", "symmetric"])
+BINS = st.sampled_from([16, 2048])
+
+
+@BACKEND_SETTINGS
+@given(float_arrays(), METHODS, SCHEMES, BINS)
+def test_calibration_histograms(x: np.ndarray, method: str, scheme: str, bins: int) -> None:
+    """The histogram kernel and every method on it (SPEC §10)."""
+    check_calibration(x, method, scheme, bins)
+
+
+@settings(BACKEND_SETTINGS, max_examples=12)
+@given(large_float_arrays(), METHODS, SCHEMES, BINS)
+def test_calibration_histograms_split_across_threads(
+    x: np.ndarray, method: str, scheme: str, bins: int
+) -> None:
+    """Each thread's part in a histogram of its own, merged exactly."""
+    check_calibration(x, method, scheme, bins)
 
 
 @BACKEND_SETTINGS

@@ -357,3 +357,18 @@ def test_quantize_with_a_range_checks_it() -> None:
         lq.quantize(np.array([1.0, np.nan]), range=(-1, 1))
     clipped = lq.quantize(np.array([-5.0, 0.5, 5.0]), 8, "symmetric", range=(-1, 1))
     assert clipped.data.tolist() == [-128, 64, 127]  # saturated at the range's codes
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_nan_after_an_infinity_is_the_error(backend: str, threads: int) -> None:
+    """NaN's error comes first (SPEC §5), wherever the infinity lies before it."""
+    x = np.ones((3, 1 << 20), np.float32)
+    x[0, 0], x[2, 5000] = np.inf, np.nan
+    previous = lq.get_num_threads()
+    lq.set_num_threads(threads)
+    try:
+        for view in (x, x.T):
+            with pytest.raises(ValueError, match="1 NaN value"):
+                lq.calibrate(view, "percentile")
+    finally:
+        lq.set_num_threads(previous)

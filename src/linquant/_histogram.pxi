@@ -20,11 +20,11 @@ def histogram(
     int exponent,  # the bins' width 2**exponent so far, or NO_WIDTH
 ):
     """Fold ``x`` into a histogram of ``|x|`` (SPEC §10); return ``(lo, hi, status,
-    exponent)``: the range of ``x``, 0 (done), 1 (a NaN) or 2 (an infinity) where it
-    stopped, and the bins' width's new exponent."""
+    exponent)``: the range of ``x``, the status (0; 1 if ``x`` holds a NaN; else 2 if it
+    holds an infinity: the rest is then void), and the bins' width's new exponent."""
     cdef floating lo = INFINITY, hi = -INFINITY
     cdef Py_ssize_t i, step = _step(x.strides[1], sizeof(floating))
-    cdef int status = 0
+    cdef int status = 0, row
     _view("x", x.shape, x.strides, sizeof(floating), x.shape, 2)
     if not 4 <= log2_bins <= 24 or counts.shape[0] != 2 << log2_bins:
         raise ValueError("counts must hold 2 * 2**log2_bins values, log2_bins from 4 to 24")
@@ -33,11 +33,14 @@ def histogram(
     with nogil:
         for i in range(x.shape[0]):
             if floating is float:
-                status = lq_histogram_f32(&x[i, 0], x.shape[1], step, log2_bins, &counts[0],
-                                          &exponent, &lo, &hi)
+                row = lq_histogram_f32(&x[i, 0], x.shape[1], step, log2_bins, &counts[0],
+                                       &exponent, &lo, &hi)
             else:
-                status = lq_histogram_f64(&x[i, 0], x.shape[1], step, log2_bins, &counts[0],
-                                          &exponent, &lo, &hi)
-            if status:
+                row = lq_histogram_f64(&x[i, 0], x.shape[1], step, log2_bins, &counts[0],
+                                       &exponent, &lo, &hi)
+            if row == 1:  # a NaN: its error comes first (SPEC §5)
+                status = 1
                 break
+            if row == 2:  # an infinity: only a NaN still matters
+                status = 2
     return lo, hi, status, exponent

@@ -42,8 +42,9 @@ static inline void lq_histogram_coarsen(int64_t *counts, ptrdiff_t bins, int fro
 
 /*
  * Fold p[0], p[step], ... (n values) into [*lo, *hi], the counts and *exponent (the bins'
- * width's, or LQ_NO_WIDTH). Returns 0; 1 at the first piece holding a NaN, 2 at the first
- * holding an infinity, where it stops (the caller raises: the counts are then incomplete).
+ * width's, or LQ_NO_WIDTH). Returns 0; 1 at the first piece holding a NaN, where it stops;
+ * else 2 if a piece held an infinity (from there on it only looks for a NaN, which the
+ * caller's error names first, as SPEC §5 says): the caller raises, the counts are void.
  * The bin of |v| is the truncation of |v| * 2^-e: in T when 2^-e is a normal T (a product
  * by a power of two, exact; a result below 1 may be rounded but stays below 1), else in
  * double with 2^-e as two factors that are each a double. A piece's bins are computed first
@@ -56,6 +57,7 @@ static inline void lq_histogram_coarsen(int64_t *counts, ptrdiff_t bins, int fro
     {                                                                                         \
         ptrdiff_t bins = (ptrdiff_t)1 << log2_bins, start, i;                                 \
         int32_t bin[LQ_HISTOGRAM_PIECE], top = (int32_t)bins - 1, negative = (int32_t)bins;   \
+        int infinite = 0;                                                                     \
         for (start = 0; start < n; start += LQ_HISTOGRAM_PIECE) {                             \
             const T *piece = p + start * step;                                                \
             ptrdiff_t m = n - start < LQ_HISTOGRAM_PIECE ? n - start : LQ_HISTOGRAM_PIECE;    \
@@ -63,8 +65,9 @@ static inline void lq_histogram_coarsen(int64_t *counts, ptrdiff_t bins, int fro
             int e, k;                                                                         \
             if (MINMAX(piece, m, step, &piece_lo, &piece_hi))                                 \
                 return 1;                                                                     \
-            if (isinf(piece_lo) || isinf(piece_hi))                                           \
-                return 2;                                                                     \
+            infinite |= isinf(piece_lo) || isinf(piece_hi);                                   \
+            if (infinite)                                                                     \
+                continue;                                                                     \
             *lo = piece_lo < *lo ? piece_lo : *lo;                                            \
             *hi = piece_hi > *hi ? piece_hi : *hi;                                            \
             amax = -piece_lo > piece_hi ? -piece_lo : piece_hi;                               \
@@ -98,7 +101,7 @@ static inline void lq_histogram_coarsen(int64_t *counts, ptrdiff_t bins, int fro
             for (i = 0; i < m; i++)                                                           \
                 counts[bin[i]]++;                                                             \
         }                                                                                     \
-        return 0;                                                                             \
+        return infinite ? 2 : 0;                                                              \
     }
 
 /* the exponents of the normal powers of two: 2^-126 to 2^127, 2^-1022 to 2^1023 */
