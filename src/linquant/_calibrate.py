@@ -85,11 +85,12 @@ class Observer:
         )
         if self.bits == 1 and self.method in ("mse", "entropy"):
             raise ValueError(f"method={self.method!r} needs bits >= 2 (1-bit codes are signs)")
-        self.scheme = scheme
         self.include_zero = include_zero
         self.percentile = _percentile(percentile)
         self.bins = _bins(bins)
         self.log2_bins = self.bins.bit_length() - 1
+        # the settings, as given: a fresh observer's, and what merging observers must share
+        self._settings = (method, bits, scheme, include_zero, self.percentile, self.bins)
         self.count = 0  # values folded in
         self.dtype: np.dtype | None = None  # the working float, from the first chunk
         self.lo = math.inf  # exact bounds, as Python floats (every working float fits)
@@ -101,20 +102,18 @@ class Observer:
 
     def fresh(self) -> Observer:
         """A new observer of the same settings, that has seen nothing."""
+        method, bits, scheme, include_zero, percentile, bins = self._settings
         return Observer(
-            self.method,
-            bits=self.bits,
-            scheme=self.scheme,
-            include_zero=self.include_zero,
-            percentile=self.percentile,
-            bins=self.bins,
+            method,
+            bits=bits,
+            scheme=scheme,
+            include_zero=include_zero,
+            percentile=percentile,
+            bins=bins,
         )
 
     def _same_settings(self, other: Observer) -> None:
-        def settings(o: Observer) -> tuple[object, ...]:
-            return (o.method, o.bits, o.signed, o.include_zero, o.percentile, o.bins)
-
-        if settings(self) != settings(other):
+        if self._settings != other._settings:
             raise ValueError("only observers of the same method and settings merge")
         if self.dtype is not None and other.dtype is not None and self.dtype != other.dtype:
             raise ValueError(f"observers of {self.dtype} and {other.dtype} data do not merge")
@@ -128,22 +127,20 @@ class Observer:
         self.dtype = arr.dtype
         if arr.size == 0:
             return self
-        if self.method not in HISTOGRAM_METHODS:
+        if self.method in HISTOGRAM_METHODS:  # one pass: the range and the histogram
+            lo, hi, status, exponent, counts = _backend.active().histogram(arr, self.log2_bins)
+            if status == 1:
+                minmax(arr)  # raises the NaN error, naming the first
+        else:
             lo, hi = minmax(arr)  # NaN raises, naming the first
-            self._fold(arr.size, lo, hi, None if np.isfinite(lo) and np.isfinite(hi) else 2)
-            return self
-        lo, hi, status, exponent, counts = _backend.active().histogram(arr, self.log2_bins)
-        if status == 1:
-            minmax(arr)  # raises the NaN error, naming the first
-        self._fold(arr.size, lo, hi, status or None)
-        self.exponent, self.counts = merged((self.exponent, self.counts), (exponent, counts))
-        return self
-
-    def _fold(self, count: int, lo: np.floating, hi: np.floating, bad: int | None) -> None:
-        if bad is not None:
+            status = 0 if np.isfinite(lo) and np.isfinite(hi) else 2
+        if status:
             raise ValueError("the chunk holds an infinity: there is no finite range to clip")
-        self.count += count
+        self.count += arr.size
         self.lo, self.hi = min(self.lo, float(lo)), max(self.hi, float(hi))
+        if self.method in HISTOGRAM_METHODS:
+            self.exponent, self.counts = merged((self.exponent, self.counts), (exponent, counts))
+        return self
 
     def merge(self, other: Observer) -> Observer:
         """Fold in what ``other`` (of the same settings) has seen; returns this observer."""
@@ -171,10 +168,15 @@ class Observer:
             edges = self._width * np.arange(-self.bins, self.bins + 1, dtype=np.float64)
             hi = min(hi, _upper_bound(counts, edges, self.count, self.percentile))
             lo = max(lo, _lower_bound(counts, edges, self.count, 100.0 - self.percentile))
-        else:  # a threshold t on |x|: the range [-t, t], or the data's range clipped to it
-            t = min(self._threshold(), max(-lo, hi))
-            lo, hi = (-t, t) if self.signed else (max(lo, -t), min(hi, t))
+        else:
+            lo, hi = self._clipped(self._threshold())
         return wf(lo) + wf(0.0), wf(hi) + wf(0.0)  # -0.0 made +0.0, as minmax does
+
+    def _clipped(self, t: float) -> tuple[float, float]:
+        """The range of a threshold ``t`` on |x| (at most max|x|): ``[-t, t]``, or the
+        data's range clipped to it."""
+        t = min(t, max(-self.lo, self.hi))
+        return (-t, t) if self.signed else (max(self.lo, -t), min(self.hi, t))
 
     @property
     def _positive(self) -> np.ndarray:
@@ -210,11 +212,11 @@ class Observer:
         halves = ((self._positive, 1.0), (self._negative, -1.0))
         values = np.concatenate([sign * centres[half > 0] for half, sign in halves])
         weights = np.concatenate([half[half > 0] for half, _ in halves])
-        wf = self.dtype.type if self.dtype is not None else np.float64
+        assert self.dtype is not None
+        wf = self.dtype.type
         best, best_error = centres[start], math.inf
         for t in centres[start:used]:
-            t = min(float(t), max(-self.lo, self.hi))
-            lo, hi = (-t, t) if self.signed else (max(self.lo, -t), min(self.hi, t))
+            lo, hi = self._clipped(float(t))
             scale, zero_point = range_params(
                 wf(lo), wf(hi), self.bits, self.signed, self.include_zero, None
             )
@@ -337,6 +339,11 @@ def params_from_range(
     (np.float64(0.01568627450980392), np.int32(64))
     """
     n_bits, signed, _, _, _ = dynamic_settings(bits, scheme, "raise", include_zero, False)
+    return range_params(*checked_range(lo, hi), n_bits, signed, include_zero, None)
+
+
+def checked_range(lo: object, hi: object) -> tuple[np.floating, np.floating]:
+    """``lo`` and ``hi`` as floats (float64 for integers), finite with ``lo <= hi``."""
     bounds = np.asarray([lo, hi])
     if bounds.dtype.kind not in "fiu":
         raise TypeError(f"lo and hi must be real numbers, got {bounds.dtype}")
@@ -344,4 +351,4 @@ def params_from_range(
     low, high = wf(bounds[0]), wf(bounds[1])
     if not (np.isfinite(low) and np.isfinite(high)) or low > high:
         raise ValueError(f"lo and hi must be finite with lo <= hi, got {lo} and {hi}")
-    return range_params(low, high, n_bits, signed, include_zero, None)
+    return low, high

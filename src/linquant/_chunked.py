@@ -234,17 +234,22 @@ def quantize_file(
         hi = np.full(lo.shape, -np.inf, wf)
         done = 0
         for chunk, x in npy.windows(file, layout.chunks(max_elements)):
+            if calibration is not None:  # its range in place of the file's (per tensor)
+                try:
+                    calibration.update(x)
+                except ValueError as error:  # NaN, or an infinity
+                    if np.isnan(x).any():
+                        raise _file_nan_error(npy, layout, max_elements) from None
+                    raise ValueError(f"{npy.path}: {error}") from None
+                done += chunk.size
+                report("range", done, total)
+                continue
             try:
                 chunk_lo, chunk_hi = _finite_range(
                     x, nan, grouping(x.shape, layout.axis, layout.block_size)
                 )
             except ValueError:  # the only error it raises: NaN
                 raise _file_nan_error(npy, layout, max_elements) from None
-            if calibration is not None:
-                try:
-                    calibration.update(x)
-                except ValueError as error:  # an infinity
-                    raise ValueError(f"{npy.path}: {error}") from None
             box = () if groups is None else param_slices(chunk, groups)
             lo[box] = np.minimum(lo[box], chunk_lo)
             hi[box] = np.maximum(hi[box], chunk_hi)
@@ -300,6 +305,30 @@ def quantize_file(
     return header
 
 
+def _dequantized(
+    reader: _io.Reader, out_dtype: np.dtype, chunk_bytes: int
+) -> Iterator[tuple[Chunk, np.ndarray]]:
+    """The file's chunks in memory order, each with its values in ``out_dtype`` (a buffer
+    reused from chunk to chunk: use them before the next)."""
+    header = reader.header
+    layout = _Layout(header.shape, header.fortran_order, header.axis, header.block_size)
+    params = layout.to_memory(header.scale), layout.to_memory(header.zero_point)
+    buffer = np.empty(0, out_dtype)  # the values of a chunk; grows to the largest
+    max_elements = max(1, chunk_bytes // out_dtype.itemsize)
+    for chunk in layout.chunks(max_elements, header.format.per_item):
+        if buffer.size < chunk.size:
+            buffer = np.empty(chunk.size, buffer.dtype)
+        values = dequantize_linear(
+            reader.read(chunk.shape),
+            *layout.params_of(chunk, *params),
+            axis=layout.axis,
+            block_size=layout.block_size,
+            dtype=out_dtype,
+            out=buffer[: chunk.size].reshape(chunk.shape),
+        )
+        yield chunk, values
+
+
 def dequantize_file(
     source: str | os.PathLike[str],
     target: str | os.PathLike[str],
@@ -318,11 +347,7 @@ def dequantize_file(
         if dtype is None:
             dtype = np.float64 if header.source_dtype == np.float64 else np.float32
         out_dtype = _checks.output_float(dtype)
-        layout = _Layout(header.shape, header.fortran_order, header.axis, header.block_size)
-        params = layout.to_memory(header.scale), layout.to_memory(header.zero_point)
-        max_elements = max(1, chunk_bytes // out_dtype.itemsize)
         total = math.prod(header.shape)
-        buffer = np.empty(0, out_dtype)  # the values of a chunk; grows to the largest
         done = 0
         with replacing(target) as file:
             npy_header = {
@@ -331,17 +356,7 @@ def dequantize_file(
                 "shape": header.shape,
             }
             np.lib.format.write_array_header_1_0(file, npy_header)
-            for chunk in layout.chunks(max_elements, header.format.per_item):
-                if buffer.size < chunk.size:
-                    buffer = np.empty(chunk.size, buffer.dtype)
-                values = dequantize_linear(
-                    reader.read(chunk.shape),
-                    *layout.params_of(chunk, *params),
-                    axis=layout.axis,
-                    block_size=layout.block_size,
-                    dtype=out_dtype,
-                    out=buffer[: chunk.size].reshape(chunk.shape),
-                )
+            for chunk, values in _dequantized(reader, out_dtype, chunk_bytes):
                 file.write(values.reshape(-1).data)
                 done += chunk.size
                 report("dequantize", done, total)
@@ -374,18 +389,10 @@ def compare_file(
         if values.dtype.kind not in "fiu":
             raise TypeError(f"{os.fspath(original)} holds {values.dtype}, not real numbers")
         out_dtype = np.dtype(np.float64 if header.source_dtype == np.float64 else np.float32)
-        layout = _Layout(header.shape, header.fortran_order, header.axis, header.block_size)
-        params = layout.to_memory(header.scale), layout.to_memory(header.zero_point)
         in_memory_order = values.T if header.fortran_order else values
         sums = ErrorSums()
-        for chunk in layout.chunks(max(1, chunk_bytes // 16), header.format.per_item):
-            x_hat = dequantize_linear(
-                reader.read(chunk.shape),
-                *layout.params_of(chunk, *params),
-                axis=layout.axis,
-                block_size=layout.block_size,
-                dtype=out_dtype,
-            )
+        # a chunk's values and reconstruction in float64 too: a quarter of chunk_bytes each
+        for chunk, x_hat in _dequantized(reader, out_dtype, max(1, chunk_bytes // 4)):
             x = np.asarray(in_memory_order[chunk.slices], np.float64)
             if np.isnan(x).any():
                 raise ValueError(f"{os.fspath(original)} contains NaN")

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _checks, _rounding
 from ._api import dequantize_linear, dynamic_quantize
-from ._calibrate import calibrate, params_from_range
+from ._calibrate import calibrate, checked_range
 from ._formats import StoredCodes
 from ._layout import as_float_input
 from ._packing import dequantize_packed, dynamic_quantize_packed, unpack
@@ -177,9 +177,9 @@ def _clip(
         lo, hi = bounds  # type: ignore[misc]
     except (TypeError, ValueError):
         raise ValueError(f"range must be a pair (lo, hi), got {bounds!r}") from None
-    params_from_range(lo, hi, bits, scheme, include_zero=include_zero)  # its checks
+    low, high = checked_range(lo, hi)
     wf = values.dtype.type
-    return wf(lo), wf(hi)
+    return wf(low), wf(high)
 
 
 def quantize(
