@@ -585,7 +585,7 @@ def test_gguf_quantize_and_dequantize(data: st.DataObject) -> None:
 def calibration(x: np.ndarray, method: str, scheme: str, bins: int) -> tuple[object, ...]:
     """An observer's whole state after ``x``: its range, and the histogram (SPEC §10)."""
     observer = lq.Observer(method, scheme=scheme, bins=bins, bits=4).update(x)
-    return (*observer.range(), observer.exponent, observer.counts)
+    return (*observer.range(), *observer.histogram())
 
 
 def check_calibration(x: np.ndarray, method: str, scheme: str, bins: int) -> None:
@@ -613,6 +613,16 @@ def test_calibration_histograms_split_across_threads(
 ) -> None:
     """Each thread's part in a histogram of its own, merged exactly."""
     check_calibration(x, method, scheme, bins)
+
+
+@pytest.mark.skipif(
+    "cython" not in available_backends(), reason="no compiled kernels (LINQUANT_DISABLE_CEXT=1)"
+)
+def test_the_kernels_no_width_is_the_histograms() -> None:
+    """The C kernel compares the exponent it is given with its own sentinel."""
+    from linquant import _histograms, _kernels_baseline
+
+    assert _kernels_baseline.NO_WIDTH == _histograms.NO_WIDTH
 
 
 @BACKEND_SETTINGS

@@ -145,8 +145,9 @@ def test_histograms_of_any_chunking_are_the_same_counts() -> None:
     merged = lq.Observer("percentile")
     for piece in reversed(pieces):
         merged.merge(lq.Observer("percentile").update(piece))
-    assert merged.exponent == whole.exponent
-    assert np.array_equal(merged.counts, whole.counts) and merged.counts.sum() == x.size
+    (exponent, counts), (whole_exponent, whole_counts) = merged.histogram(), whole.histogram()
+    assert exponent == whole_exponent
+    assert np.array_equal(counts, whole_counts) and counts.sum() == x.size
 
 
 def test_minmax_is_the_exact_range_and_params_are_those_of_quantize() -> None:
@@ -154,8 +155,8 @@ def test_minmax_is_the_exact_range_and_params_are_those_of_quantize() -> None:
     assert lq.calibrate(x, "minmax") == lq.minmax(x)
     observer = lq.Observer("minmax", bits=4).update(x)
     qa = lq.quantize(x, 4)
-    assert observer.params() == (qa.scale, qa.zero_point)
-    assert observer.params() == lq.params_from_range(*observer.range(), bits=4)
+    assert tuple(observer.params()) == (qa.scale, qa.zero_point)
+    assert tuple(observer.params()) == lq.params_from_range(*observer.range(), bits=4)
     symmetric = lq.Observer("percentile", bits=8, scheme="symmetric").update(x)
     _, hi = symmetric.range()
     scale, zero_point = symmetric.params()
@@ -261,14 +262,15 @@ def tensorrt_entropy_bins(hist: np.ndarray, bits: int, unsigned: bool, start_bin
 def test_entropy_is_tensorrts_on_the_same_histogram(x: np.ndarray, bits: int, scheme: str) -> None:
     observer = lq.Observer("entropy", bits=bits, scheme=scheme, bins=256).update(x)
     lo, hi = observer.range()
-    if observer.exponent is None:  # all zeros: nothing to clip
+    exponent, counts = observer.histogram()
+    if exponent is None:  # all zeros: nothing to clip
         assert lo == hi == 0
         return
-    magnitudes = observer.counts[:256] + observer.counts[256:]
+    magnitudes = counts[:256] + counts[256:]
     used = int(np.flatnonzero(magnitudes)[-1]) + 1
     unsigned = scheme == "asymmetric" and float(np.min(x)) >= 0
     i = tensorrt_entropy_bins(magnitudes[:used], bits, unsigned, min(256 // 16, used))
-    t = min(i * math.ldexp(1.0, observer.exponent), float(np.max(np.abs(x))))
+    t = min(i * math.ldexp(1.0, exponent), float(np.max(np.abs(x))))
     wf = lo.dtype.type
     expected = (
         (-t, t) if scheme == "symmetric" else (max(float(x.min()), -t), min(float(x.max()), t))
@@ -292,9 +294,10 @@ def test_mse_picks_the_threshold_a_brute_force_search_picks(bits: int, scheme: s
     rng = np.random.default_rng(bits)
     x = np.concatenate([rng.standard_normal(3000), rng.standard_normal(20) * 8])
     observer = lq.Observer("mse", bits=bits, scheme=scheme, bins=256).update(x)
-    width = math.ldexp(1.0, observer.exponent)
-    centres = (np.arange(256) + 0.5) * width
-    positive, negative = observer.counts[:256], observer.counts[256:]
+    exponent, counts = observer.histogram()
+    assert exponent is not None
+    centres = (np.arange(256) + 0.5) * math.ldexp(1.0, exponent)
+    positive, negative = counts[:256], counts[256:]
     data = np.concatenate([np.repeat(centres, positive), -np.repeat(centres, negative)])
     used = int(np.flatnonzero(positive + negative)[-1]) + 1
     lo, hi, amax = float(x.min()), float(x.max()), float(np.abs(x).max())
@@ -345,8 +348,8 @@ def test_quantize_with_a_range_checks_it() -> None:
     x = np.linspace(-1, 1, 10)
     with pytest.raises(ValueError, match="not both"):
         lq.quantize(x, calibration="mse", range=(-1, 1))
-    with pytest.raises(ValueError, match="leave out axis"):
-        lq.quantize(x.reshape(2, 5), axis=1, range=(-1, 1))
+    with pytest.raises(ValueError, match=r"shape \(5,\)"):
+        lq.quantize(x.reshape(2, 5), axis=1, range=([-1, -1], [1, 1]))
     with pytest.raises(ValueError, match="a pair"):
         lq.quantize(x, range=1.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="lo <= hi"):
@@ -374,3 +377,132 @@ def test_a_nan_after_an_infinity_is_the_error(backend: str, threads: int) -> Non
                 lq.calibrate(view, "percentile")
     finally:
         lq.set_num_threads(previous)
+
+
+# Per channel and per block: each group's range is its values' own, chunked any way.
+
+
+@st.composite
+def grouped_cases(draw: st.DrawFn) -> tuple[np.ndarray, int, int | None]:
+    """A 2-D or 3-D array, an axis and a block size (None: per channel)."""
+    values = draw(finite_arrays())
+    x = values.reshape(draw(st.sampled_from([(-1, 1), (1, -1), (values.shape[0], -1, 1)])))
+    axis = draw(st.integers(-x.ndim, x.ndim - 1))
+    block_size = draw(st.one_of(st.none(), st.integers(1, x.shape[axis] + 2)))
+    return x, axis, block_size
+
+
+def group_values(x: np.ndarray, axis: int, block_size: int | None) -> dict[tuple, np.ndarray]:
+    """Each group's values, by its index in the parameters' shape (a loop, the definition)."""
+    axis %= x.ndim
+    groups: dict[tuple, list[float]] = {}
+    for index in np.ndindex(x.shape):
+        group = list(index)
+        group[axis] //= block_size if block_size is not None else 1
+        key = tuple(group) if block_size is not None else (index[axis],)
+        groups.setdefault(key, []).append(x[index])
+    return {key: np.array(values, x.dtype) for key, values in groups.items()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(grouped_cases(), st.sampled_from(lq.Observer.METHODS), st.sampled_from(SCHEMES))
+def test_a_groups_range_is_the_range_of_its_values(
+    case: tuple[np.ndarray, int, int | None], method: str, scheme: str
+) -> None:
+    x, axis, block_size = case
+    options = {"scheme": scheme, "bins": 64, "percentile": 90.0}
+    lo, hi = lq.calibrate(x, method, axis=axis, block_size=block_size, **options)
+    for group, values in group_values(x, axis, block_size).items():
+        alone = lq.calibrate(values, method, **options)
+        assert (lo[group], hi[group]) == alone and lo.dtype == alone[0].dtype
+
+
+@st.composite
+def boxes(draw: st.DrawFn) -> tuple[np.ndarray, list[tuple[tuple[int, int], ...]], list[int]]:
+    """A 2-D array, boxes that tile it, and an order of merges."""
+    x = draw(finite_arrays())
+    x = x.reshape(x.shape[0], -1)
+    cuts = [[0, *sorted(draw(st.lists(st.integers(0, n), max_size=3))), n] for n in x.shape]
+    tiles = [
+        ((r0, r1), (c0, c1))
+        for r0, r1 in zip(cuts[0], cuts[0][1:], strict=False)
+        for c0, c1 in zip(cuts[1], cuts[1][1:], strict=False)
+    ]
+    return x, tiles, draw(st.permutations(range(len(tiles))))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    boxes(),
+    st.sampled_from(lq.Observer.METHODS),
+    st.sampled_from([(0, None), (1, None), (1, 2), (0, 3)]),
+)
+def test_any_tiling_and_order_of_merges_gives_the_whole_arrays_ranges(
+    case: tuple[np.ndarray, list[tuple[tuple[int, int], ...]], list[int]],
+    method: str,
+    grouping: tuple[int, int | None],
+) -> None:
+    x, tiles, order = case
+    axis, block_size = grouping
+    settings = {"axis": axis, "block_size": block_size, "bins": 32, "percentile": 95.0}
+    whole = lq.calibrate(x, method, **settings)
+    observers = []
+    for (r0, r1), (c0, c1) in tiles:
+        piece = x[r0:r1, c0:c1]
+        observers.append(lq.Observer(method, **settings).update(piece, ((r0, c0), x.shape)))
+    merged = lq.Observer(method, **settings)
+    for i in order:
+        merged.merge(observers[i])
+    for lo, hi in (merged.range(),):
+        assert np.array_equal(lo, whole[0]) and np.array_equal(hi, whole[1])
+        assert not np.signbit(lo[lo == 0]).any() and not np.signbit(hi[hi == 0]).any()
+
+
+def test_batches_without_a_position_are_the_channels_of_a_stream() -> None:
+    x = outlier_example()[:100_000].reshape(-1, 8)
+    observer = lq.Observer("percentile", axis=1, percentile=99.0, bins=256)
+    for batch in np.array_split(x, 9):
+        observer.update(batch)
+    expected = lq.calibrate(x, "percentile", axis=1, percentile=99.0, bins=256)
+    assert all(np.array_equal(a, b) for a, b in zip(observer.range(), expected, strict=True))
+    with pytest.raises(ValueError, match=r"parameters of shape \(8,\) along axis 1"):
+        observer.update(np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match="only observers of the same"):
+        observer.merge(lq.Observer("percentile", axis=0, percentile=99.0, bins=256))
+
+
+def test_a_group_without_values_or_with_nan_raises_naming_it() -> None:
+    observer = lq.Observer("minmax", axis=1)
+    observer.update(np.ones((2, 2)), position=((0, 0), (2, 4)))
+    with pytest.raises(ValueError, match="channel 2 along axis 1 has no values"):
+        observer.range()
+    with pytest.raises(ValueError, match=r"NaN value, the first at index \(1, 0\)"):
+        lq.calibrate(np.array([[1.0, 2.0], [np.nan, 0.0]]), "mse", axis=0, bins=16)
+    with pytest.raises(ValueError, match="infinity"):
+        lq.calibrate(np.array([[1.0, np.inf]]), "percentile", axis=0, block_size=1)
+    with pytest.raises(ValueError, match="position must be"):
+        observer.update(np.ones((2, 2)), position=((3, 0), (2, 4)))
+    with pytest.raises(ValueError, match="pass fewer bins"):  # 40000 * 2 * 2048 int64
+        lq.Observer("entropy", axis=0).update(np.zeros((40_000, 1)))
+
+
+@pytest.mark.parametrize("method", lq.Observer.METHODS)
+@pytest.mark.parametrize(("axis", "block_size"), [(0, None), (1, None), (1, 16)])
+def test_quantize_with_a_calibration_per_group_uses_its_ranges(
+    method: str, axis: int, block_size: int | None
+) -> None:
+    x = outlier_example()[:4096].reshape(64, 64)
+    settings = {"axis": axis, "block_size": block_size, "bits": 4, "scheme": "symmetric"}
+    observer = lq.Observer(method, bins=128, **settings)  # the options of calibration=
+    lo, hi = lq.calibrate(x, method, bins=128, **settings)
+    qa = lq.quantize(x, calibration=observer, **settings)
+    params = observer.fresh().update(x).params()
+    assert np.array_equal(qa.scale, params.scale) and not qa.zero_point.any()
+    expected = lq.quantize_linear(
+        x, *params, dtype="int8", axis=axis, block_size=block_size, bits=4
+    )
+    assert np.array_equal(qa.data, expected) and observer.count == 0
+    given = lq.quantize(x, range=(lo, hi), **settings)
+    assert np.array_equal(given.data, qa.data) and np.array_equal(given.scale, qa.scale)
+    with pytest.raises(ValueError, match="the call's axis"):
+        lq.quantize(x, calibration=observer, bits=4, scheme="symmetric")

@@ -732,11 +732,26 @@ def test_quantize_calibration_errors(tmp_path: Path) -> None:
     )
     message = fails(tmp_path, "quantize", "x.npy", "-o", "q.npz", "--calibrate", "mse")
     assert "x.npy" in message and "infinity" in message
-    np.save(tmp_path / "x.npy", np.float32([[1.0, 3.0], [0.0, 2.0]]))
-    message = fails(
-        tmp_path, "quantize", "x.npy", "-o", "q.npz", "--axis", "0", "--calibrate", "mse"
-    )
-    assert "one range per tensor" in message
+    np.save(tmp_path / "x.npy", np.float32([[1.0, 3.0], [0.0, np.nan]]))
+    message = fails(tmp_path, "quantize", "x.npy", "-o", "q.npz", "--calibrate", "mse")
+    assert "x.npy" in message and "NaN" in message
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize(("axis", "block_size"), [("0", None), ("1", None), ("1", "7")])
+def test_quantize_calibrates_each_channel_or_block_over_the_files_chunks(
+    tmp_path: Path, order: str, axis: str, block_size: str | None
+) -> None:
+    """Chunks that split channels and blocks, of a C- or Fortran-ordered file."""
+    x = np.asarray(RNG.standard_normal((40, 30)).astype(np.float32), order=order)
+    x[5, 6], x[30, 20] = 40.0, -25.0
+    np.save(tmp_path / "x.npy", x)
+    args = ["x.npy", "-o", "q.npz", "--chunk-bytes", "256", "--bits", "4", "--quiet"]
+    groups = ["--axis", axis] + (["--block-size", block_size] if block_size else [])
+    cli(tmp_path, "quantize", *args, *groups, "--calibrate", "percentile:99")
+    settings = {"axis": int(axis), "block_size": None if block_size is None else int(block_size)}
+    observer = lq.Observer("percentile", percentile=99.0, bits=4, **settings)
+    assert_same(lq.load(tmp_path / "q.npz"), lq.quantize(x, 4, calibration=observer, **settings))
 
 
 @pytest.mark.parametrize("order", ["C", "F"])

@@ -377,10 +377,34 @@ def test_a_calibration_on_a_cluster_is_the_whole_arrays(
     assert bitwise_equal(qa.compute().data, expected.data) and observer.count == 0
 
 
-def test_a_calibration_is_per_tensor_with_a_new_observer() -> None:
+@pytest.mark.parametrize("calibration", ["minmax", "percentile", "mse"])
+@pytest.mark.parametrize(("axis", "block_size"), [(0, None), (1, None), (1, 5)])
+def test_a_calibration_per_channel_or_block_is_the_whole_arrays(
+    client: Client, calibration: str, axis: int, block_size: int | None
+) -> None:
+    """Chunks split across channels and blocks: each observer told where its chunk lies."""
+    x = sample((11, 12))
+    x[3, 4] = 40 * np.abs(x).max()
+    observer = lq.Observer(calibration, axis=axis, block_size=block_size, bins=64, bits=4)
+    for chunks in ((4, 5), (11, 3)):
+        qa = lqd.quantize(
+            da.from_array(x, chunks=chunks),
+            4,
+            axis=axis,
+            block_size=block_size,
+            calibration=observer,
+        )
+        expected = lq.quantize(x, 4, axis=axis, block_size=block_size, calibration=observer)
+        assert bitwise_equal(qa.compute().data, expected.data)
+        assert bitwise_equal(np.asarray(qa.scale), expected.scale)
+
+
+def test_a_calibration_takes_a_new_observer_of_the_calls_settings() -> None:
     x = da.from_array(sample((4, 6)), chunks=2)
-    with pytest.raises(ValueError, match="per tensor"):
-        lqd.quantize(x, axis=0, calibration="mse")
+    with pytest.raises(ValueError, match="the call's axis"):
+        lqd.quantize(x, axis=0, calibration=lq.Observer("mse"))
+    with pytest.raises(ValueError, match="needs nan='raise'"):
+        lqd.quantize(x, nan="zero", calibration="mse")
     with pytest.raises(ValueError, match="new observer"):
         lqd.quantize(x, calibration=lq.Observer().update(np.ones(2)))
     with pytest.raises(ValueError, match="method must be one of"):

@@ -20,6 +20,7 @@ from ._backend import (
     set_pool_limit,
 )
 from ._calibrate import Observer, calibrate, params_from_range
+from ._fitted import QuantizationParams
 from ._io import load, save
 from ._metrics import error_metrics, quantization_error
 from ._notebook import (
@@ -35,6 +36,7 @@ from ._version import __version__
 
 __all__ = [
     "Observer",
+    "QuantizationParams",
     "QuantizedArray",
     "__version__",
     "asymmetric_dequantization",

@@ -335,14 +335,14 @@ def dynamic_quantize(
     axis: int | None = None,
     block_size: int | None = None,
     rounding: Rounding = _rounding.HALF_EVEN,
-    clip: tuple[np.floating, np.floating] | None = None,
+    clip: tuple[Any, Any] | None = None,
 ) -> tuple[np.ndarray, Any, Any]:
     """Codes, scale and zero point with parameters chosen from the data (SPEC §4).
 
     Per tensor, or with ``axis`` (and ``block_size``) per channel (block), each by SPEC §4
     applied to its own range; then the scale and zero point are arrays. The codes round by
-    ``rounding`` (checked, SPEC §2.1). ``clip``: a per-tensor range to use instead of the
-    data's (a calibration's, SPEC §10; the codes saturate).
+    ``rounding`` (checked, SPEC §2.1). ``clip``: a range to use instead of the data's, the
+    groups' arrays or per tensor scalars (a calibration's, SPEC §10; the codes saturate).
     """
     arr = as_float_input(x)
     n_bits, signed, nan, qmin, qmax = dynamic_settings(
@@ -351,7 +351,7 @@ def dynamic_quantize(
     groups = grouping(arr.shape, axis, block_size)
     out = _backend.empty_output(arr.shape, storage_dtype(n_bits, signed))
     sign = signed and n_bits == 1
-    if groups is not None and not sign:  # groups that are runs of x (blocks, outer channels)
+    if groups is not None and not sign and clip is None:  # groups that are runs of x
         params = _backend.active().block_dynamic_quantize(
             arr, groups, n_bits, signed, include_zero, nan == "raise", qmin, qmax, out, rounding
         )

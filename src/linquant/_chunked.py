@@ -39,7 +39,7 @@ from ._api import (
     quantize_given,
     range_params,
 )
-from ._calibrate import Observer
+from ._calibrate import Observer, observer_for
 from ._chunks import Chunk, chunks, param_slices, params_of
 from ._groups import grouping
 from ._layout import as_float_input, working_float
@@ -118,6 +118,13 @@ class _Layout:
         stochastic indices in the array, C order of the array whatever its memory order."""
         view = rounding.transposed(self.shape) if self.fortran_order else rounding
         return view.moved(chunk.origin, self.memory_shape)
+
+    def in_array(self, chunk: Chunk, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        """The values of ``chunk`` as a box of the array and its position ``(start, shape)``
+        there (a transposed view of a Fortran-ordered file's)."""
+        if self.fortran_order:
+            return x.T, (chunk.origin[::-1], self.shape)
+        return x, (chunk.origin, self.shape)
 
     def params_of(self, chunk: Chunk, scale: Any, zero_point: Any) -> tuple[Any, Any]:
         """The memory-order parameters of ``chunk``, given those of the memory-order view."""
@@ -212,13 +219,16 @@ def quantize_file(
 
     The result is what ``lq.save(target, lq.quantize(np.load(source), ...))`` writes, in
     memory bounded by ``chunk_bytes``. Errors name the file; ``target`` is left as it was.
-    ``calibration``: a new observer (per tensor) whose range over the chunks replaces the
-    file's (SPEC §10).
+    ``calibration``: a new observer of the call's settings whose range over the chunks (per
+    tensor, channel or block) replaces the file's (SPEC §10).
     """
     n_bits, signed, nan, _, _ = dynamic_settings(bits, scheme, nan, True, False)
-    if calibration is not None and (axis is not None or nan != "raise"):
-        raise ValueError("a calibration gives one range per tensor, with NaN raising")
+    if calibration is not None and nan != "raise":
+        raise ValueError("a calibration needs nan='raise' (it raises on NaN)")
     npy = NpyInput(source)
+    if calibration is not None:
+        settings = (npy.shape, axis, block_size, n_bits, scheme, True)
+        calibration = observer_for(calibration, *settings)
     whole = _rounding.rounding(rounding, seed, None, npy.shape)
     try:
         layout = _Layout(npy.shape, npy.fortran_order, axis, block_size)
@@ -234,9 +244,9 @@ def quantize_file(
         hi = np.full(lo.shape, -np.inf, wf)
         done = 0
         for chunk, x in npy.windows(file, layout.chunks(max_elements)):
-            if calibration is not None:  # its range in place of the file's (per tensor)
+            if calibration is not None:  # its range in place of the file's
                 try:
-                    calibration.update(x)
+                    calibration.update(*layout.in_array(chunk, x))
                 except ValueError as error:  # NaN, or an infinity
                     if np.isnan(x).any():
                         raise _file_nan_error(npy, layout, max_elements) from None

@@ -114,8 +114,8 @@ def _parser() -> argparse.ArgumentParser:
         "--calibrate",
         type=_calibration,
         metavar="METHOD[:P]",
-        help="clip to a calibrated range, per tensor: minmax (default), percentile[:P] "
-        "(P default 99.99), mse or entropy (SPEC §10)",
+        help="clip to a calibrated range (per tensor, or per channel or block with --axis): "
+        "minmax (default), percentile[:P] (P default 99.99), mse or entropy (SPEC §10)",
     )
     quantize.set_defaults(usage_error=quantize.error)
 
@@ -232,7 +232,14 @@ def _quantize(args: argparse.Namespace) -> None:
     if args.calibrate is not None:
         method, percentile = args.calibrate
         options = {} if percentile is None else {"percentile": percentile}
-        observer = Observer(method, bits=args.bits, scheme=args.scheme, **options)
+        observer = Observer(
+            method,
+            axis=args.axis,
+            block_size=args.block_size,
+            bits=args.bits,
+            scheme=args.scheme,
+            **options,
+        )
     progress = _Progress(not args.quiet)
     start = time.perf_counter()
     try:

@@ -27,8 +27,8 @@ from . import _threads
 from ._buffers import empty
 from ._formats import BlockType, block_type, check_block_shapes
 from ._groups import Grouping, as_3d
-from ._histograms import merged
-from ._kernels_baseline import FAST_BOUND, NO_WIDTH, ROUNDING_MODES
+from ._histograms import NO_WIDTH, combined
+from ._kernels_baseline import FAST_BOUND, ROUNDING_MODES
 from ._kernels_baseline import cpu_level as _cpu_level
 from ._layout import slabs
 from ._rounding import Rounding
@@ -174,25 +174,26 @@ def _parts(size: int) -> int:
 
 def histogram(
     x: np.ndarray, log2_bins: int
-) -> tuple[np.floating, np.floating, int, int | None, np.ndarray]:
+) -> tuple[np.floating, np.floating, int, int, np.ndarray]:
     """A histogram of ``|x|``; see ``linquant._numpy_backend.histogram``. Each thread counts
     its part in a histogram of its own, merged exactly after."""
 
-    def run(view: np.ndarray) -> tuple[Any, Any, int, int | None, np.ndarray]:
+    def run(view: np.ndarray) -> tuple[Any, Any, int, int, np.ndarray]:
         counts = np.zeros(2 << log2_bins, np.int64)
         lo, hi, status, exponent = _kernels.histogram(view, log2_bins, counts, NO_WIDTH)
-        return lo, hi, status, None if exponent == NO_WIDTH else exponent, counts
+        return lo, hi, status, exponent, counts
 
     wf = x.dtype.type
     parts = _threads.run(run, _split(x))
     statuses = {part[2] for part in parts}
-    total: tuple[int | None, np.ndarray] = (None, np.zeros(2 << log2_bins, np.int64))
-    for _, _, _, exponent, counts in parts:
-        total = merged(total, (exponent, counts))
+    exponent, counts = combined(
+        np.array([part[3] for part in parts] or [NO_WIDTH], np.int64),
+        np.array([part[4] for part in parts] or [np.zeros(2 << log2_bins, np.int64)]),
+    )
     lo = min((part[0] for part in parts), default=wf(np.inf))
     hi = max((part[1] for part in parts), default=wf(-np.inf))
     status = 1 if 1 in statuses else max(statuses, default=0)  # a NaN's, as NumPy's
-    return wf(lo), wf(hi), status, total[0], total[1]
+    return wf(lo), wf(hi), status, exponent, counts
 
 
 def _streams(source: np.ndarray, result: np.ndarray) -> bool:

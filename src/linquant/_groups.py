@@ -9,6 +9,7 @@ per-block ones have ``x.shape`` with ``n`` replaced by ``ceil(n / block_size)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,6 +131,35 @@ class Grouping:
         if self.block_size is None:
             return f"channel {group[0]} along axis {self.axis}"
         return f"block {group} (axis {self.axis}, block_size {self.block_size})"
+
+
+def group_rows(
+    x: np.ndarray, start: tuple[int, ...], groups: Grouping
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The values of ``x``, the box of the array ``groups`` groups that starts at ``start``,
+    as ``(ids, rows)``: a 2-D array whose rows are whole groups' values in ``x``, and their
+    groups' flat indices in ``param_shape``; a piece of ``x`` along the axis at a time (of
+    a channel, or of the part of a block ``x`` holds)."""
+    axis = groups.axis
+    if groups.block_size is None:
+        channels = x.shape[axis]
+        yield start[axis] + np.arange(channels), np.moveaxis(x, axis, 0).reshape(channels, -1)
+        return
+    # flat indices in param_shape of the box's other coordinates, in C order
+    others = [a for a in range(x.ndim) if a != axis]
+    strides = np.cumprod((1, *groups.param_shape[::-1]))[-2::-1]
+    offsets = np.zeros([x.shape[a] for a in others], np.intp)
+    for i, a in enumerate(others):
+        coordinate = (start[a] + np.arange(x.shape[a])) * strides[a]
+        offsets = offsets + coordinate.reshape([-1 if j == i else 1 for j in range(len(others))])
+    offsets = offsets.reshape(-1)
+    first = start[axis]
+    cuts = range(first - first % groups.block_size, first + x.shape[axis], groups.block_size)
+    for cut in cuts:
+        begin, end = max(cut, first) - first, min(cut + groups.block_size, first + x.shape[axis])
+        piece = x[(slice(None),) * axis + (slice(begin, end - first),)]
+        rows = np.moveaxis(piece, axis, -1).reshape(-1, end - first - begin)
+        yield offsets + cut // groups.block_size * strides[axis], rows
 
 
 def group_args(axis: object, block_size: object) -> tuple[int | None, int | None]:

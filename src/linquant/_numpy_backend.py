@@ -13,7 +13,7 @@ import numpy as np
 
 from ._formats import BlockType, block_type, check_block_shapes
 from ._groups import Grouping
-from ._histograms import width_exponent
+from ._histograms import NO_WIDTH, width_exponents
 from ._params import ROUNDED_LIMIT, params_per_slice
 from ._rounding import Rounding, splitmix64
 
@@ -39,7 +39,7 @@ HISTOGRAM_PIECE = 1 << 20  # values binned at once: the temporaries stay this si
 
 def histogram(
     x: np.ndarray, log2_bins: int
-) -> tuple[np.floating, np.floating, int, int | None, np.ndarray]:
+) -> tuple[np.floating, np.floating, int, int, np.ndarray]:
     """Return ``(lo, hi, status, exponent, counts)``: the range of ``x``, and the histogram of
     ``|x|`` with ``2**log2_bins`` bins of width ``2**exponent`` (SPEC §10, ``_histograms``);
     ``status`` 1 if ``x`` holds a NaN, 2 if an infinity (the rest then undefined), else 0.
@@ -47,15 +47,15 @@ def histogram(
     wf, bins = x.dtype.type, 1 << log2_bins
     counts = np.zeros(2 * bins, np.int64)
     if x.size == 0:
-        return wf(np.inf), wf(-np.inf), 0, None, counts
+        return wf(np.inf), wf(-np.inf), 0, NO_WIDTH, counts
     lo, hi = x.min(), x.max()  # NaN, if any, in both
     if np.isnan(lo) or np.isinf(lo) or np.isinf(hi):
-        return lo, hi, 1 if np.isnan(lo) else 2, None, counts
+        return lo, hi, 1 if np.isnan(lo) else 2, NO_WIDTH, counts
     amax = max(-float(lo), float(hi))
     if amax == 0:
         counts[0] = x.size
-        return lo, hi, 0, None, counts
-    exponent = width_exponent(amax, log2_bins)
+        return lo, hi, 0, NO_WIDTH, counts
+    exponent = int(width_exponents(np.array(amax), log2_bins))
     flat = x.reshape(-1)  # a copy only for a layout that has no flat view
     for start in range(0, flat.size, HISTOGRAM_PIECE):
         piece = flat[start : start + HISTOGRAM_PIECE].astype(np.float64)

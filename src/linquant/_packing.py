@@ -217,7 +217,7 @@ def dynamic_quantize_packed(
     axis: int | None,
     block_size: int | None,
     rounding: Rounding,
-    clip: tuple[np.floating, np.floating] | None = None,
+    clip: tuple[Any, Any] | None = None,
 ) -> tuple[np.ndarray, Any, Any]:
     """``_api.dynamic_quantize`` with its codes packed: the range, then the packed codes."""
     n_bits, signed, nan, qmin, qmax = dynamic_settings(

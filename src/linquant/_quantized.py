@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
 from . import _checks, _rounding
 from ._api import dequantize_linear, dynamic_quantize
-from ._calibrate import calibrate, checked_range
+from ._calibrate import Observer, checked_range, observer_for
 from ._formats import StoredCodes
+from ._groups import grouping
 from ._layout import as_float_input
 from ._packing import dequantize_packed, dynamic_quantize_packed, unpack
 from ._params import storage_dtype
@@ -160,26 +162,26 @@ def _clip(
     include_zero: bool,
     axis: int | None,
     block_size: int | None,
-    calibration: str | None,
-    bounds: tuple[float, float] | None,
-) -> tuple[np.floating, np.floating] | None:
+    calibration: str | Observer | None,
+    bounds: tuple[object, object] | None,
+) -> tuple[Any, Any] | None:
     """The range ``quantize`` uses instead of the data's, from ``calibration=`` or
-    ``range=``, or None."""
+    ``range=`` (scalars, or arrays of the groups' parameters' shape), or None."""
     if calibration is None and bounds is None:
         return None
     if calibration is not None and bounds is not None:
         raise ValueError("pass calibration= or range=, not both")
-    if axis is not None or block_size is not None:
-        raise ValueError("calibration= and range= give one range per tensor: leave out axis=")
     if calibration is not None:
-        return calibrate(values, calibration, bits=bits, scheme=scheme, include_zero=include_zero)
+        settings = (values.shape, axis, block_size, bits, scheme, include_zero)
+        return observer_for(calibration, *settings).update(values).range()
     try:
         lo, hi = bounds  # type: ignore[misc]
     except (TypeError, ValueError):
         raise ValueError(f"range must be a pair (lo, hi), got {bounds!r}") from None
-    low, high = checked_range(lo, hi)
+    groups = grouping(values.shape, axis, block_size)
+    low, high = checked_range(lo, hi, () if groups is None else groups.param_shape)
     wf = values.dtype.type
-    return wf(low), wf(high)
+    return (wf(low), wf(high)) if groups is None else (low.astype(wf), high.astype(wf))
 
 
 def quantize(
@@ -196,8 +198,8 @@ def quantize(
     seed: int | None = None,
     position: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
     pack: bool = False,
-    calibration: str | None = None,
-    range: tuple[float, float] | None = None,
+    calibration: str | Observer | None = None,
+    range: tuple[object, object] | None = None,
 ) -> QuantizedArray:
     """Quantize ``x`` with parameters chosen from its range (SPEC §4).
 
@@ -214,10 +216,12 @@ def quantize(
     ``bits=1``: symmetric codes are -1 and +1, the sign of ``x`` (scale ``max|x|``), asymmetric
     ones 0 and 1. ``pack=True`` packs codes of 1 to 4 bits into bytes along the last axis
     (SPEC §8; ``qa.packed``, ``qa.codes()``), chunk by chunk with no temporary of the input's
-    size; wider codes and 0-d arrays stay unpacked. Per tensor, ``calibration=`` ("minmax",
-    "percentile", "mse" or "entropy", with :func:`linquant.calibrate`'s defaults) or
-    ``range=(lo, hi)`` (say ``lq.calibrate(x, "percentile", percentile=99.9)`` or an
-    :class:`linquant.Observer`'s) replaces the data's range: values beyond it saturate.
+    size; wider codes and 0-d arrays stay unpacked. ``calibration=`` ("minmax", "percentile", "mse"
+    or "entropy", with :func:`linquant.calibrate`'s defaults, or a new
+    :class:`linquant.Observer` of the call's settings for other options) or ``range=(lo, hi)`` (say
+    ``lq.calibrate(x, "percentile", percentile=99.9)`` or an :class:`linquant.Observer`'s;
+    per channel or block, arrays of the parameters' shape) replaces the data's range: values
+    beyond it saturate.
 
     >>> import numpy as np, linquant as lq
     >>> qa = lq.quantize(np.array([-2.0, 0.5, 4.0]), bits=4, scheme="symmetric")

@@ -108,13 +108,13 @@ def rounding(value: object, seed: object, position: object, shape: tuple[int, ..
         raise ValueError(
             f"rounding='stochastic' needs seed=, an int from 0 to 2**64 - 1; got {seed!r}"
         )
-    start, whole = _position(position, shape)
+    start, whole = checked_position(position, shape)
     if math.prod(whole) > INDEX_LIMIT:
         raise ValueError(f"stochastic rounding indexes at most 2**63 elements, got {whole}")
     return Rounding(checked, int(seed)).moved(start, whole)  # type: ignore[call-overload]
 
 
-def _position(position: object, shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+def checked_position(position: object, shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
     """``(start, whole_shape)``, checked: ``x`` (of ``shape``) must fit in the whole."""
     if position is None:
         return (0,) * len(shape), shape

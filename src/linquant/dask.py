@@ -64,7 +64,7 @@ from ._api import (
     quantize_linear,
     range_params,
 )
-from ._calibrate import Observer
+from ._calibrate import Observer, observer_for
 from ._formats import CodeFormat, StoredCodes, code_format
 from ._groups import Grouping, grouping
 from ._layout import as_float_input, working_float
@@ -197,10 +197,11 @@ def quantize(
     ``nan="zero"``. ``pack=True`` packs codes of 1 to 4 bits into bytes along the last axis
     (SPEC §8), rechunking that axis so that every chunk's codes are whole bytes (see the
     module's documentation); codes of more bits and 0-d arrays are not packed, as in
-    :func:`linquant.quantize`. ``calibration=`` (per tensor) clips to a calibrated range, as
-    ``lq.quantize(x, calibration=...)`` does: a method name, or a new
-    :class:`linquant.Observer` for other options; each chunk's observer is computed on the
-    workers and merged in a tree (SPEC §10), a second read of ``x``.
+    :func:`linquant.quantize`. ``calibration=`` clips to a calibrated range (per
+    tensor, channel or block), as ``lq.quantize(x, calibration=...)`` does: a method name,
+    or a new :class:`linquant.Observer` of the call's settings for other options; each
+    chunk's observer is computed on the workers (given the chunk's position) and merged in
+    a tree (SPEC §10), a second read of ``x``.
 
     >>> import dask.array as da, numpy as np, linquant as lq, linquant.dask
     >>> x = np.linspace(-1.0, 2.0, 10)
@@ -221,13 +222,12 @@ def quantize(
         raise ValueError(f"pack must be True or False, got {pack!r}")
     wf = working_float(as_float_input(np.empty(0, arr.dtype)))  # TypeError unless float
     groups = grouping(arr.shape, axis, block_size)
-    template = (
-        Observer(calibration, bits=n_bits, scheme=scheme, include_zero=include_zero)
-        if isinstance(calibration, str)
-        else calibration
-    )
-    if template is not None and (groups is not None or nan != "raise" or template.count):
-        raise ValueError("calibration= takes a new observer, per tensor, with nan='raise'")
+    template = None
+    if calibration is not None:
+        if nan != "raise":
+            raise ValueError("calibration= needs nan='raise' (a calibration raises on NaN)")
+        settings = (arr.shape, axis, block_size, n_bits, scheme, include_zero)
+        template = observer_for(calibration, *settings)
     packs = bool(pack) and n_bits in PACKED_BITS and arr.ndim > 0
     fmt = code_format(n_bits, signed, packs)
     units = {}  # the multiples chunk boundaries move up to, by axis
@@ -241,7 +241,7 @@ def quantize(
     lo, hi, nan_seen = _ranges(arr, groups, wf)
     if nan_seen and nan == "raise":
         raise _nan_error(arr, groups)
-    if template is not None and np.isfinite(lo) and np.isfinite(hi) and arr.size:
+    if template is not None and np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and arr.size:
         lo, hi = _observed(arr, template).range()  # (an infinite range: range_params raises)
     scale, zero_point = range_params(lo, hi, n_bits, signed, include_zero, groups)
     codes = _map_with_params(
@@ -332,8 +332,15 @@ def _chunk_range(
     return out
 
 
-def _observe(block: np.ndarray, template: Observer) -> Observer:
-    return template.fresh().update(block)
+def _observe(
+    block: np.ndarray, template: Observer, position: tuple[tuple[int, ...], ...]
+) -> Observer:
+    return template.fresh().update(block, position)
+
+
+def _start(starts: list[list[int]], index: tuple[int, ...]) -> tuple[int, ...]:
+    """Where the chunk at block ``index`` starts, from each axis' chunk starts."""
+    return tuple(starts[axis][i] for axis, i in enumerate(index))
 
 
 def _merge(first: Observer, second: Observer) -> Observer:
@@ -343,7 +350,12 @@ def _merge(first: Observer, second: Observer) -> Observer:
 def _observed(arr: da.Array, template: Observer) -> Observer:
     """``template``'s settings over every chunk of ``arr``: an observer a chunk, merged in
     pairs, a tree, on the workers."""
-    level = [_delayed(_observe)(block, template) for block in _to_delayed(arr).ravel()]
+    blocks = _to_delayed(arr)
+    starts = [np.cumsum((0, *sizes[:-1])).tolist() for sizes in arr.chunks]
+    level = [
+        _delayed(_observe)(blocks[index], template, (_start(starts, index), arr.shape))
+        for index in np.ndindex(blocks.shape)
+    ]
     while len(level) > 1:
         pairs = [_delayed(_merge)(a, b) for a, b in zip(level[::2], level[1::2], strict=False)]
         level = pairs + level[len(pairs) * 2 :]
