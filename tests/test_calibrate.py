@@ -506,3 +506,48 @@ def test_quantize_with_a_calibration_per_group_uses_its_ranges(
     assert np.array_equal(given.data, qa.data) and np.array_equal(given.scale, qa.scale)
     with pytest.raises(ValueError, match="the call's axis"):
         lq.quantize(x, calibration=observer, bits=4, scheme="symmetric")
+
+
+# Error metrics per group, and choosing bits and grouping for a target SQNR.
+
+
+@pytest.mark.parametrize(("axis", "block_size"), [(0, None), (1, None), (1, 3), (-1, 100)])
+def test_error_metrics_per_group_are_each_groups_own(axis: int, block_size: int | None) -> None:
+    x = outlier_example()[:600].reshape(20, 30).astype(np.float64)
+    x_hat = lq.quantize(x, 3, axis=axis, block_size=block_size).dequantize("float64")
+    x_hat[0, 0] = x[0, 0]  # one group's error differs from the others'
+    metrics = lq.error_metrics(x, x_hat, axis=axis, block_size=block_size)
+    originals, reconstructions = (
+        group_values(x, axis, block_size),
+        group_values(x_hat, axis, block_size),
+    )
+    assert set(metrics) == {"mse", "rmse", "max_abs_error", "sqnr_db"}
+    for group, values in originals.items():
+        alone = lq.error_metrics(values, reconstructions[group])
+        for name, value in alone.items():
+            assert metrics[name][group] == pytest.approx(value, rel=1e-12)
+    exact = lq.error_metrics(np.ones((2, 2)), np.ones((2, 2)), axis=0)
+    assert exact["sqnr_db"].tolist() == [np.inf, np.inf]
+
+
+def test_choose_takes_the_fewest_bits_then_the_coarsest_grouping() -> None:
+    x = outlier_example()[:16_384].reshape(64, 256)
+    granularities = [None, (0, None), (1, 32)]
+    choice = lq.choose(x, 25.0, granularities=granularities, scheme="symmetric")
+    assert choice.sqnr_db >= 25.0 and choice.tried[-1].sqnr_db == choice.sqnr_db
+    expected = lq.quantize(
+        x, choice.bits, "symmetric", axis=choice.axis, block_size=choice.block_size
+    )
+    assert np.array_equal(choice.quantized.data, expected.data)
+    assert all(t.sqnr_db < 25.0 for t in choice.tried[:-1])
+    tried = [(t.bits, t.axis, t.block_size) for t in choice.tried]
+    settings = [(b, *(g or (None, None))) for b in range(2, 9) for g in granularities]
+    assert tried == settings[: len(tried)]  # in order, stopping at the first that meets it
+    sqnr = lq.error_metrics(x, expected.dequantize())["sqnr_db"]
+    assert choice.sqnr_db == sqnr
+    with pytest.raises(ValueError, match="no setting tried reaches 200"):
+        lq.choose(x, 200.0, bits=[2, 4])
+    with pytest.raises(TypeError, match="chooses axis"):
+        lq.choose(x, 20.0, axis=0)
+    with pytest.raises(ValueError, match="a granularity is"):
+        lq.choose(x, 20.0, granularities=[0])

@@ -20,6 +20,7 @@ from ._backend import (
     set_pool_limit,
 )
 from ._calibrate import Observer, calibrate, params_from_range
+from ._choose import choose
 from ._fitted import QuantizationParams
 from ._io import load, save
 from ._metrics import error_metrics, quantization_error
@@ -42,6 +43,7 @@ __all__ = [
     "asymmetric_dequantization",
     "asymmetric_quantization",
     "calibrate",
+    "choose",
     "clear_pool",
     "dequantize_linear",
     "dynamic_quantize_linear",
