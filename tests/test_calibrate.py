@@ -225,12 +225,15 @@ def test_bad_data_and_merges_raise() -> None:
         lq.calibrate(np.arange(3))
 
 
-def tensorrt_entropy_bins(hist: np.ndarray, bits: int, unsigned: bool, start_bin: int) -> int:
-    """The number of bins TensorRT's ``_compute_amax_entropy`` (pytorch-quantization's
-    calib/histogram.py) clips a histogram of |x| to, written as its loop is: each level's
-    count spread over its nonzero bins, KL divergence by scipy's definition, the last of
-    equal minima. Its ``bins[0] = bins[1]`` included; a clipped histogram with no counts
-    diverges infinitely (where scipy's gives NaN, which np.argmin would pick)."""
+def tensorrt_entropy_divergences(
+    hist: np.ndarray, bits: int, unsigned: bool, start_bin: int
+) -> list[float]:
+    """The divergence of each number of bins, from ``start_bin`` up, that TensorRT's
+    ``_compute_amax_entropy`` (pytorch-quantization's calib/histogram.py) may clip a
+    histogram of |x| to, written as its loop is: each level's count spread over its nonzero
+    bins, KL divergence by scipy's definition. Its ``bins[0] = bins[1]`` included; a clipped
+    histogram with no counts diverges infinitely (where scipy's gives NaN, which np.argmin
+    would pick). TensorRT clips to the last of the least."""
     bins = hist.astype(np.float64).copy()
     bins[0] = bins[1]
     nbins = 1 << (bits - 1 + int(unsigned))
@@ -254,10 +257,10 @@ def tensorrt_entropy_bins(hist: np.ndarray, bits: int, unsigned: bool, start_bin
         else:
             mask = p > 0
             divergences.append(float(np.sum(p[mask] * np.log(p[mask] / q[mask]))))
-    return start_bin + len(divergences) - 1 - int(np.argmin(divergences[::-1]))
+    return divergences
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(finite_arrays(), st.sampled_from([2, 4, 8]), st.sampled_from(SCHEMES))
 def test_entropy_is_tensorrts_on_the_same_histogram(x: np.ndarray, bits: int, scheme: str) -> None:
     observer = lq.Observer("entropy", bits=bits, scheme=scheme, bins=256).update(x)
@@ -269,13 +272,20 @@ def test_entropy_is_tensorrts_on_the_same_histogram(x: np.ndarray, bits: int, sc
     magnitudes = counts[:256] + counts[256:]
     used = int(np.flatnonzero(magnitudes)[-1]) + 1
     unsigned = scheme == "asymmetric" and float(np.min(x)) >= 0
-    i = tensorrt_entropy_bins(magnitudes[:used], bits, unsigned, min(256 // 16, used))
-    t = min(i * math.ldexp(1.0, exponent), float(np.max(np.abs(x))))
+    start = min(256 // 16, used)
+    divergences = tensorrt_entropy_divergences(magnitudes[:used], bits, unsigned, start)
+    least = min(divergences)
+    # TensorRT's choice, or one within rounding of its divergence (sums in another order)
+    ties = [start + k for k, d in enumerate(divergences) if d <= least + 1e-9 * abs(least)]
     wf = lo.dtype.type
-    expected = (
-        (-t, t) if scheme == "symmetric" else (max(float(x.min()), -t), min(float(x.max()), t))
-    )
-    assert (lo, hi) == (wf(expected[0]) + wf(0), wf(expected[1]) + wf(0))
+    ranges = set()
+    for i in ties:
+        t = min(i * math.ldexp(1.0, exponent), float(np.max(np.abs(x))))
+        low, high = (
+            (-t, t) if scheme == "symmetric" else (max(float(x.min()), -t), min(float(x.max()), t))
+        )
+        ranges.add((wf(low) + wf(0), wf(high) + wf(0)))
+    assert (lo, hi) in ranges
 
 
 def quantized(x: np.ndarray, lo: float, hi: float, bits: int, scheme: str) -> np.ndarray:

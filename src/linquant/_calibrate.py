@@ -33,7 +33,9 @@ DEFAULT_BINS = 2048  # TensorRT's and ONNX Runtime's histogram calibrators' defa
 DEFAULT_PERCENTILE = 99.99  # TensorRT's and ONNX Runtime's default
 # per channel or block, an observer's histograms: beyond this, a call asks for fewer bins
 HISTOGRAMS_MAX_BYTES = 1 << 30
-MSE_CANDIDATES_AT_ONCE = 64  # candidates x values float64 temporaries: 2 MiB for 4096 bins
+# candidates a block of the mse and entropy searches: (candidates, values) float64
+# temporaries of 2 MiB at most for 4096 bins
+MSE_CANDIDATES_AT_ONCE = DIVERGENCES_AT_ONCE = 64
 INFINITY = "the chunk holds an infinity: there is no finite range to clip"
 
 
@@ -385,32 +387,57 @@ def _least_divergence(counts: np.ndarray, start: int, levels: int) -> int:
     """TensorRT's entropy calibration: the number of bins i (from ``start`` up) whose
     clipped histogram (the counts past it added to its last bin) has the least KL divergence
     from its quantization to ``levels`` levels (each level's count spread evenly over its
-    nonzero bins); the last on ties. Bin 0 counts as bin 1, as TensorRT's does."""
+    nonzero bins); the last on ties. Bin 0 counts as bin 1, as TensorRT's does.
+
+    Only the nonzero bins hold terms of a divergence (``p log(p / q)`` with ``p > 0``), so
+    each candidate costs its nonzero bins, not its bins; candidates are taken a block at a
+    time as one array operation (see :func:`_divergences`)."""
     counts = counts.astype(np.float64)
     if counts.size > 1:
         counts[0] = counts[1]
-    divergences = []
-    for i in range(start, counts.size + 1):
-        reference = counts[:i].copy()
-        reference[-1] += counts[i:].sum()
-        level = np.digitize(np.arange(i), np.linspace(0, i, levels + 1)) - 1
-        nonzero = counts[:i] > 0
-        totals = np.bincount(level[nonzero], counts[:i][nonzero], levels)
-        sizes = np.bincount(level[nonzero], minlength=levels)
-        quantized = np.zeros(i)
-        quantized[nonzero] = (totals / np.maximum(sizes, 1))[level[nonzero]]
-        divergences.append(_kl_divergence(reference, quantized))
-    return start + len(divergences) - 1 - int(np.argmin(divergences[::-1]))
+    candidates = np.arange(start, counts.size + 1)
+    divergences = np.concatenate(
+        [
+            _divergences(counts, candidates[first : first + DIVERGENCES_AT_ONCE], levels)
+            for first in range(0, candidates.size, DIVERGENCES_AT_ONCE)
+        ]
+    )
+    return int(candidates[candidates.size - 1 - np.argmin(divergences[::-1])])
 
 
-def _kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """KL(p || q) of two histograms, each normalized (scipy.stats.entropy's definition):
-    infinite where q is 0 and p is not."""
-    p, q = p / p.sum(), q / q.sum() if q.sum() > 0 else q
-    if np.any((q == 0) & (p > 0)):
-        return math.inf
-    mask = p > 0
-    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+def _divergences(counts: np.ndarray, candidates: np.ndarray, levels: int) -> np.ndarray:
+    """The divergence of :func:`_least_divergence` for each candidate number of bins."""
+    total = counts.sum()
+    nonzero = np.flatnonzero(counts)
+    bins, weights = nonzero.astype(np.float64), counts[nonzero]
+    i = candidates[:, None].astype(np.float64)
+    inside = bins < i  # (candidates, nonzero bins)
+    # the level of bin j: np.digitize(j, np.linspace(0, i, levels + 1)) - 1, whose edges are
+    # k * (i / levels) (and i itself, past every bin j < i): the largest k with k * step <= j
+    step = i / levels
+    level = np.clip(np.floor(bins / step), 0, levels - 1)
+    for _ in range(2):  # the quotient's rounding moves it by one at most
+        level -= (level * step > bins) & (level > 0)
+        level += (level + 1 <= levels - 1) & ((level + 1) * step <= bins)
+    row = np.arange(candidates.size)[:, None] * levels
+    index = (row + level.astype(np.intp))[inside]
+    size = candidates.size * levels
+    level_totals = np.bincount(index, np.broadcast_to(weights, inside.shape)[inside], size)
+    level_sizes = np.bincount(index, minlength=size)
+    spread = np.zeros(inside.shape)
+    spread[inside] = (level_totals / np.maximum(level_sizes, 1))[index]
+    kept = np.where(inside, weights, 0.0).sum(axis=1)  # the counts of the first i bins
+    last = (bins == i - 1) & inside  # the last bin, where the clipped counts go
+    reference = np.where(inside, weights, 0.0) + np.where(last, (total - kept)[:, None], 0.0)
+    p = reference / total
+    q = spread / np.where(kept > 0, kept, 1.0)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(inside, p * np.log(p / q), 0.0)
+    divergences = terms.sum(axis=1)
+    # the clipped counts in an empty last bin (or a histogram of none): q is 0 where p is not
+    empty_last = counts[candidates.astype(np.intp) - 1] == 0
+    divergences[(empty_last & (total > kept)) | (kept == 0)] = math.inf
+    return divergences
 
 
 def _bin_of(counts: np.ndarray, rank: int) -> int:
