@@ -433,7 +433,7 @@ def _divergences(counts: np.ndarray, candidates: np.ndarray, levels: int) -> np.
     q = spread / np.where(kept > 0, kept, 1.0)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(inside, p * np.log(p / q), 0.0)
-    divergences = terms.sum(axis=1)
+    divergences: np.ndarray = terms.sum(axis=1)
     # the clipped counts in an empty last bin (or a histogram of none): q is 0 where p is not
     empty_last = counts[candidates.astype(np.intp) - 1] == 0
     divergences[(empty_last & (total > kept)) | (kept == 0)] = math.inf
