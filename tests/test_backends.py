@@ -615,6 +615,16 @@ def test_calibration_histograms_split_across_threads(
     check_calibration(x, method, scheme, bins)
 
 
+@settings(BACKEND_SETTINGS, max_examples=4)
+@given(st.sampled_from([16, 2048]))
+def test_calibration_histograms_widening_piece_by_piece(bins: int) -> None:
+    """|x| grows through the array: the bins coarsen again and again within one call,
+    with values tallied before each (SPEC §10)."""
+    x = (np.arange(1, 300_001) * (-1.0) ** np.arange(300_000)).astype(np.float32)
+    check_calibration(x, "percentile", "asymmetric", bins)
+    check_calibration(x[::-1].copy(), "entropy", "symmetric", bins)
+
+
 def test_the_kernels_no_width_is_the_histograms() -> None:
     """The C kernel compares the exponent it is given with its own sentinel."""
     if "cython" in BACKENDS:  # (imported here: a pure install has no extension)

@@ -12,10 +12,50 @@
 #ifndef LINQUANT_LQ_HISTOGRAM_H
 #define LINQUANT_LQ_HISTOGRAM_H
 
+#include <stdlib.h>
+
 #include "lq_portable.h"
 
 #define LQ_HISTOGRAM_PIECE 4096
 #define LQ_NO_WIDTH (-(1 << 30))
+/* Tallies (see lq_histogram_tally): for calls of at least LQ_TALLY_MIN_PER_BIN values a
+ * count and up to LQ_TALLY_MAX_LOG2_BINS bins (64 KiB of tallies for 2048 bins); flushed
+ * before any of their uint32 could overflow. */
+#define LQ_TALLY_MIN_PER_BIN 32
+#define LQ_TALLY_MAX_LOG2_BINS 12
+#define LQ_TALLY_FLUSH ((ptrdiff_t)1 << 31)
+
+/* Add the tallies of the 2 * bins counts (four a count, side by side) to the counts and
+ * zero them. */
+static inline void lq_histogram_flush(uint32_t *tally, int64_t *counts, ptrdiff_t bins)
+{
+    ptrdiff_t k;
+    for (k = 0; k < 2 * bins; k++) {
+        uint32_t *t = tally + 4 * k;
+        counts[k] += (int64_t)t[0] + t[1] + t[2] + t[3];
+        t[0] = t[1] = t[2] = t[3] = 0;
+    }
+}
+
+/*
+ * Count m bins: into tallies of four uint32 a count, consecutive values going to different
+ * ones (a run of one bin is four independent chains of increments, not one chain through
+ * memory; the four side by side share a cache line), or straight into the counts.
+ */
+static inline void lq_histogram_tally(const int32_t *bin, ptrdiff_t m, uint32_t *tally,
+                                      int64_t *counts)
+{
+    ptrdiff_t i = 0;
+    if (tally != NULL)
+        for (; i + 4 <= m; i += 4) {
+            tally[4 * bin[i]]++;
+            tally[4 * bin[i + 1] + 1]++;
+            tally[4 * bin[i + 2] + 2]++;
+            tally[4 * bin[i + 3] + 3]++;
+        }
+    for (; i < m; i++)
+        counts[bin[i]]++;
+}
 
 /* Counts by floor(a / 2^from) to counts by floor(a / 2^to), to >= from, in place. */
 static inline void lq_histogram_coarsen(int64_t *counts, ptrdiff_t bins, int from, int to)
@@ -55,16 +95,21 @@ static inline void lq_histogram_coarsen(int64_t *counts, ptrdiff_t bins, int fro
     static inline int NAME(const T *p, ptrdiff_t n, ptrdiff_t step, int log2_bins,            \
                            int64_t *counts, int *exponent, T *lo, T *hi)                      \
     {                                                                                         \
-        ptrdiff_t bins = (ptrdiff_t)1 << log2_bins, start, i;                                 \
+        ptrdiff_t bins = (ptrdiff_t)1 << log2_bins, start, i, tallied = 0;                    \
         int32_t bin[LQ_HISTOGRAM_PIECE], top = (int32_t)bins - 1, negative = (int32_t)bins;   \
         int infinite = 0;                                                                     \
+        uint32_t *tally = log2_bins <= LQ_TALLY_MAX_LOG2_BINS && n / bins >= LQ_TALLY_MIN_PER_BIN \
+                              ? (uint32_t *)calloc((size_t)(8 * bins), sizeof(uint32_t))      \
+                              : NULL; /* (none: counted straight in) */                       \
         for (start = 0; start < n; start += LQ_HISTOGRAM_PIECE) {                             \
             const T *piece = p + start * step;                                                \
             ptrdiff_t m = n - start < LQ_HISTOGRAM_PIECE ? n - start : LQ_HISTOGRAM_PIECE;    \
             T piece_lo = (T)INFINITY, piece_hi = (T)-INFINITY, amax;                          \
             int e, k;                                                                         \
-            if (MINMAX(piece, m, step, &piece_lo, &piece_hi))                                 \
+            if (MINMAX(piece, m, step, &piece_lo, &piece_hi)) {                               \
+                free(tally);                                                                  \
                 return 1;                                                                     \
+            }                                                                                 \
             infinite |= isinf(piece_lo) || isinf(piece_hi);                                   \
             if (infinite)                                                                     \
                 continue;                                                                     \
@@ -78,8 +123,11 @@ static inline void lq_histogram_coarsen(int64_t *counts, ptrdiff_t bins, int fro
             FREXP(amax, &k);                                                                  \
             e = k - log2_bins;                                                                \
             if (*exponent == LQ_NO_WIDTH || e > *exponent) {                                  \
-                if (*exponent != LQ_NO_WIDTH)                                                 \
+                if (*exponent != LQ_NO_WIDTH) {                                               \
+                    if (tally != NULL)                                                        \
+                        lq_histogram_flush(tally, counts, bins);                              \
                     lq_histogram_coarsen(counts, bins, *exponent, e);                         \
+                }                                                                             \
                 *exponent = e;                                                                \
             }                                                                                 \
             if (step == 1 && -*exponent >= (MIN_EXP) && -*exponent <= (MAX_EXP)) {            \
@@ -98,9 +146,16 @@ static inline void lq_histogram_coarsen(int64_t *counts, ptrdiff_t bins, int fro
                     bin[i] = (scaled < (double)bins ? (int32_t)scaled : top) + (v < 0 ? negative : 0); \
                 }                                                                             \
             }                                                                                 \
-            for (i = 0; i < m; i++)                                                           \
-                counts[bin[i]]++;                                                             \
+            lq_histogram_tally(bin, m, tally, counts);                                        \
+            tallied += m;                                                                     \
+            if (tally != NULL && tallied >= LQ_TALLY_FLUSH - LQ_HISTOGRAM_PIECE) {            \
+                lq_histogram_flush(tally, counts, bins);                                      \
+                tallied = 0;                                                                  \
+            }                                                                                 \
         }                                                                                     \
+        if (tally != NULL)                                                                    \
+            lq_histogram_flush(tally, counts, bins);                                          \
+        free(tally);                                                                          \
         return infinite ? 2 : 0;                                                              \
     }
 
