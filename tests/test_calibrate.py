@@ -486,8 +486,11 @@ def test_a_group_without_values_or_with_nan_raises_naming_it() -> None:
     observer.update(np.ones((2, 2)), position=((0, 0), (2, 4)))
     with pytest.raises(ValueError, match="channel 2 along axis 1 has no values"):
         observer.range()
-    with pytest.raises(ValueError, match=r"NaN value, the first at index \(1, 0\)"):
+    with pytest.raises(ValueError, match=r"NaN value, the first at index \(1, 0\) \(in chan"):
         lq.calibrate(np.array([[1.0, 2.0], [np.nan, 0.0]]), "mse", axis=0, bins=16)
+    nan_chunk = (np.array([[np.nan]]), ((1, 2), (3, 4)))  # in the whole array: index (1, 2)
+    with pytest.raises(ValueError, match=r"index \(1, 2\) \(in block \(1, 1\) \(axis 1"):
+        lq.Observer("minmax", axis=1, block_size=2).update(*nan_chunk)
     with pytest.raises(ValueError, match="infinity"):
         lq.calibrate(np.array([[1.0, np.inf]]), "percentile", axis=0, block_size=1)
     with pytest.raises(ValueError, match="position must be"):

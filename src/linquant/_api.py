@@ -40,7 +40,7 @@ def nan_error(
     return ValueError(message)
 
 
-def _range(x: np.ndarray) -> tuple[np.floating, np.floating, int, int]:
+def range_of(x: np.ndarray) -> tuple[np.floating, np.floating, int, int]:
     """The backend's ``(lo, hi, nan_count, first_nan)``, with -0.0 bounds made +0.0.
 
     Of equal zeros, a vectorized min/max may keep either; adding +0.0 makes the result the
@@ -55,10 +55,10 @@ def group_range(x: np.ndarray, groups: Grouping | None) -> tuple[Any, Any, bool]
     """``(lo, hi, nan_seen)``: the range of ``x`` without NaN (``lo > hi`` if empty).
 
     Scalars, or with ``groups`` arrays of the range of each channel or block; -0.0 bounds
-    are made +0.0, as :func:`_range` does.
+    are made +0.0, as :func:`range_of` does.
     """
     if groups is None:
-        lo, hi, nan_count, _ = _range(x)
+        lo, hi, nan_count, _ = range_of(x)
         return lo, hi, bool(nan_count)
     lo, hi, nan_seen = _backend.active().group_minmax(x, groups)
     zero = x.dtype.type(0.0)
@@ -74,7 +74,7 @@ def _finite_range(
     """
     lo, hi, nan_seen = group_range(x, groups)
     if nan_seen and nan == "raise":
-        _, _, nan_count, first_nan = _range(x)
+        _, _, nan_count, first_nan = range_of(x)
         raise nan_error(x.shape, nan_count, first_nan, hint, groups)
     return lo, hi
 
@@ -101,14 +101,14 @@ def _quantize_into(
     else:
         nan_seen = backend.group_quantize(x, scale, zero_point, qmin, qmax, out, groups, rounding)
     if nan_seen and nan == "raise":
-        _, _, nan_count, first_nan = _range(x)
+        _, _, nan_count, first_nan = range_of(x)
         raise nan_error(x.shape, nan_count, first_nan, hint=True, groups=groups)
     return out
 
 
 def _sign_into(x: np.ndarray, nan: str, out: np.ndarray, groups: Grouping | None) -> np.ndarray:
     if nan == "raise":
-        _, _, nan_count, first_nan = _range(x)
+        _, _, nan_count, first_nan = range_of(x)
         if nan_count:
             raise nan_error(x.shape, nan_count, first_nan, hint=True, groups=groups)
     np.greater(x, 0, out=out)  # 0 or 1 in place, then -1 or +1

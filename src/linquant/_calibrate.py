@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _backend, _checks
-from ._api import dynamic_settings, minmax, range_params
+from ._api import dynamic_settings, minmax, nan_error, range_of, range_params
 from ._groups import Grouping, group_args, group_rows, grouping
 from ._histograms import NO_WIDTH, merged, row_histograms
 from ._layout import as_float_input
@@ -213,7 +213,11 @@ class Observer:
         if groups is None:
             self._fold(np.zeros(1, np.intp), *self._summary(arr))
             return self
-        lo, hi = minmax(arr)  # NaN raises, naming the first
+        lo, hi, nan_count, first = range_of(arr)
+        if nan_count:  # named by its index in the whole array, and its group
+            index = np.add(np.unravel_index(first, arr.shape), start)
+            flat = int(np.ravel_multi_index(index, whole))
+            raise nan_error(whole, nan_count, flat, hint=False, groups=groups)
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError(INFINITY)
         for group_ids, rows in group_rows(arr, start, groups):
