@@ -357,7 +357,8 @@ BAD_DATA = [
     (["dequantize", "plain.npz", "-o", "y.npy"], "plain.npz: not a linquant file"),
     (["dequantize", "absent.npz", "-o", "y.npy"], "absent.npz: No such file or directory"),
     (["info", "plain.npz"], "plain.npz: not a linquant file"),
-    (["info", "good.npz", "--compare", "ints.npy"], "ints.npy has shape (5,), good.npz has"),
+    (["info", "good.npz", "--compare", "ints.npy"], "ints.npy: x must be a float16, float32"),
+    (["info", "good.npz", "--compare", "nan.npy"], "nan.npy has shape (3,), good.npz has"),
     (["info", "good.npz", "--compare", "notes.txt"], "notes.txt: not a .npy file"),
 ]
 

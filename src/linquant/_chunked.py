@@ -177,6 +177,11 @@ class NpyInput:
         self.fortran_order = not array.flags.c_contiguous
         del array  # nothing of it was read
 
+    def mapped(self, file: IO[bytes]) -> np.memmap:
+        """The whole array, mapped anew (its pages leave memory when it is deleted)."""
+        order = "F" if self.fortran_order else "C"
+        return np.memmap(file, self.dtype, "r", self.offset, self.shape, order)
+
     def windows(self, file: IO[bytes], chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, Any]]:
         """Each chunk with its values, a native float32 or float64 array (SPEC §1)."""
         for chunk in chunks:
@@ -382,30 +387,23 @@ def compare_file(
     """Error metrics of the linquant file ``source`` against the ``.npy`` file ``original``:
     ``lq.error_metrics(np.load(original), lq.load(source).dequantize())``, the values of both
     read a chunk at a time (memory bounded by ``chunk_bytes``; sums in float64)."""
-    try:
-        values = np.load(original, mmap_mode="r", allow_pickle=False)
-    except (ValueError, EOFError) as error:
-        raise ValueError(f"{os.fspath(original)}: not a .npy file ({error})") from None
-    if not isinstance(values, np.ndarray):
-        values.close()
-        raise ValueError(f"{os.fspath(original)}: not a .npy file (an .npz archive)")
-    with _io.Reader(source) as reader:
+    npy = NpyInput(original)
+    with _io.Reader(source) as reader, open(npy.path, "rb") as file:
         header = reader.header
-        if values.shape != header.shape:
+        if npy.shape != header.shape:
             raise ValueError(
-                f"{os.fspath(original)} has shape {values.shape}, {os.fspath(source)} has "
-                f"{header.shape}"
+                f"{npy.path} has shape {npy.shape}, {os.fspath(source)} has {header.shape}"
             )
-        if values.dtype.kind not in "fiu":
-            raise TypeError(f"{os.fspath(original)} holds {values.dtype}, not real numbers")
         out_dtype = np.dtype(np.float64 if header.source_dtype == np.float64 else np.float32)
-        in_memory_order = values.T if header.fortran_order else values
         sums = ErrorSums()
         # a chunk's values and reconstruction in float64 too: a quarter of chunk_bytes each
         for chunk, x_hat in _dequantized(reader, out_dtype, max(1, chunk_bytes // 4)):
+            values = npy.mapped(file)  # mapped for this chunk alone: its pages leave after
+            in_memory_order = values.T if header.fortran_order else values
             x = np.asarray(in_memory_order[chunk.slices], np.float64)
+            del values, in_memory_order
             if np.isnan(x).any():
-                raise ValueError(f"{os.fspath(original)} contains NaN")
+                raise ValueError(f"{npy.path} contains NaN")
             sums.add(x, x_hat.astype(np.float64))
         reader.verify()
     if sums.count == 0:
