@@ -177,10 +177,11 @@ class NpyInput:
         self.fortran_order = not array.flags.c_contiguous
         del array  # nothing of it was read
 
-    def mapped(self, file: IO[bytes]) -> np.memmap:
+    def mapped(self, file: IO[bytes]) -> np.ndarray:
         """The whole array, mapped anew (its pages leave memory when it is deleted)."""
-        order = "F" if self.fortran_order else "C"
-        return np.memmap(file, self.dtype, "r", self.offset, self.shape, order)
+        flat = np.memmap(file, self.dtype, "r", self.offset, (math.prod(self.shape),))
+        whole: np.ndarray = flat.reshape(self.shape, order="F" if self.fortran_order else "C")
+        return whole
 
     def windows(self, file: IO[bytes], chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, Any]]:
         """Each chunk with its values, a native float32 or float64 array (SPEC §1)."""

@@ -82,17 +82,13 @@ class QuantizationParams:
         set_field(self, "axis", axis)
         set_field(self, "block_size", block_size)
         scale = np.asarray(self.scale)
-        if scale.dtype not in FLOAT_DTYPES[1:]:
+        if scale.dtype.name not in SCALE_DTYPES:
             raise TypeError(f"scale must be float32 or float64, got {scale.dtype}")
         wf = scale.dtype.type
         if axis is None:
-            checked_scale, zero_point = (
-                _checks.scale(scale, wf),
-                _checks.zero_point(self.zero_point),
-            )
-            set_field(self, "scale", checked_scale)
-            set_field(self, "zero_point", np.int32(zero_point))
-            zero_points = np.asarray(zero_point)
+            set_field(self, "scale", _checks.scale(scale, wf))
+            set_field(self, "zero_point", np.int32(_checks.zero_point(self.zero_point)))
+            zero_points = np.asarray(self.zero_point)
         else:
             if block_size is None and scale.ndim != 1:
                 raise ValueError(f"per-axis scales must be 1-D, got shape {scale.shape}")
