@@ -13,6 +13,7 @@ import pytest
 
 import linquant as lq
 from linquant._backend import available_backends
+from linquant._layout import as_float_input
 
 if TYPE_CHECKING:
     from tests.conftest import PythonRun
@@ -195,3 +196,54 @@ def test_cli_usage_error_exits_2() -> None:
         [sys.executable, "-m", "linquant", "frobnicate"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+class DLPackOnly:
+    """A tensor library's array as linquant sees it: DLPack alone, no ``__array__``."""
+
+    def __init__(self, array: np.ndarray, device: tuple[int, int] = (1, 0)) -> None:
+        self.array, self.device = array, device
+
+    def __dlpack__(self, **options: object) -> object:
+        return self.array.__dlpack__(**options)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return self.device
+
+
+class ArrayOnly:
+    """An object NumPy converts through ``__array__`` (as Arrow's and pandas' do)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        return self.array
+
+
+def test_tensors_in_host_memory_are_read_through_dlpack_without_a_copy() -> None:
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)[:, ::2]  # strided
+    view = as_float_input(DLPackOnly(x))
+    assert np.shares_memory(view, x) and np.array_equal(view, x)
+    for wrapped in (DLPackOnly(x), ArrayOnly(x)):
+        expected = lq.quantize(x, 4, axis=1)
+        qa = lq.quantize(wrapped, 4, axis=1)
+        assert np.array_equal(qa.data, expected.data) and np.array_equal(qa.scale, expected.scale)
+    assert np.array_equal(lq.quantize_linear(DLPackOnly(x), 0.1), lq.quantize_linear(x, 0.1))
+    pinned = DLPackOnly(x, (3, 0))  # CUDA's pinned host memory: NumPy reads it
+    assert np.array_equal(lq.minmax(pinned), lq.minmax(x))
+
+
+@pytest.mark.parametrize(("device", "name"), [((2, 1), "cuda:1"), ((8, 0), "metal:0")])
+def test_a_tensor_in_device_memory_raises_naming_the_device(
+    device: tuple[int, int], name: str
+) -> None:
+    with pytest.raises(TypeError, match=f"x is in {name} memory"):
+        lq.quantize(DLPackOnly(np.ones(3, np.float32), device))
+
+
+def test_a_pytorch_tensor_is_quantized_in_place_of_a_copy() -> None:
+    torch = pytest.importorskip("torch", reason="torch is a benchmark dependency, not a test one")
+    t = torch.linspace(-2, 2, 64).reshape(8, 8)
+    assert np.shares_memory(as_float_input(t), t.numpy())
+    assert np.array_equal(lq.quantize(t, 3).data, lq.quantize(t.numpy(), 3).data)

@@ -23,7 +23,7 @@ import numpy as np
 from . import _checks, _rounding
 from ._api import quantize_given
 from ._groups import group_args
-from ._layout import FLOAT_DTYPES, as_float_input
+from ._layout import FLOAT_DTYPES, as_array, as_float_input
 from ._output import replacing
 from ._params import storage_dtype
 from ._quantized import QuantizedArray
@@ -142,7 +142,7 @@ class QuantizationParams:
         codes saturate where ``x`` leaves the fitted range. ``nan``, ``rounding``, ``seed``
         and ``position`` as for :func:`linquant.quantize`. ``x`` must have the parameters'
         channels or blocks along ``axis``."""
-        arr = np.asarray(x)
+        arr = as_array(x)
         values = as_float_input(arr)
         checked_rounding = _rounding.rounding(rounding, seed, position, arr.shape)
         data = quantize_given(

@@ -18,13 +18,44 @@ FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 WORKING_FLOATS = FLOAT_DTYPES[1:]
 
 
+# DLPack's device types (dlpack.h's DLDeviceType): the host ones NumPy reads, and names
+DLPACK_HOST = (1, 3)  # kDLCPU, kDLCUDAHost (pinned host memory)
+DLPACK_DEVICES = {2: "cuda", 4: "opencl", 7: "vulkan", 8: "metal", 9: "vpi", 10: "rocm"}
+DLPACK_DEVICES |= {12: "ext_dev", 13: "cuda_managed", 14: "oneapi", 15: "webgpu", 16: "hexagon"}
+
+
+def as_array(x: object) -> np.ndarray:
+    """``x`` as a NumPy array: itself, or a view of a tensor in host memory (through DLPack
+    where it has ``__dlpack__``, as PyTorch, JAX and CuPy's host arrays do, without a copy),
+    or what ``np.asarray`` makes of it (``__array__``, sequences). A tensor in a device's
+    memory raises TypeError naming the device."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "__dlpack__"):
+        return np.asarray(x)
+    device = getattr(x, "__dlpack_device__", None)
+    if device is not None:
+        kind, number = device()
+        if kind not in DLPACK_HOST:
+            name = f"{DLPACK_DEVICES.get(int(kind), f'device type {kind}')}:{number}"
+            raise TypeError(
+                f"x is in {name} memory; linquant reads host memory: move it there first "
+                "(e.g. x.cpu() in PyTorch)"
+            )
+    try:
+        return np.from_dlpack(x)
+    except (BufferError, TypeError, ValueError, RuntimeError) as error:
+        if hasattr(x, "__array__"):  # a layout or dtype DLPack cannot carry to NumPy
+            return np.asarray(x)
+        raise TypeError(f"x cannot be read as a NumPy array through DLPack: {error}") from None
+
+
 def as_float_input(x: object) -> np.ndarray:
     """Return ``x`` as a native-order, aligned float32 or float64 array (SPEC §1).
 
     float16 is widened to float32 (its working float) and byte-swapped or misaligned input is
-    copied; everything else is returned as it is, a view, never modified.
+    copied; everything else is returned as it is, a view, never modified (a tensor, through
+    :func:`as_array`).
     """
-    arr = np.asarray(x)
+    arr = as_array(x)
     if arr.dtype in WORKING_FLOATS:  # the common case, first
         return native_aligned(arr)
     if arr.dtype.kind != "f" or arr.dtype.newbyteorder("=") not in FLOAT_DTYPES:

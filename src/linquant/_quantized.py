@@ -12,7 +12,7 @@ from ._api import dequantize_linear, dynamic_quantize
 from ._calibrate import Observer, checked_range, observer_for
 from ._formats import StoredCodes
 from ._groups import grouping
-from ._layout import as_float_input
+from ._layout import as_array, as_float_input
 from ._packing import dequantize_packed, dynamic_quantize_packed, unpack
 from ._params import storage_dtype
 
@@ -231,7 +231,7 @@ def quantize(
     >>> packed.data, packed.codes()  # -4 and 1 share a byte: 0xC | 0x1 << 4
     (array([28,  7], dtype=uint8), array([-4,  1,  7], dtype=int8))
     """
-    arr = np.asarray(x)
+    arr = as_array(x)
     values = as_float_input(arr)  # its TypeError before the rounding's ValueError
     checked_rounding = _rounding.rounding(rounding, seed, position, arr.shape)
     if not isinstance(pack, (bool, np.bool_)):

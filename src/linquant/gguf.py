@@ -28,6 +28,7 @@ import numpy as np
 
 from . import _backend
 from ._formats import BLOCK_TYPE_BY_NAME, BlockType
+from ._layout import as_array
 from ._output import replacing
 
 __all__ = ["TYPES", "Tensor", "dequantize", "quantize", "read", "write"]
@@ -58,7 +59,7 @@ def _undefined_block(shape: tuple[int, ...], block: int, name: str) -> ValueErro
 
 def _values(x: object, name: str = "x") -> np.ndarray:
     """``x`` as the float32 array ggml quantizes, once its dtype and shape are checked."""
-    arr = np.asarray(x)
+    arr = as_array(x)
     if arr.dtype.newbyteorder("=") not in _INPUT_DTYPES:
         raise TypeError(f"{name} must be a float16, float32 or float64 array, got {arr.dtype}")
     if arr.ndim == 0 or arr.shape[-1] % 32:
