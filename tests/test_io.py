@@ -45,9 +45,17 @@ def assert_same(a: lq.QuantizedArray, b: lq.QuantizedArray) -> None:
 
 
 def round_trip(tmp_path: Path, qa: lq.QuantizedArray) -> lq.QuantizedArray:
+    """``qa`` saved and loaded; loaded with its codes memory-mapped too, the same."""
     path = tmp_path / "qa.npz"
     lq.save(path, qa)
-    return lq.load(path)
+    back = lq.load(path)
+    mapped = lq.load(path, mmap=True)
+    assert_same(back, mapped)
+    assert not mapped.data.flags.writeable and mapped.data.flags.c_contiguous == (
+        back.data.flags.c_contiguous
+    )
+    assert isinstance(mapped.data.base, np.memmap) or mapped.data.size == 0
+    return back
 
 
 @pytest.mark.parametrize("bits", range(1, 17))
@@ -252,14 +260,15 @@ def test_every_flipped_byte_is_caught_or_harmless(saved: Path, tmp_path: Path) -
         flipped = bytearray(data)
         flipped[offset] ^= 0xFF
         damaged.write_bytes(bytes(flipped))
-        try:
-            back = lq.load(damaged)
-        except ValueError as error:
-            messages.append(str(error))
-        else:
-            assert_same(original, back)
+        for mmap in (False, True):
+            try:
+                back = lq.load(damaged, mmap=mmap)
+            except ValueError as error:
+                messages.append(str(error))
+            else:
+                assert_same(original, back)
     assert all(message.startswith(f"{damaged}: ") for message in messages)
-    assert len(messages) > len(data) // 2
+    assert len(messages) > len(data)  # half of the bytes, each read both ways
 
 
 def test_foreign_files(tmp_path: Path) -> None:
@@ -795,3 +804,19 @@ def test_save_errors_name_the_path_not_a_temporary_file(tmp_path: Path) -> None:
             lq.save(path, lq.quantize(X))
         assert info.value.filename == str(path)
     assert os.listdir(tmp_path / "folder") == []
+
+
+def test_a_mapped_load_reads_the_codes_in_bounded_memory(tmp_path: Path) -> None:
+    x = RNG.standard_normal((4096, 4096)).astype(np.float32)
+    path = tmp_path / "big.npz"
+    lq.save(path, lq.quantize(x, 8))  # 16 MiB of codes, read a chunk of 1 MiB at a time
+    tracemalloc.start()
+    try:
+        mapped = lq.load(path, mmap=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20 and isinstance(mapped.data.base, np.memmap)
+    np.testing.assert_array_equal(mapped.data, lq.load(path).data)
+    with pytest.raises(ValueError, match="mmap must be True or False"):
+        lq.load(path, mmap="r")  # type: ignore[arg-type]

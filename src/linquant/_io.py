@@ -76,6 +76,10 @@ NPY_HEADER_MAX = 10_000
 # dimensions' product.
 NPY_MAXDIMS = 64
 NPY_BYTES_MAX = int(np.iinfo(np.intp).max)
+# A zip local file header (APPNOTE 4.3.7): its signature and fixed size, then the name and
+# the extra field, whose lengths are its last two fields.
+LOCAL_HEADER_SIGNATURE = b"PK\x03\x04"
+LOCAL_HEADER_SIZE = 30
 
 # The .npy format versions a member may have, each with the format of its header's length.
 _NPY_VERSIONS = {b"\x93NUMPY\x01\x00": "<H", b"\x93NUMPY\x02\x00": "<I"}
@@ -445,6 +449,8 @@ class Reader:
         codes, size = self._open("codes")
         try:
             member_shape, fortran_order, member_dtype = self._npy_header("codes", codes, size)
+            # where the codes' bytes start in the file: the member's data, past its .npy header
+            self._codes_offset = self._data_start("codes") + codes.tell()
             shape = tuple(meta["shape"])
             if meta["code_format"] is None and member_shape != shape:
                 raise ValueError(
@@ -475,6 +481,32 @@ class Reader:
             codes.close()
             raise
         self.header = header
+        return codes
+
+    def _data_start(self, name: str) -> int:
+        """The offset in the file of the stored member ``name``'s first byte: past its zip
+        local header, whose name and extra field lengths it gives."""
+        info = self._archive.getinfo(f"{name}.npy")
+        self._file.seek(info.header_offset)  # (zipfile seeks to its own place before reading)
+        local = self._file.read(LOCAL_HEADER_SIZE)
+        if len(local) != LOCAL_HEADER_SIZE or local[:4] != LOCAL_HEADER_SIGNATURE:
+            raise ValueError(f"{self.path}: damaged member {name!r} (no zip local header)")
+        lengths: tuple[int, int] = struct.unpack("<2H", local[26:30])  # the name, the extra
+        return int(info.header_offset) + LOCAL_HEADER_SIZE + sum(lengths)
+
+    def mapped(self) -> np.ndarray:
+        """The codes as stored (packed or not), memory-mapped read-only, once all of them
+        were read through chunk by chunk and checked (their range, the member's checksum)."""
+        header, fmt = self.header, self.header.format
+        for chunk in chunks(header.memory_shape, None, CHUNK_ELEMENTS, align=fmt.per_item):
+            self.header.checked_codes(self._read_stored(chunk.shape), chunk.shape)
+        self.verify()
+        stored_shape = fmt.stored_shape(header.shape)
+        dtype = fmt.container if fmt.packed else header.code_dtype
+        if math.prod(stored_shape) == 0:  # nothing to map
+            return np.empty(stored_shape, dtype)
+        flat = np.memmap(self._file, dtype, "r", self._codes_offset, (math.prod(stored_shape),))
+        codes: np.ndarray = flat.reshape(stored_shape, order="F" if header.fortran_order else "C")
         return codes
 
     def _read_stored(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -517,7 +549,7 @@ class Reader:
         self.close()
 
 
-def load(path: str | os.PathLike[str]) -> QuantizedArray:
+def load(path: str | os.PathLike[str], mmap: bool = False) -> QuantizedArray:
     """Read a :class:`QuantizedArray` written by :func:`save`, exactly as it was saved (codes
     of up to 4 bits come back packed, as the file holds them: ``qa.codes()`` unpacks them).
 
@@ -528,6 +560,10 @@ def load(path: str | os.PathLike[str]) -> QuantizedArray:
     Every size the file claims is checked against the file before anything is allocated
     (see the module). Nothing is unpickled. A missing file raises FileNotFoundError.
 
+    ``mmap=True`` maps the codes read-only from the file instead of reading them into memory
+    (``qa.data`` is then a ``np.memmap``): they are read through once, chunk by chunk, for
+    the same checks, and the file must stay as it is while ``qa`` is used.
+
     >>> import numpy as np, linquant as lq, tempfile, os
     >>> qa = lq.quantize(np.array([-1.0, 0.5, 2.0], np.float32), bits=2)
     >>> path = os.path.join(tempfile.mkdtemp(), "x.npz")
@@ -537,8 +573,12 @@ def load(path: str | os.PathLike[str]) -> QuantizedArray:
     >>> np.load(path, allow_pickle=False)["codes"]  # packed: 0 | 1 << 2 | 3 << 4
     array([52], dtype=uint8)
     """
+    if not isinstance(mmap, (bool, np.bool_)):
+        raise ValueError(f"mmap must be True or False, got {mmap!r}")
     with Reader(path) as reader:
         header = reader.header
+        if mmap:
+            return header.quantized(reader.mapped())
         if header.packed:
             data = reader.read_packed()
         else:
