@@ -137,3 +137,31 @@ def test_saving_replaces_only_a_complete_file(tmp_path: Path) -> None:
     lq.QuantizationParams(np.float64(0.5), 1).save(path)
     assert lq.QuantizationParams.load(path) == lq.QuantizationParams(np.float64(0.5), 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(document())), JSON_VALUES)
+def test_any_value_of_any_key_loads_checked_or_raises_naming_the_file(
+    key: str, value: object
+) -> None:
+    """What loads is what the constructor accepts; anything else is a ValueError."""
+    path = Path("/tmp") / "linquant-fuzz-params-field.json"
+    changed = document()
+    changed[key] = value
+    path.write_text(json.dumps(changed))
+    try:
+        params, message = lq.QuantizationParams.load(path), ""
+    except ValueError as error:
+        params, message = None, str(error)
+    if params is None:
+        assert "linquant-fuzz-params-field.json" in message
+    else:
+        assert np.asarray(params.scale).dtype == np.dtype(changed["scale_dtype"])
+        assert np.asarray(params.scale).shape == tuple(changed["shape"])
