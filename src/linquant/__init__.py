@@ -32,6 +32,7 @@ from ._notebook import (
 )
 from ._packing import pack, unpack
 from ._quantized import QuantizedArray, quantize
+from ._safetensors import load_safetensors, save_safetensors
 from ._threads import get_num_threads, set_num_threads
 from ._version import __version__
 
@@ -53,6 +54,7 @@ __all__ = [
     "get_num_threads",
     "get_pool_limit",
     "load",
+    "load_safetensors",
     "minmax",
     "pack",
     "params_from_range",
@@ -60,6 +62,7 @@ __all__ = [
     "quantize",
     "quantize_linear",
     "save",
+    "save_safetensors",
     "set_backend",
     "set_num_threads",
     "set_pool_limit",

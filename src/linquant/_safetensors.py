@@ -1,0 +1,312 @@
+"""safetensors files: quantized arrays as plain tensors any safetensors reader loads.
+
+The format (huggingface/safetensors): an unsigned little-endian 64-bit header size ``N``, a
+JSON header of ``N`` bytes (an object: for each tensor its ``dtype``, ``shape`` and
+``data_offsets`` ``[begin, end)`` in the data after the header; ``__metadata__``, strings to
+strings), then the tensors' bytes, little-endian, C order, back to back.
+
+A :class:`QuantizedArray` named ``NAME`` is three tensors and a metadata entry (SPEC §11):
+``NAME.codes`` (the codes as stored: packed ``U8`` rows for codes of up to 4 bits, else the
+code dtype), ``NAME.scale`` (``F32``/``F64``, 0-d per tensor) and ``NAME.zero_point`` (``I32``;
+none for symmetric codes), and ``__metadata__["linquant:NAME"]``, a JSON object of ``bits``,
+``scheme``, ``axis``, ``block_size``, ``source_dtype``, ``shape``, ``rounding``, ``seed`` and
+``code_format`` (null unless packed). Other tensors are arrays, read as they are.
+
+Reading trusts nothing: the header's size is checked against the file (and
+``HEADER_MAX``) before it is read, every entry's dtype, shape and offsets are checked (the
+tensors must tile the data exactly, as the safetensors package requires), and quantized
+arrays go through the checks of :func:`linquant.load`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import struct
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+
+import numpy as np
+
+from ._checks import OUTPUT_FLOATS
+from ._chunks import chunks
+from ._formats import CodeFormat, code_format
+from ._io import Header, _checked, _not_a_number
+from ._output import replacing
+from ._packing import CHUNK_ELEMENTS, pack, packed_slices
+from ._params import storage_dtype
+from ._quantized import PACKED_BITS, QuantizedArray
+from ._version import __version__
+
+# safetensors' dtype names and the NumPy dtypes they are, little-endian
+DTYPES = {
+    "BOOL": np.dtype("?"),
+    "U8": np.dtype("u1"),
+    "I8": np.dtype("i1"),
+    "U16": np.dtype("<u2"),
+    "I16": np.dtype("<i2"),
+    "U32": np.dtype("<u4"),
+    "I32": np.dtype("<i4"),
+    "U64": np.dtype("<u8"),
+    "I64": np.dtype("<i8"),
+    "F16": np.dtype("<f2"),
+    "F32": np.dtype("<f4"),
+    "F64": np.dtype("<f8"),
+}
+NAMES = {dtype: name for name, dtype in DTYPES.items()}
+HEADER_MAX = 100_000_000  # the safetensors package's own bound on a header
+PREFIX = "linquant:"  # the metadata key of a quantized array: PREFIX + its name
+MEMBERS = ("codes", "scale", "zero_point")
+SETTINGS = ("bits", "scheme", "axis", "block_size", "source_dtype", "rounding", "seed")
+
+
+def _stored(qa: QuantizedArray) -> tuple[QuantizedArray, dict[str, np.ndarray]]:
+    """``qa`` as it is stored (codes of up to 4 bits packed, as :func:`linquant.save` packs
+    them), and its tensors by member name."""
+    if not qa.packed and qa.bits in PACKED_BITS and qa.shape:
+        packed = pack(qa.data, qa.bits)
+        qa = dataclasses.replace(qa, data=packed, length=qa.shape[-1])
+    members = {
+        "codes": qa.data,
+        "scale": np.asarray(qa.scale),
+        "zero_point": np.asarray(qa.zero_point, np.int32),
+    }
+    if qa.scheme == "symmetric":
+        del members["zero_point"]
+    return qa, members
+
+
+def _entry(array: np.ndarray) -> tuple[np.ndarray, str]:
+    """``array`` as it is written (little-endian), and its safetensors dtype."""
+    dtype = array.dtype.newbyteorder("<") if array.dtype.itemsize > 1 else array.dtype
+    if dtype not in NAMES:
+        raise TypeError(f"safetensors holds no {array.dtype} tensors")
+    return array.astype(dtype, copy=False), NAMES[dtype]
+
+
+def save_safetensors(
+    path: str | os.PathLike[str],
+    tensors: Mapping[str, QuantizedArray | np.ndarray],
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """Write ``tensors`` (names to :class:`QuantizedArray` or arrays) to the safetensors
+    file ``path``: each quantized array as its codes, scale and zero point (see the module,
+    SPEC §11), readable by the safetensors package alone; ``metadata`` (strings) goes into
+    ``__metadata__`` too. ``path`` is replaced only once complete, as :func:`linquant.save`
+    replaces a file.
+
+    >>> import numpy as np, linquant as lq, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+    >>> w = np.linspace(-1, 1, 64, dtype=np.float32).reshape(2, 32)
+    >>> lq.save_safetensors(path, {"w": lq.quantize(w, 4, axis=0), "b": np.zeros(2)})
+    >>> loaded = lq.load_safetensors(path)
+    >>> loaded["w"].format.name, loaded["w"].scale.shape, loaded["b"]
+    ('uint4', (2,), array([0., 0.]))
+    """
+    header: dict[str, Any] = {}
+    meta = {str(key): str(value) for key, value in (metadata or {}).items()}
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in tensors.items():
+        if not isinstance(name, str) or not name or name == "__metadata__":
+            raise ValueError(f"a tensor's name must be a non-empty string, got {name!r}")
+        if isinstance(value, QuantizedArray):
+            value, stored = _stored(value)
+            meta[PREFIX + name] = json.dumps(
+                {
+                    **{key: getattr(value, key) for key in SETTINGS},
+                    "source_dtype": value.source_dtype.name,
+                    "shape": list(value.shape),
+                    "code_format": value.format.name if value.packed else None,
+                }
+            )
+            members = {f"{name}.{member}": a for member, a in stored.items()}
+        else:
+            members = {name: np.asarray(value)}
+        for member_name, array in members.items():
+            if member_name in arrays:
+                raise ValueError(f"two tensors would be named {member_name!r}")
+            arrays[member_name] = array
+    offset = 0
+    entries = {}
+    for name, array in arrays.items():
+        entries[name], dtype = _entry(array)
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + array.nbytes],
+        }
+        offset += array.nbytes
+    if meta:
+        header["__metadata__"] = meta
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
+    with replacing(path) as file:
+        file.write(struct.pack("<Q", len(text)))
+        file.write(text)
+        for array in entries.values():
+            file.write(np.ascontiguousarray(array).reshape(-1).data)
+
+
+def _entries(
+    path: str, header: Any, data_size: int
+) -> dict[str, tuple[np.dtype, tuple[int, ...], int]]:
+    """Each tensor's dtype, shape and offset in the data, checked: the tensors tile the data."""
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: not a safetensors file (its header is not a JSON object)")
+    entries = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict) or sorted(entry) != ["data_offsets", "dtype", "shape"]:
+            raise ValueError(f"{path}: tensor {name!r}: an entry of dtype, shape, data_offsets")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise ValueError(f"{path}: tensor {name!r}: dtype {dtype!r} is not one linquant reads")
+        if not isinstance(shape, list) or not all(_size(n) for n in shape):
+            raise ValueError(f"{path}: tensor {name!r}: shape must be a list of sizes")
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_size, offsets)):
+            raise ValueError(f"{path}: tensor {name!r}: data_offsets must be [begin, end]")
+        begin, end = offsets
+        if (
+            not begin <= end <= data_size
+            or end - begin != math.prod(shape) * DTYPES[dtype].itemsize
+        ):
+            raise ValueError(
+                f"{path}: tensor {name!r}: data_offsets {offsets} do not hold {shape} {dtype} "
+                f"within the {data_size} bytes of data"
+            )
+        entries[name] = (DTYPES[dtype], tuple(shape), begin)
+    position = 0  # the tensors, by offset, must follow each other to the data's end
+    for begin, end in sorted(
+        (begin, begin + math.prod(shape) * dtype.itemsize)
+        for dtype, shape, begin in entries.values()
+    ):
+        if begin != position:  # a gap, or an overlap
+            raise ValueError(f"{path}: damaged safetensors file (tensors overlap or leave gaps)")
+        position = end
+    if position != data_size:
+        raise ValueError(f"{path}: damaged safetensors file (data past its tensors)")
+    return entries
+
+
+def _size(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _header(path: str, file: IO[bytes], size: int) -> tuple[Any, int]:
+    """The parsed JSON header and the offset of the data, the header's size checked first."""
+    prefix = file.read(8)
+    if len(prefix) != 8:
+        raise ValueError(f"{path}: not a safetensors file (shorter than its header's size)")
+    (length,) = struct.unpack("<Q", prefix)
+    if length > min(size - 8, HEADER_MAX):
+        raise ValueError(
+            f"{path}: not a safetensors file (a header of {length} bytes in a file of {size})"
+        )
+    try:
+        header = json.loads(file.read(length).decode(), parse_constant=_not_a_number)
+    except (ValueError, RecursionError) as error:
+        raise ValueError(f"{path}: not a safetensors file (its header: {error})") from None
+    return header, 8 + length
+
+
+def load_safetensors(
+    path: str | os.PathLike[str], mmap: bool = False
+) -> dict[str, QuantizedArray | np.ndarray]:
+    """The tensors of the safetensors file ``path``, by name: a :class:`QuantizedArray` for
+    each one :func:`save_safetensors` wrote, the others as arrays (native byte order). With
+    ``mmap=True`` the tensors' bytes stay in the file, memory-mapped read-only. A file that
+    is not a safetensors file, is damaged, or holds invalid quantized arrays raises
+    ValueError naming the file and the tensor."""
+    name = os.fspath(path)
+    with open(name, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        header, data_start = _header(name, file, size)
+        entries = _entries(name, header, size - data_start)
+        metadata = header.get("__metadata__", {})
+        if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
+            raise ValueError(f"{name}: __metadata__ must map strings to strings")
+        arrays = {}
+        for key, (dtype, shape, begin) in entries.items():
+            count = math.prod(shape)
+            if mmap and count:
+                flat: np.ndarray = np.memmap(file, dtype, "r", data_start + begin, (count,))
+            else:
+                file.seek(data_start + begin)
+                flat = np.frombuffer(file.read(count * dtype.itemsize), dtype)
+            arrays[key] = flat.reshape(shape)
+    tensors: dict[str, QuantizedArray | np.ndarray] = {}
+    for key, value in metadata.items():
+        if key.startswith(PREFIX):
+            tensors[key[len(PREFIX) :]] = _quantized(name, key[len(PREFIX) :], value, arrays)
+    members = {f"{quantized}.{m}" for quantized in tensors for m in MEMBERS}
+    for key, array in arrays.items():
+        if key not in members:
+            tensors[key] = array if mmap else array.astype(array.dtype.newbyteorder("="))
+    return tensors
+
+
+def _quantized(path: str, name: str, text: str, arrays: dict[str, np.ndarray]) -> QuantizedArray:
+    """The quantized array ``name``, from its tensors and metadata, checked as
+    :func:`linquant.load` checks a file."""
+    where = f"{path}: quantized tensor {name!r}"
+    try:
+        meta = json.loads(text, parse_constant=_not_a_number)
+    except (ValueError, RecursionError) as error:
+        raise ValueError(f"{where}: its metadata is not valid JSON ({error})") from None
+    expected = sorted((*SETTINGS, "shape", "code_format"))
+    if not isinstance(meta, dict) or sorted(meta) != expected:
+        raise ValueError(f"{where}: its metadata must have the keys {expected}")
+    shape = meta["shape"]
+    if not isinstance(shape, list) or not all(_size(n) for n in shape):
+        raise ValueError(f"{where}: shape must be a list of sizes, got {shape!r}")
+    if meta["source_dtype"] not in ("float16", "float32", "float64"):
+        raise ValueError(f"{where}: source_dtype must be float16, float32 or float64")
+    missing = [m for m in MEMBERS if f"{name}.{m}" not in arrays and m != "zero_point"]
+    if missing:
+        raise ValueError(f"{where}: no tensor {name}.{missing[0]}")
+    codes, scale = arrays[f"{name}.codes"], arrays[f"{name}.scale"]
+    if scale.dtype.newbyteorder("=") not in OUTPUT_FLOATS:
+        raise ValueError(f"{where}: scale must be F32 or F64, got {scale.dtype}")
+    zero_point = arrays.get(f"{name}.zero_point", np.zeros(scale.shape, np.int32))
+    try:
+        checked = _checked(where, tuple(shape), codes.dtype, scale, zero_point, meta)
+    except TypeError as error:  # a setting of the wrong type
+        raise ValueError(f"{where}: {error}") from None
+    packed = meta["code_format"] is not None
+    bits, scheme = checked[2], checked[3]
+    fmt = code_format(bits, scheme == "symmetric", packed)
+    if codes.shape != fmt.stored_shape(tuple(shape)) or (packed and not shape):
+        raise ValueError(
+            f"{where}: codes have shape {codes.shape}, not {fmt.stored_shape(tuple(shape))}"
+        )
+    if scheme == "symmetric" and f"{name}.zero_point" in arrays:
+        raise ValueError(f"{where}: symmetric codes have no zero point tensor")
+    header = Header(
+        where,
+        tuple(shape),
+        storage_dtype(bits, scheme == "symmetric"),
+        False,
+        *checked,
+        __version__,
+        packed,
+    )
+    native = codes.astype(codes.dtype.newbyteorder("="), copy=False)
+    if packed:
+        for chunk_slices, chunk_shape in _packed_chunks(tuple(shape), fmt):
+            header.checked_codes(native[chunk_slices], chunk_shape)
+    else:
+        header.check_codes(native)
+    return header.quantized(native)
+
+
+def _packed_chunks(
+    shape: tuple[int, ...], fmt: CodeFormat
+) -> Iterator[tuple[tuple[slice, ...], tuple[int, ...]]]:
+    """The packed rows of ``shape``'s codes a chunk at a time: their slices and shapes."""
+    for chunk in chunks(shape, None, CHUNK_ELEMENTS, align=fmt.per_item):
+        yield packed_slices(chunk, fmt), chunk.shape
