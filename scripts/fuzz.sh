@@ -27,7 +27,7 @@
 #   PYTHON         the interpreter for a fresh virtual environment (default: python3)
 #   KEEP=1         keep the temporary directory (new corpus entries, logs, the venv)
 # Exit status: 0 when every harness ran its time without a finding, 1 otherwise (2: usage).
-# Takes SECONDS per harness (three harnesses: 6 minutes by default), plus a few minutes to
+# Takes SECONDS per harness (five harnesses: 10 minutes by default), plus a few minutes to
 # build the package when FUZZ_VENV is not given. Needs PyPI without FUZZ_VENV.
 set -euo pipefail
 
