@@ -247,3 +247,30 @@ def test_a_pytorch_tensor_is_quantized_in_place_of_a_copy() -> None:
     t = torch.linspace(-2, 2, 64).reshape(8, 8)
     assert np.shares_memory(as_float_input(t), t.numpy())
     assert np.array_equal(lq.quantize(t, 3).data, lq.quantize(t.numpy(), 3).data)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"bits": 8, "axis": 0}, {"bits": 4, "scheme": "symmetric", "axis": 1, "block_size": 4}],
+)
+def test_to_torch_gives_codes_scale_and_zero_point_over_the_arrays_memory(
+    settings: dict[str, object],
+) -> None:
+    torch = pytest.importorskip("torch", reason="torch is a benchmark dependency, not a test one")
+    x = np.random.default_rng(2).standard_normal((6, 8)).astype(np.float32)
+    qa = lq.quantize(x, **settings)  # type: ignore[arg-type]
+    codes, scale, zero_point = qa.to_torch()
+    assert np.shares_memory(codes.numpy(), qa.data) and zero_point.dtype == torch.int32
+    expand = (
+        (lambda p: p[:, None]) if qa.block_size is None else (lambda p: p.repeat_interleave(4, 1))
+    )
+    x_hat = (codes.to(scale.dtype) - expand(zero_point)) * expand(scale)
+    assert np.array_equal(x_hat.numpy(), qa.dequantize())
+
+
+def test_to_torch_without_torch_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"pip install 'linquant\[torch\]'"):
+        lq.quantize(np.ones(3)).to_torch()

@@ -135,6 +135,26 @@ class QuantizedArray(StoredCodes):
             dtype=dtype,
         )
 
+    def to_torch(self) -> tuple[Any, Any, Any]:
+        """``(codes, scale, zero_point)`` as PyTorch tensors over this array's memory
+        (DLPack: no copy; packed codes are unpacked first, a copy), never a ``torch.ao``
+        quantized tensor. They are what ``torch.dequantize``-style code takes:
+        ``(codes.to(scale.dtype) - zero_point) * scale`` with the parameters broadcast along
+        ``axis`` (repeated ``block_size`` times per block) is :meth:`dequantize`. Write to
+        them only after ``.clone()``: this array's codes are read-only. Needs PyTorch
+        (``pip install 'linquant[torch]'``).
+        """
+        try:
+            import torch  # type: ignore[import-not-found, unused-ignore]
+        except ImportError as error:
+            raise ImportError(
+                "QuantizedArray.to_torch needs PyTorch: pip install 'linquant[torch]'"
+            ) from error
+        arrays = (self.codes(), np.asarray(self.scale), np.asarray(self.zero_point, np.int32))
+        from_dlpack = torch.from_dlpack  # type: ignore[attr-defined, unused-ignore]
+        codes, scale, zero_point = (from_dlpack(array) for array in arrays)
+        return codes, scale, zero_point
+
     def __repr__(self) -> str:
         if self.axis is None:
             params = f"scale={self.scale}, zero_point={int(self.zero_point)}"
