@@ -32,6 +32,7 @@ import pytest
 import linquant as lq
 from linquant import _chunked, _chunks, _output
 from linquant._groups import grouping
+from linquant._safetensors import quantize_safetensors
 
 RNG = np.random.default_rng(3)
 
@@ -773,3 +774,87 @@ def test_info_compares_chunk_by_chunk_in_bounded_memory(tmp_path: Path, order: s
     for name, value in expected.items():
         assert metrics[name] == pytest.approx(value, rel=1e-12), name
     assert peak < 2 << 20  # a whole array in float64 would be 8 MiB
+
+
+# --- safetensors files ------------------------------------------------------------------------
+
+
+def checkpoint(tmp_path: Path) -> dict[str, np.ndarray]:
+    """A small checkpoint, written by the safetensors package itself."""
+    safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="the oracle's wheel")
+    tensors = {
+        "layer.0.weight": RNG.standard_normal((16, 24)).astype(np.float32),
+        "layer.0.bias": RNG.standard_normal(16).astype(np.float32),
+        "layer.1.weight": RNG.standard_normal((8, 16)).astype(np.float16),
+        "embedding.weight": RNG.standard_normal((10, 4)),
+        "steps": np.arange(3, dtype=np.int64),
+    }
+    safetensors_numpy.save_file(tensors, str(tmp_path / "model.safetensors"), {"arch": "demo"})
+    return tensors
+
+
+def test_quantize_converts_a_checkpoints_matching_tensors(tmp_path: Path) -> None:
+    tensors = checkpoint(tmp_path)
+    options = ["--bits", "4", "--axis", "0", "--include", "*.weight", "--exclude", "emb*"]
+    out = cli(tmp_path, "quantize", "model.safetensors", "-o", "q.safetensors", *options)
+    assert "2 tensors to 4-bit asymmetric" in out.stdout
+    loaded = lq.load_safetensors(tmp_path / "q.safetensors")
+    for name in ("layer.0.weight", "layer.1.weight"):
+        expected = lq.quantize(tensors[name], 4, axis=0)
+        qa = loaded[name]
+        assert isinstance(qa, lq.QuantizedArray) and qa.source_dtype == tensors[name].dtype
+        assert np.array_equal(qa.codes(), expected.data)
+        assert np.array_equal(qa.scale, expected.scale)
+    for name in ("layer.0.bias", "embedding.weight", "steps"):
+        assert np.array_equal(loaded[name], tensors[name])
+        assert loaded[name].dtype == tensors[name].dtype  # type: ignore[union-attr]
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "q.safetensors"), framework="np") as theirs:
+        assert theirs.metadata()["arch"] == "demo"
+        members = [
+            f"layer.{i}.weight.{m}" for i in (0, 1) for m in ("codes", "scale", "zero_point")
+        ]
+        assert sorted(theirs.keys()) == sorted(
+            [*members, "layer.0.bias", "embedding.weight", "steps"]
+        )
+
+
+def test_quantize_calibrates_each_tensor_of_a_checkpoint(tmp_path: Path) -> None:
+    tensors = checkpoint(tmp_path)
+    args = ["--bits", "8", "--scheme", "symmetric", "--calibrate", "percentile:99", "--quiet"]
+    cli(tmp_path, "quantize", "model.safetensors", "-o", "q.safetensors", *args)
+    loaded = lq.load_safetensors(tmp_path / "q.safetensors")
+    steps = loaded.pop("steps")
+    assert isinstance(steps, np.ndarray) and steps.dtype == np.int64  # not a float tensor
+    for name, qa in loaded.items():
+        observer = lq.Observer("percentile", percentile=99.0, scheme="symmetric")
+        expected = lq.quantize(tensors[name], 8, "symmetric", calibration=observer)
+        assert isinstance(qa, lq.QuantizedArray) and np.array_equal(qa.data, expected.data)
+
+
+def test_quantizing_a_checkpoint_fails_naming_the_tensor_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    checkpoint(tmp_path)
+    message = fails(tmp_path, "quantize", "model.safetensors", "-o", "q.safetensors", "--axis", "1")
+    assert "model.safetensors: tensor 'layer.0.bias'" in message and "axis 1" in message
+    np.save(tmp_path / "x.npy", np.ones(3))
+    assert "take a .safetensors input" in fails(
+        tmp_path, "quantize", "x.npy", "-o", "q.npz", "--include", "*", status=2
+    )
+
+
+def test_a_checkpoint_is_quantized_a_tensor_at_a_time(tmp_path: Path) -> None:
+    """Memory holds one tensor's codes and parameters, never every tensor's."""
+    safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="the oracle's wheel")
+    tensors = {f"w{i}": RNG.standard_normal((256, 1024)).astype(np.float32) for i in range(8)}
+    safetensors_numpy.save_file(tensors, str(tmp_path / "big.safetensors"))  # 8 MiB
+    tracemalloc.start()
+    try:
+        quantized = quantize_safetensors(tmp_path / "big.safetensors", tmp_path / "q.safetensors")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sorted(quantized) == sorted(tensors)
+    assert peak < 3 << 20  # all the codes would be 2 MiB, all the values 8

@@ -26,6 +26,7 @@ from ._calibrate import Observer
 from ._chunked import CHUNK_BYTES, compare_file, dequantize_file, quantize_file
 from ._io import Reader
 from ._output import existing, remove_temporaries
+from ._safetensors import quantize_safetensors
 from ._version import __version__
 
 
@@ -88,10 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     quantize = commands.add_parser(
-        "quantize", parents=[common], help="quantize a .npy file into a linquant .npz file"
+        "quantize",
+        parents=[common],
+        help="quantize a .npy file into a linquant .npz file, or the tensors of a .safetensors "
+        "file into a .safetensors file",
     )
-    quantize.add_argument("input", metavar="IN.npy")
-    quantize.add_argument("-o", "--output", metavar="OUT.npz", required=True)
+    quantize.add_argument("input", metavar="IN.npy|IN.safetensors")
+    quantize.add_argument("-o", "--output", metavar="OUT.npz|OUT.safetensors", required=True)
     quantize.add_argument("--bits", type=_bits, default=8, help="2 to 16 (default 8)")
     quantize.add_argument("--scheme", choices=_checks.SCHEMES, default="asymmetric")
     quantize.add_argument("--axis", type=int, help="a scale and zero point per channel along it")
@@ -117,6 +121,14 @@ def _parser() -> argparse.ArgumentParser:
         help="clip to a calibrated range (per tensor, or per channel or block with --axis): "
         "minmax (default), percentile[:P] (P default 99.99), mse or entropy (SPEC §10)",
     )
+    for option, default in (("--include", "every float tensor"), ("--exclude", "none")):
+        quantize.add_argument(
+            option,
+            action="append",
+            metavar="PATTERN",
+            help=f"safetensors input: the float tensors to quantize, by name (fnmatch; "
+            f"repeatable; default {default})",
+        )
     quantize.set_defaults(usage_error=quantize.error)
 
     dequantize = commands.add_parser(
@@ -240,8 +252,13 @@ def _quantize(args: argparse.Namespace) -> None:
             scheme=args.scheme,
             **options,
         )
-    progress = _Progress(not args.quiet)
     start = time.perf_counter()
+    if args.input.endswith(".safetensors"):
+        _quantize_safetensors(args, observer, start)
+        return
+    if args.include or args.exclude:
+        args.usage_error("--include and --exclude take a .safetensors input")
+    progress = _Progress(not args.quiet)
     try:
         header = quantize_file(
             args.input,
@@ -264,6 +281,32 @@ def _quantize(args: argparse.Namespace) -> None:
         print(
             f"{args.input} -> {args.output}: {header.shape} {header.source_dtype} to "
             f"{header.bits}-bit {header.scheme} {header.format.name}, {_size(size)} -> "
+            f"{_size(os.path.getsize(args.output))} in {time.perf_counter() - start:.2f} s"
+        )
+
+
+def _quantize_safetensors(
+    args: argparse.Namespace, observer: Observer | None, start: float
+) -> None:
+    """``quantize`` of a safetensors file: its float tensors one at a time (SPEC §11)."""
+    quantized = quantize_safetensors(
+        args.input,
+        args.output,
+        tuple(args.include or ["*"]),
+        tuple(args.exclude or []),
+        bits=args.bits,
+        scheme=args.scheme,
+        axis=args.axis,
+        block_size=args.block_size,
+        nan=args.nan,
+        rounding=args.rounding,
+        seed=args.seed,
+        calibration=observer,
+    )
+    if not args.quiet:
+        print(
+            f"{args.input} -> {args.output}: {len(quantized)} tensors to {args.bits}-bit "
+            f"{args.scheme}, {_size(os.path.getsize(args.input))} -> "
             f"{_size(os.path.getsize(args.output))} in {time.perf_counter() - start:.2f} s"
         )
 

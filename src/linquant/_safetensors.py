@@ -21,11 +21,13 @@ arrays go through the checks of :func:`linquant.load`.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import math
 import os
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import IO, Any
 
 import numpy as np
@@ -33,11 +35,12 @@ import numpy as np
 from ._checks import OUTPUT_FLOATS
 from ._chunks import chunks
 from ._formats import CodeFormat, code_format
+from ._groups import grouping
 from ._io import Header, _checked, _not_a_number
 from ._output import replacing
 from ._packing import CHUNK_ELEMENTS, pack, packed_slices
 from ._params import storage_dtype
-from ._quantized import PACKED_BITS, QuantizedArray
+from ._quantized import PACKED_BITS, QuantizedArray, quantize
 from ._version import __version__
 
 # safetensors' dtype names and the NumPy dtypes they are, little-endian
@@ -86,6 +89,84 @@ def _entry(array: np.ndarray) -> tuple[np.ndarray, str]:
     return array.astype(dtype, copy=False), NAMES[dtype]
 
 
+def _settings(qa: QuantizedArray) -> str:
+    """The metadata entry of a quantized array, as stored (see the module)."""
+    return json.dumps(
+        {
+            **{key: getattr(qa, key) for key in SETTINGS},
+            "source_dtype": qa.source_dtype.name,
+            "shape": list(qa.shape),
+            "code_format": qa.format.name if qa.packed else None,
+        }
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """A tensor of a file being written: its name, dtype (as stored) and shape."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _planned(name: str, array: np.ndarray) -> Planned:
+    return Planned(name, _entry(array)[0].dtype, tuple(array.shape))
+
+
+@contextmanager
+def writing(
+    path: str | os.PathLike[str], planned: list[Planned], metadata: Mapping[str, str]
+) -> Iterator[Callable[[str, np.ndarray], None]]:
+    """Write a safetensors file of the ``planned`` tensors, header first: the caller then
+    gives each tensor's values, in order, to the function this yields (checked against the
+    plan). ``path`` is replaced once every tensor is written, as :func:`linquant.save`
+    replaces a file."""
+    header: dict[str, Any] = {}
+    offset = 0
+    for tensor in planned:
+        if tensor.name in header or tensor.name == "__metadata__":
+            raise ValueError(f"two tensors would be named {tensor.name!r}")
+        header[tensor.name] = {
+            "dtype": NAMES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + tensor.nbytes],
+        }
+        offset += tensor.nbytes
+    if metadata:
+        header["__metadata__"] = dict(metadata)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
+    remaining = iter(planned)
+    with replacing(path) as file:
+        file.write(struct.pack("<Q", len(text)))
+        file.write(text)
+
+        def put(name: str, array: np.ndarray) -> None:
+            stored, _ = _entry(array)
+            if _planned(name, array) != next(remaining, None):
+                raise RuntimeError(f"tensor {name!r} {stored.dtype} {stored.shape}: not planned")
+            file.write(np.ascontiguousarray(stored).reshape(-1).data)
+
+        yield put
+        if next(remaining, None) is not None:
+            raise RuntimeError("a planned tensor was not written")
+
+
+def _members(name: str, value: object) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The tensors (by name) and metadata entries that ``value``, named ``name``, is stored
+    as: a quantized array's three (two) and its settings, or an array."""
+    if not isinstance(value, QuantizedArray):
+        return {name: np.asarray(value)}, {}
+    qa, stored = _stored(value)
+    members = {f"{name}.{member}": array for member, array in stored.items()}
+    return members, {PREFIX + name: _settings(qa)}
+
+
 def save_safetensors(
     path: str | os.PathLike[str],
     tensors: Mapping[str, QuantizedArray | np.ndarray],
@@ -105,48 +186,20 @@ def save_safetensors(
     >>> loaded["w"].format.name, loaded["w"].scale.shape, loaded["b"]
     ('uint4', (2,), array([0., 0.]))
     """
-    header: dict[str, Any] = {}
     meta = {str(key): str(value) for key, value in (metadata or {}).items()}
     arrays: dict[str, np.ndarray] = {}
+    planned = []
     for name, value in tensors.items():
         if not isinstance(name, str) or not name or name == "__metadata__":
             raise ValueError(f"a tensor's name must be a non-empty string, got {name!r}")
-        if isinstance(value, QuantizedArray):
-            value, stored = _stored(value)
-            meta[PREFIX + name] = json.dumps(
-                {
-                    **{key: getattr(value, key) for key in SETTINGS},
-                    "source_dtype": value.source_dtype.name,
-                    "shape": list(value.shape),
-                    "code_format": value.format.name if value.packed else None,
-                }
-            )
-            members = {f"{name}.{member}": a for member, a in stored.items()}
-        else:
-            members = {name: np.asarray(value)}
+        members, settings = _members(name, value)
+        meta.update(settings)
         for member_name, array in members.items():
-            if member_name in arrays:
-                raise ValueError(f"two tensors would be named {member_name!r}")
             arrays[member_name] = array
-    offset = 0
-    entries = {}
-    for name, array in arrays.items():
-        entries[name], dtype = _entry(array)
-        header[name] = {
-            "dtype": dtype,
-            "shape": list(array.shape),
-            "data_offsets": [offset, offset + array.nbytes],
-        }
-        offset += array.nbytes
-    if meta:
-        header["__metadata__"] = meta
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
-    with replacing(path) as file:
-        file.write(struct.pack("<Q", len(text)))
-        file.write(text)
-        for array in entries.values():
-            file.write(np.ascontiguousarray(array).reshape(-1).data)
+            planned.append(_planned(member_name, array))
+    with writing(path, planned, meta) as put:
+        for tensor in planned:
+            put(tensor.name, arrays[tensor.name])
 
 
 def _entries(
@@ -191,6 +244,26 @@ def _entries(
     return entries
 
 
+def _metadata(path: str, header: dict[str, Any]) -> dict[str, str]:
+    """The header's ``__metadata__``, checked: strings to strings."""
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise ValueError(f"{path}: __metadata__ must map strings to strings")
+    return metadata
+
+
+def _mapped(file: IO[bytes], dtype: np.dtype, shape: tuple[int, ...], offset: int) -> np.ndarray:
+    """A tensor's values, memory-mapped read-only from ``file`` at ``offset``."""
+    count = math.prod(shape)
+    if count == 0:  # nothing to map
+        return np.empty(shape, dtype)
+    flat = np.memmap(file, dtype, "r", offset, (count,))
+    values: np.ndarray = flat.reshape(shape)
+    return values
+
+
 def _size(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -225,20 +298,15 @@ def load_safetensors(
         size = os.fstat(file.fileno()).st_size
         header, data_start = _header(name, file, size)
         entries = _entries(name, header, size - data_start)
-        metadata = header.get("__metadata__", {})
-        if not isinstance(metadata, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-        ):
-            raise ValueError(f"{name}: __metadata__ must map strings to strings")
+        metadata = _metadata(name, header)
         arrays = {}
         for key, (dtype, shape, begin) in entries.items():
-            count = math.prod(shape)
-            if mmap and count:
-                flat: np.ndarray = np.memmap(file, dtype, "r", data_start + begin, (count,))
+            if mmap:
+                arrays[key] = _mapped(file, dtype, shape, data_start + begin)
             else:
                 file.seek(data_start + begin)
-                flat = np.frombuffer(file.read(count * dtype.itemsize), dtype)
-            arrays[key] = flat.reshape(shape)
+                data = file.read(math.prod(shape) * dtype.itemsize)
+                arrays[key] = np.frombuffer(data, dtype).reshape(shape)
     tensors: dict[str, QuantizedArray | np.ndarray] = {}
     for key, value in metadata.items():
         if key.startswith(PREFIX):
@@ -310,3 +378,99 @@ def _packed_chunks(
     """The packed rows of ``shape``'s codes a chunk at a time: their slices and shapes."""
     for chunk in chunks(shape, None, CHUNK_ELEMENTS, align=fmt.per_item):
         yield packed_slices(chunk, fmt), chunk.shape
+
+
+def _quantized_plan(
+    name: str, shape: tuple[int, ...], source: np.dtype, settings: dict[str, Any]
+) -> tuple[list[Planned], str]:
+    """The tensors and the metadata entry that quantizing a tensor of ``shape`` and dtype
+    ``source`` with ``settings`` (``lq.quantize``'s) will store, before it is quantized."""
+    bits, scheme = settings["bits"], settings["scheme"]
+    signed = scheme == "symmetric"
+    packed = bits in PACKED_BITS and bool(shape)
+    fmt = code_format(bits, signed, packed)
+    groups = grouping(shape, settings["axis"], settings["block_size"])
+    param_shape = () if groups is None else groups.param_shape
+    wf = np.dtype("<f8" if source == np.float64 else "<f4")
+    codes_dtype = fmt.container if packed else storage_dtype(bits, signed).newbyteorder("<")
+    plan = [
+        Planned(f"{name}.codes", np.dtype(codes_dtype), fmt.stored_shape(shape)),
+        Planned(f"{name}.scale", wf, param_shape),
+    ]
+    if not signed:
+        plan.append(Planned(f"{name}.zero_point", np.dtype("<i4"), param_shape))
+    stochastic = settings["rounding"] == "stochastic"
+    entry = {
+        "bits": bits,
+        "scheme": scheme,
+        "axis": None if groups is None else groups.axis,
+        "block_size": None if groups is None else groups.block_size,
+        "source_dtype": source.newbyteorder("=").name,
+        "rounding": settings["rounding"],
+        "seed": settings["seed"] if stochastic else None,
+        "shape": list(shape),
+        "code_format": fmt.name if packed else None,
+    }
+    return plan, json.dumps({key: entry[key] for key in (*SETTINGS, "shape", "code_format")})
+
+
+def quantize_safetensors(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    include: tuple[str, ...] = ("*",),
+    exclude: tuple[str, ...] = (),
+    **settings: Any,
+) -> list[str]:
+    """Write to ``target`` the safetensors file ``source`` with each float tensor whose name
+    matches a pattern of ``include`` and none of ``exclude`` (``fnmatch``) quantized by
+    ``lq.quantize(tensor, **settings)`` (``bits``, ``scheme``, ``axis``, ``block_size``,
+    ``nan``, ``rounding``, ``seed``, ``calibration``) and stored as
+    :func:`save_safetensors` stores it; every other tensor and the metadata as they were.
+    One tensor at a time, mapped from ``source``: memory holds the largest tensor and its
+    codes at most. Returns the names quantized. Errors name the file and the tensor;
+    ``target`` is replaced only once complete."""
+    name = os.fspath(source)
+    settings = {"bits": 8, "scheme": "asymmetric", "axis": None, "block_size": None, **settings}
+    settings.setdefault("rounding", "half_even")
+    settings.setdefault("seed", None)
+    with open(name, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        header, data_start = _header(name, file, size)
+        entries = _entries(name, header, size - data_start)
+        metadata = dict(_metadata(name, header))
+        chosen = [
+            key
+            for key, (dtype, _, _) in entries.items()
+            if dtype.kind == "f"
+            and any(fnmatch.fnmatchcase(key, pattern) for pattern in include)
+            and not any(fnmatch.fnmatchcase(key, pattern) for pattern in exclude)
+        ]
+        planned, order = [], sorted(entries, key=lambda key: entries[key][2])
+        for key in order:
+            dtype, shape, _ = entries[key]
+            if key in chosen:
+                try:
+                    plan, entry = _quantized_plan(key, shape, dtype, settings)
+                except ValueError as error:
+                    raise ValueError(f"{name}: tensor {key!r}: {error}") from None
+                planned += plan
+                metadata[PREFIX + key] = entry
+            else:
+                planned.append(Planned(key, dtype, shape))
+        with writing(target, planned, metadata) as put:
+            for key in order:
+                dtype, shape, begin = entries[key]
+                values = _mapped(file, dtype, shape, data_start + begin)
+                if key not in chosen:
+                    put(key, values)
+                    continue
+                try:
+                    members, entries_made = _members(key, quantize(values, **settings))
+                except ValueError as error:
+                    raise ValueError(f"{name}: tensor {key!r}: {error}") from None
+                if entries_made[PREFIX + key] != metadata[PREFIX + key]:
+                    raise RuntimeError(f"tensor {key!r}: settings other than planned")
+                for member, array in members.items():
+                    put(member, array)
+                del values, members
+    return chosen
