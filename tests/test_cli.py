@@ -858,3 +858,24 @@ def test_a_checkpoint_is_quantized_a_tensor_at_a_time(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert sorted(quantized) == sorted(tensors)
     assert peak < 3 << 20  # all the codes would be 2 MiB, all the values 8
+
+
+def test_info_lists_a_checkpoints_tensors(tmp_path: Path) -> None:
+    checkpoint(tmp_path)
+    cli(
+        tmp_path,
+        "quantize",
+        "model.safetensors",
+        "-o",
+        "q.safetensors",
+        "--bits",
+        "4",
+        "--axis",
+        "0",
+    )
+    out = cli(tmp_path, "info", "q.safetensors").stdout
+    assert "layer.0.weight: (16, 24) float32 as uint4 4-bit asymmetric, axis 0" in out
+    assert "layer.1.weight: (8, 16) float16 as uint4" in out and "steps: (3,) int64" in out
+    assert "--compare takes" in fails(
+        tmp_path, "info", "q.safetensors", "--compare", "x.npy", status=2
+    )

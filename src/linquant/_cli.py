@@ -26,7 +26,8 @@ from ._calibrate import Observer
 from ._chunked import CHUNK_BYTES, compare_file, dequantize_file, quantize_file
 from ._io import Reader
 from ._output import existing, remove_temporaries
-from ._safetensors import quantize_safetensors
+from ._quantized import QuantizedArray
+from ._safetensors import load_safetensors, quantize_safetensors
 from ._version import __version__
 
 
@@ -142,11 +143,15 @@ def _parser() -> argparse.ArgumentParser:
         help="default: float64 if the quantized array was float64, else float32",
     )
 
-    info = commands.add_parser("info", help="print the parameters of a linquant .npz file")
-    info.add_argument("input", metavar="FILE.npz")
+    info = commands.add_parser(
+        "info",
+        help="print the parameters of a linquant .npz file, or a .safetensors file's tensors",
+    )
+    info.add_argument("input", metavar="FILE.npz|FILE.safetensors")
     info.add_argument(
         "--compare", metavar="ORIGINAL.npy", help="error metrics against the original array"
     )
+    info.set_defaults(usage_error=info.error)
 
     demo = commands.add_parser(
         "demo", help="quantize the notebook's data and a generated array; print a table"
@@ -323,7 +328,30 @@ def _dequantize(args: argparse.Namespace) -> None:
         print(f"{args.input} -> {args.output}: {header.shape}")
 
 
+def _info_safetensors(args: argparse.Namespace) -> None:
+    """``info`` of a safetensors file: each tensor, quantized ones with their settings."""
+    if args.compare is not None:
+        args.usage_error("--compare takes a linquant .npz file")
+    tensors = load_safetensors(args.input, mmap=True)  # checked; the bytes stay in the file
+    lines = [f"file:        {args.input} ({_size(os.path.getsize(args.input))})"]
+    for name, value in tensors.items():
+        if isinstance(value, QuantizedArray):
+            groups = "" if value.axis is None else f", axis {value.axis}"
+            if value.block_size is not None:
+                groups += f", block size {value.block_size}"
+            lines.append(
+                f"  {name}: {value.shape} {value.source_dtype} as {value.format.name} "
+                f"{value.bits}-bit {value.scheme}{groups}"
+            )
+        else:
+            lines.append(f"  {name}: {value.shape} {value.dtype}")
+    print("\n".join(lines))
+
+
 def _info(args: argparse.Namespace) -> None:
+    if args.input.endswith(".safetensors"):
+        _info_safetensors(args)
+        return
     with Reader(args.input) as reader:  # the header, checked; no code is read
         header = reader.header
     groups = "per tensor" if header.axis is None else f"axis {header.axis}"
