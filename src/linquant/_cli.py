@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,8 @@ from ._output import existing, remove_temporaries
 from ._quantized import QuantizedArray
 from ._safetensors import load_safetensors, quantize_safetensors
 from ._version import __version__
+
+QUANTIZE_SETTINGS = ("bits", "scheme", "axis", "block_size", "nan", "rounding", "seed")
 
 
 def _bits(text: str) -> int:
@@ -257,9 +260,11 @@ def _quantize(args: argparse.Namespace) -> None:
             scheme=args.scheme,
             **options,
         )
+    # what both inputs take: lq.quantize's settings
+    settings = {name: getattr(args, name) for name in QUANTIZE_SETTINGS}
     start = time.perf_counter()
     if args.input.endswith(".safetensors"):
-        _quantize_safetensors(args, observer, start)
+        _quantize_safetensors(args, {**settings, "calibration": observer}, start)
         return
     if args.include or args.exclude:
         args.usage_error("--include and --exclude take a .safetensors input")
@@ -268,13 +273,7 @@ def _quantize(args: argparse.Namespace) -> None:
         header = quantize_file(
             args.input,
             args.output,
-            bits=args.bits,
-            scheme=args.scheme,
-            axis=args.axis,
-            block_size=args.block_size,
-            nan=args.nan,
-            rounding=args.rounding,
-            seed=args.seed,
+            **settings,
             chunk_bytes=args.chunk_bytes,
             progress=progress,
             calibration=observer,
@@ -290,24 +289,10 @@ def _quantize(args: argparse.Namespace) -> None:
         )
 
 
-def _quantize_safetensors(
-    args: argparse.Namespace, observer: Observer | None, start: float
-) -> None:
+def _quantize_safetensors(args: argparse.Namespace, settings: dict[str, Any], start: float) -> None:
     """``quantize`` of a safetensors file: its float tensors one at a time (SPEC §11)."""
-    quantized = quantize_safetensors(
-        args.input,
-        args.output,
-        tuple(args.include or ["*"]),
-        tuple(args.exclude or []),
-        bits=args.bits,
-        scheme=args.scheme,
-        axis=args.axis,
-        block_size=args.block_size,
-        nan=args.nan,
-        rounding=args.rounding,
-        seed=args.seed,
-        calibration=observer,
-    )
+    include, exclude = tuple(args.include or ["*"]), tuple(args.exclude or [])
+    quantized = quantize_safetensors(args.input, args.output, include, exclude, **settings)
     if not args.quiet:
         print(
             f"{args.input} -> {args.output}: {len(quantized)} tensors to {args.bits}-bit "
