@@ -29,3 +29,22 @@ def run(
         tracemalloc.start()
     atheris.Setup(sys.argv, test_one_input, custom_mutator=mutate)
     atheris.Fuzz()
+
+
+def allocation_start() -> int:
+    """tracemalloc's count now, its peak reset: what :func:`check_allocation` compares to."""
+    tracemalloc.reset_peak()
+    return tracemalloc.get_traced_memory()[0]
+
+
+def check_allocation(before: int, size: int, per_byte: int, fixed: int) -> None:
+    """MemoryError if more than ``per_byte`` bytes per byte of an input of ``size`` bytes
+    (and ``fixed``) were allocated at the peak since ``before`` (tracemalloc's count)."""
+    peak = tracemalloc.get_traced_memory()[1] - before
+    if peak > per_byte * size + fixed:
+        raise MemoryError(f"reading {size} bytes allocated {peak}")
+
+
+def raw_mutate(data: bytes, max_size: int, seed: int) -> bytes:
+    """libFuzzer's own mutation of the bytes."""
+    return bytes(atheris.Mutate(data, max_size))

@@ -25,7 +25,6 @@ import io
 import os
 import random
 import tempfile
-import tracemalloc
 
 import _main  # a sibling module: fuzz/ is on sys.path
 import atheris
@@ -49,16 +48,13 @@ def test_one_input(data: bytes) -> None:
     with open(PATH, "wb") as file:
         file.write(data)
     qa = None
-    before = tracemalloc.get_traced_memory()[0]
-    tracemalloc.reset_peak()
+    before = _main.allocation_start()
     try:
         qa = lq.load(PATH)
     except ValueError as error:
         if not str(error).startswith(f"{PATH}: "):
             raise
-    peak = tracemalloc.get_traced_memory()[1] - before
-    if peak > ALLOCATION_PER_BYTE * len(data) + ALLOCATION_FIXED:
-        raise MemoryError(f"loading {len(data)} bytes allocated {peak}")
+    _main.check_allocation(before, len(data), ALLOCATION_PER_BYTE, ALLOCATION_FIXED)
     if qa is not None:  # in the scale's float: a float64 scale may not be one in float32
         qa.dequantize(qa.scale.dtype)
 

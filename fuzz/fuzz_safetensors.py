@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import tracemalloc
 
 import _main  # a sibling module: fuzz/ is on sys.path
 import atheris
@@ -40,8 +39,7 @@ ALLOCATION_FIXED = 2**20
 def test_one_input(data: bytes) -> None:
     with open(PATH, "wb") as file:
         file.write(data)
-    before = tracemalloc.get_traced_memory()[0]
-    tracemalloc.reset_peak()
+    before = _main.allocation_start()
     try:
         tensors = lq.load_safetensors(PATH)
     except ValueError as error:
@@ -55,13 +53,7 @@ def test_one_input(data: bytes) -> None:
             del values
         else:
             assert isinstance(tensor, np.ndarray)
-    peak = tracemalloc.get_traced_memory()[1] - before
-    if peak > ALLOCATION_PER_BYTE * len(data) + ALLOCATION_FIXED:
-        raise MemoryError(f"reading {len(data)} bytes allocated {peak}")
-
-
-def mutate(data: bytes, max_size: int, seed: int) -> bytes:
-    return bytes(atheris.Mutate(data, max_size))
+    _main.check_allocation(before, len(data), ALLOCATION_PER_BYTE, ALLOCATION_FIXED)
 
 
 def write_seeds(directory: str) -> None:
@@ -83,4 +75,4 @@ def write_seeds(directory: str) -> None:
 
 
 if __name__ == "__main__":
-    _main.run(write_seeds, test_one_input, mutate, trace_memory=True)
+    _main.run(write_seeds, test_one_input, _main.raw_mutate, trace_memory=True)
