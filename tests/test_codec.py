@@ -279,7 +279,8 @@ def test_import_linquant_imports_no_optional_dependency(python) -> None:
     code = (
         "import sys, linquant\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'numcodecs', 'zarr', 'dask', 'distributed'}))\n"
+        "{'numcodecs', 'zarr', 'dask', 'distributed', 'onnx', 'torch', 'safetensors', "
+        "'ml_dtypes'}))\n"
     )
     assert python(code).stdout.strip() == "[]"
 

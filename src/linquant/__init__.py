@@ -30,6 +30,7 @@ from ._notebook import (
     symmetric_dequantization,
     symmetric_quantization,
 )
+from ._onnx import from_onnx, to_onnx
 from ._packing import pack, unpack
 from ._quantized import QuantizedArray, quantize
 from ._safetensors import load_safetensors, save_safetensors
@@ -49,6 +50,7 @@ __all__ = [
     "dequantize_linear",
     "dynamic_quantize_linear",
     "error_metrics",
+    "from_onnx",
     "get_backend",
     "get_cpu_level",
     "get_num_threads",
@@ -68,5 +70,6 @@ __all__ = [
     "set_pool_limit",
     "symmetric_dequantization",
     "symmetric_quantization",
+    "to_onnx",
     "unpack",
 ]
