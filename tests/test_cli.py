@@ -848,8 +848,8 @@ def test_quantizing_a_checkpoint_fails_naming_the_tensor_and_writes_nothing(
 def test_a_checkpoint_is_quantized_a_tensor_at_a_time(tmp_path: Path) -> None:
     """Memory holds one tensor's codes and parameters, never every tensor's."""
     safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="the oracle's wheel")
-    tensors = {f"w{i}": RNG.standard_normal((256, 1024)).astype(np.float32) for i in range(8)}
-    safetensors_numpy.save_file(tensors, str(tmp_path / "big.safetensors"))  # 8 MiB
+    tensors = {f"w{i}": RNG.standard_normal((256, 1024)).astype(np.float32) for i in range(16)}
+    safetensors_numpy.save_file(tensors, str(tmp_path / "big.safetensors"))  # 16 MiB
     tracemalloc.start()
     try:
         quantized = quantize_safetensors(tmp_path / "big.safetensors", tmp_path / "q.safetensors")
@@ -857,7 +857,9 @@ def test_a_checkpoint_is_quantized_a_tensor_at_a_time(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert sorted(quantized) == sorted(tensors)
-    assert peak < 3 << 20  # all the codes would be 2 MiB, all the values 8
+    # a tensor is 1 MiB, its codes 256 KiB and the NumPy backend's temporaries a few MiB;
+    # all the values would be 16 MiB
+    assert peak < 6 << 20
 
 
 def test_info_lists_a_checkpoints_tensors(tmp_path: Path) -> None:
