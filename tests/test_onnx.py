@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -87,3 +88,16 @@ def test_without_onnx_the_error_says_which_extra_to_install(
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"pip install 'linquant\[onnx\]'"):
         lq.to_onnx({"w": lq.quantize(X)})
+
+
+def test_linquant_info_lists_a_models_arrays(tmp_path: Path) -> None:
+    blocks = lq.quantize(X, 4, "symmetric", axis=1, block_size=32)
+    onnx.save(lq.to_onnx({"w": blocks}), str(tmp_path / "m.onnx"))
+    (tmp_path / "junk.onnx").write_bytes(b"\xff" * 40)
+    run = [sys.executable, "-m", "linquant", "info"]
+    out = subprocess.run([*run, "m.onnx"], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert "w: (6, 64) float32 as int8 4-bit symmetric, axis 1, block size 32" in out.stdout
+    bad = subprocess.run([*run, "junk.onnx"], cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode == 1 and "junk.onnx: not an ONNX model" in bad.stderr
+    with pytest.raises(FileNotFoundError):
+        lq.from_onnx(tmp_path / "absent.onnx")

@@ -26,6 +26,7 @@ from . import _checks, _rounding
 from ._calibrate import Observer
 from ._chunked import CHUNK_BYTES, compare_file, dequantize_file, quantize_file
 from ._io import Reader
+from ._onnx import from_onnx
 from ._output import existing, remove_temporaries
 from ._quantized import QuantizedArray
 from ._safetensors import load_safetensors, quantize_safetensors
@@ -148,9 +149,10 @@ def _parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser(
         "info",
-        help="print the parameters of a linquant .npz file, or a .safetensors file's tensors",
+        help="print the parameters of a linquant .npz file, or the tensors of a .safetensors "
+        "file or an ONNX model",
     )
-    info.add_argument("input", metavar="FILE.npz|FILE.safetensors")
+    info.add_argument("input", metavar="FILE.npz|FILE.safetensors|FILE.onnx")
     info.add_argument(
         "--compare", metavar="ORIGINAL.npy", help="error metrics against the original array"
     )
@@ -313,11 +315,15 @@ def _dequantize(args: argparse.Namespace) -> None:
         print(f"{args.input} -> {args.output}: {header.shape}")
 
 
-def _info_safetensors(args: argparse.Namespace) -> None:
-    """``info`` of a safetensors file: each tensor, quantized ones with their settings."""
+def _info_tensors(args: argparse.Namespace) -> None:
+    """``info`` of a safetensors file or an ONNX model: each tensor, quantized ones with
+    their settings (read and checked; a safetensors file's bytes stay in the file)."""
     if args.compare is not None:
         args.usage_error("--compare takes a linquant .npz file")
-    tensors = load_safetensors(args.input, mmap=True)  # checked; the bytes stay in the file
+    if args.input.endswith(".onnx"):
+        tensors: dict[str, Any] = dict(from_onnx(args.input))
+    else:
+        tensors = dict(load_safetensors(args.input, mmap=True))
     lines = [f"file:        {args.input} ({_size(os.path.getsize(args.input))})"]
     for name, value in tensors.items():
         if isinstance(value, QuantizedArray):
@@ -334,8 +340,8 @@ def _info_safetensors(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    if args.input.endswith(".safetensors"):
-        _info_safetensors(args)
+    if args.input.endswith((".safetensors", ".onnx")):
+        _info_tensors(args)
         return
     with Reader(args.input) as reader:  # the header, checked; no code is read
         header = reader.header
@@ -402,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
         return _data_error(f"{where}{error.strerror or error}")
-    except ValueError as error:
+    except (ValueError, ImportError) as error:  # ImportError: an optional extra is missing
         return _data_error(str(error))
     except KeyboardInterrupt:
         print("linquant: interrupted", file=sys.stderr)

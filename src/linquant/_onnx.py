@@ -13,7 +13,9 @@ files), so that :func:`from_onnx` gives back the same :class:`QuantizedArray`. N
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -134,14 +136,21 @@ def _tensor(
 
 
 def from_onnx(model: Any) -> dict[str, QuantizedArray]:
-    """The quantized arrays of a model :func:`to_onnx` made (a ``ModelProto`` or a path):
+    """The quantized arrays of a model :func:`to_onnx` made (a ``ModelProto`` or a path;
+    a file that is not an ONNX model raises ValueError naming it):
     each ``DequantizeLinear`` output whose inputs are initializers and whose settings the
     model's ``metadata_props`` holds, checked as :func:`linquant.load` checks a file."""
     onnx = _onnx()
     from onnx import numpy_helper  # type: ignore[import-not-found, unused-ignore]
 
     if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(model)
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(errno.ENOENT, "No such file", path)
+        try:
+            model = onnx.load(path)
+        except Exception as error:  # the protobuf parser's, whatever the damage
+            raise ValueError(f"{path}: not an ONNX model ({type(error).__name__})") from None
     initializers = {tensor.name: tensor for tensor in model.graph.initializer}
     metadata = {prop.key: prop.value for prop in model.metadata_props}
     arrays = {}
