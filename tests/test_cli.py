@@ -781,7 +781,9 @@ def test_info_compares_chunk_by_chunk_in_bounded_memory(tmp_path: Path, order: s
 
 def checkpoint(tmp_path: Path) -> dict[str, np.ndarray]:
     """A small checkpoint, written by the safetensors package itself."""
-    safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="the oracle's wheel")
+    safetensors_numpy = pytest.importorskip(
+        "safetensors.numpy", reason="the safetensors package, the oracle, has no wheel here"
+    )
     tensors = {
         "layer.0.weight": RNG.standard_normal((16, 24)).astype(np.float32),
         "layer.0.bias": RNG.standard_normal(16).astype(np.float32),
@@ -847,7 +849,9 @@ def test_quantizing_a_checkpoint_fails_naming_the_tensor_and_writes_nothing(
 
 def test_a_checkpoint_is_quantized_a_tensor_at_a_time(tmp_path: Path) -> None:
     """Memory holds one tensor's codes and parameters, never every tensor's."""
-    safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="the oracle's wheel")
+    safetensors_numpy = pytest.importorskip(
+        "safetensors.numpy", reason="the safetensors package, the oracle, has no wheel here"
+    )
     tensors = {f"w{i}": RNG.standard_normal((256, 1024)).astype(np.float32) for i in range(16)}
     safetensors_numpy.save_file(tensors, str(tmp_path / "big.safetensors"))  # 16 MiB
     tracemalloc.start()

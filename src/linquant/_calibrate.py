@@ -117,10 +117,16 @@ class Observer:
         self.bins = _bins(bins)
         self.log2_bins = self.bins.bit_length() - 1
         # the settings, as given: a fresh observer's, and what merging observers must share
-        self._settings = (
-            *(method, axis, block_size, bits, scheme, include_zero),
-            *(self.percentile, self.bins),
-        )
+        self._settings: dict[str, Any] = {
+            "method": method,
+            "axis": axis,
+            "block_size": block_size,
+            "bits": bits,
+            "scheme": scheme,
+            "include_zero": include_zero,
+            "percentile": self.percentile,
+            "bins": self.bins,
+        }
         self.dtype: np.dtype | None = None  # the working float, from the first chunk
         # per channel or block: the grouping of the first chunk's array (its parameters' shape)
         self.groups: Grouping | None = None
@@ -165,17 +171,7 @@ class Observer:
 
     def fresh(self) -> Observer:
         """A new observer of the same settings, that has seen nothing."""
-        method, axis, block_size, bits, scheme, include_zero, percentile, bins = self._settings
-        return Observer(
-            method,
-            axis=axis,
-            block_size=block_size,
-            bits=bits,
-            scheme=scheme,
-            include_zero=include_zero,
-            percentile=percentile,
-            bins=bins,
-        )
+        return Observer(**self._settings)
 
     def _same_settings(self, other: Observer) -> None:
         if self._settings != other._settings:
@@ -332,11 +328,11 @@ class Observer:
             t = self._least_mse(positive, negative, edges, start, used, lo, hi)
         return self._clipped(t, lo, hi)
 
-    def _clipped(self, t: float, lo: float, hi: float) -> tuple[float, float]:
-        """The range of a threshold ``t`` on |x| (at most max|x|): ``[-t, t]``, or the
-        data's range ``[lo, hi]`` clipped to it."""
-        t = min(t, max(-lo, hi))
-        return (-t, t) if self.signed else (max(lo, -t), min(hi, t))
+    def _clipped(self, t: Any, lo: float, hi: float) -> tuple[Any, Any]:
+        """The range of a threshold ``t`` on |x| (at most max|x|; a float, or an array of
+        candidates): ``[-t, t]``, or the data's range ``[lo, hi]`` clipped to it."""
+        t = np.minimum(t, max(-lo, hi))
+        return (-t, t) if self.signed else (np.maximum(lo, -t), np.minimum(hi, t))
 
     def _least_mse(
         self,
@@ -358,8 +354,7 @@ class Observer:
         candidates = centres[start:used]
         if candidates.size == 0:
             return float(centres[start])
-        t = np.minimum(candidates, max(-lo, hi))  # as _clipped, for every candidate at once
-        low, high = (-t, t) if self.signed else (np.maximum(lo, -t), np.minimum(hi, t))
+        low, high = self._clipped(candidates, lo, hi)
         assert self.dtype is not None
         wf = self.dtype.type
         scales, zero_points = params_per_slice(

@@ -153,6 +153,16 @@ class Header:
         self.check_codes(codes)
         return codes
 
+    def check_stored(self, stored: np.ndarray) -> None:
+        """ValueError unless all the codes as stored (packed or not, in C order) fall in the
+        range of ``bits``: packed ones unpacked a chunk at a time, never all at once."""
+        if not self.packed:
+            self.check_codes(stored)
+            return
+        fmt = self.format
+        for chunk in chunks(self.shape, None, CHUNK_ELEMENTS, align=fmt.per_item):
+            self.checked_codes(stored[packed_slices(chunk, fmt)], chunk.shape)
+
     def check_codes(self, codes: np.ndarray) -> None:
         """ValueError if ``codes`` fall outside the range of ``bits``-bit codes (SPEC §1)."""
         qmin, qmax = integer_range(self.bits, self.scheme == "symmetric")

@@ -33,12 +33,11 @@ from typing import IO, Any
 import numpy as np
 
 from ._checks import OUTPUT_FLOATS
-from ._chunks import chunks
-from ._formats import CodeFormat, code_format
+from ._formats import code_format
 from ._groups import grouping
 from ._io import Header, _checked, _not_a_number
 from ._output import replacing
-from ._packing import CHUNK_ELEMENTS, pack, packed_slices
+from ._packing import pack
 from ._params import storage_dtype
 from ._quantized import PACKED_BITS, QuantizedArray, quantize
 from ._version import __version__
@@ -364,20 +363,8 @@ def _quantized(path: str, name: str, text: str, arrays: dict[str, np.ndarray]) -
         packed,
     )
     native = codes.astype(codes.dtype.newbyteorder("="), copy=False)
-    if packed:
-        for chunk_slices, chunk_shape in _packed_chunks(tuple(shape), fmt):
-            header.checked_codes(native[chunk_slices], chunk_shape)
-    else:
-        header.check_codes(native)
+    header.check_stored(native)
     return header.quantized(native)
-
-
-def _packed_chunks(
-    shape: tuple[int, ...], fmt: CodeFormat
-) -> Iterator[tuple[tuple[slice, ...], tuple[int, ...]]]:
-    """The packed rows of ``shape``'s codes a chunk at a time: their slices and shapes."""
-    for chunk in chunks(shape, None, CHUNK_ELEMENTS, align=fmt.per_item):
-        yield packed_slices(chunk, fmt), chunk.shape
 
 
 def _quantized_plan(
